@@ -1,0 +1,695 @@
+/**
+ * The executor: a long-lived service that takes tasks through a bounded queue, runs them under a concurrency
+ * cap, contains their failures, and delivers every outcome, in completion order, to a Pile.
+ *
+ * Its whole life is one `Scope`: `make` needs one, and closing it shuts the executor down (drain, then cancel
+ * after a grace period). `layer` provides it as a service.
+ *
+ * @since 0.1.0
+ */
+import * as Cause from "effect/Cause"
+import * as Clock from "effect/Clock"
+import * as Context from "effect/Context"
+import * as Deferred from "effect/Deferred"
+import type * as Duration from "effect/Duration"
+import * as Effect from "effect/Effect"
+import * as Exit from "effect/Exit"
+import * as Fiber from "effect/Fiber"
+import * as Layer from "effect/Layer"
+import * as Predicate from "effect/Predicate"
+import * as Result from "effect/Result"
+import * as Schedule from "effect/Schedule"
+import * as Scope from "effect/Scope"
+import * as Stream from "effect/Stream"
+import * as ExecutorError from "./ExecutorError.ts"
+import { Engine, type Phase, type ShutdownMode, type Strategy, type Task } from "./internal/engine.ts"
+import * as Check from "./internal/options.ts"
+import { OutcomeBuffer } from "./internal/outcomeBuffer.ts"
+import type * as Outcome from "./Outcome.ts"
+import type { Pile } from "./Pile.ts"
+
+// ---------------------------------------------------------------------------------------------------------
+// models
+// ---------------------------------------------------------------------------------------------------------
+
+/**
+ * Options of `make` and `layer`. Every field is optional; a bad value fails `make` with an `ExecutorError`
+ * whose reason is `InvalidOption`.
+ *
+ * @category models
+ * @since 0.1.0
+ */
+export interface Options {
+  /** A name for logs, metrics and errors. Default `"executor"`. */
+  readonly name?: string | undefined
+  /** Queue capacity Q: at most this many tasks wait to start (I13). An integer >= 1. Default 1024. */
+  readonly capacity?: number | undefined
+  /** Concurrency cap C: at most this many tasks run at once (I10). An integer >= 1. Default 16. */
+  readonly concurrency?: number | undefined
+  /**
+   * What `submit` does when the queue is full: `"suspend"` (the default) waits for space; `"dropping"` accepts
+   * the new task and ends it at once as `"dropped"`; `"sliding"` evicts the oldest queued task (its outcome is
+   * `"evicted"`) to make room.
+   */
+  readonly strategy?: Strategy | undefined
+  /** What closing the executor's scope does. Default: drain, with a 30 second grace period. */
+  readonly shutdown?: ShutdownOptions | undefined
+  /**
+   * How long shutdown waits for interrupted tasks and services (and their finalizers) to stop before it
+   * abandons them and records them as interrupted. Default 10 seconds.
+   */
+  readonly finalizerTimeout?: Duration.Input | undefined
+  /**
+   * The executor-wide Pile's buffer: `"unbounded"` (the default) keeps every outcome until it is read;
+   * `{ capacity }` bounds it, and a finished task whose outcome finds the buffer full keeps its concurrency
+   * slot until the consumer makes room (backpressure from consumer to producers); `"none"` keeps no outcomes
+   * (for services whose callers only await their handles) and makes reading `pile` a defect.
+   */
+  readonly pile?: "unbounded" | "none" | { readonly capacity: number } | undefined
+}
+
+/**
+ * How to shut down.
+ *
+ * - `"drain"` stops admission, lets every queued and running task finish, and after `grace` cancels the rest.
+ * - `"cancel"` stops admission and interrupts everything now.
+ *
+ * @category models
+ * @since 0.1.0
+ */
+export interface ShutdownOptions {
+  readonly mode?: ShutdownMode | undefined
+  /** The longest a drain may take before what is left is cancelled. Default 30 seconds. */
+  readonly grace?: Duration.Input | undefined
+}
+
+/**
+ * The handle of a submitted task.
+ *
+ * @category models
+ * @since 0.1.0
+ */
+export interface TaskHandle<A, E> {
+  /** The task's id, unique within the executor, increasing in submission order. */
+  readonly id: number
+  /** Waits for the task's outcome (its `Exit` with how it ended and after how many attempts). Never fails. */
+  readonly outcome: Effect.Effect<Outcome.Outcome<A, E, undefined>>
+  /** Waits for the task's `Exit`. Never fails. */
+  readonly await: Effect.Effect<Exit.Exit<A, E>>
+  /** Waits for the task and succeeds or fails as it did (an interruption interrupts the caller). */
+  readonly join: Effect.Effect<A, E>
+  /**
+   * Cancels the task and waits until it has stopped. A queued task ends at once; a running one is interrupted
+   * and its finalizers run. Its outcome is `"cancelled"`, unless it had already finished. Idempotent.
+   */
+  readonly cancel: Effect.Effect<void>
+  /** The outcome if the task has finished, without waiting. */
+  readonly poll: Effect.Effect<Outcome.Outcome<A, E, undefined> | undefined>
+}
+
+/**
+ * A plain snapshot of the executor's state. The numbers always add up (I15):
+ * `submitted = accepted + rejected` and `accepted = queued + waiting + running + finished`.
+ *
+ * @category models
+ * @since 0.1.0
+ */
+export interface Stats {
+  readonly phase: Phase
+  /** Submissions decided so far: accepted or rejected. */
+  readonly submitted: number
+  readonly accepted: number
+  /** Submissions refused with an error (closed, queue full): they have no handle and no outcome. */
+  readonly rejected: number
+  /** Tasks in the queue. */
+  readonly queued: number
+  /** Tasks out of the queue that wait before they can start (a retry delay, a rate budget). */
+  readonly waiting: number
+  /** Tasks whose fiber is running. */
+  readonly running: number
+  /** Tasks with an outcome. */
+  readonly finished: number
+  /** `finished`, by outcome kind. */
+  readonly outcomes: Readonly<Record<Outcome.Kind, number>>
+  /** Submitters waiting for space in the queue. */
+  readonly blockedSubmitters: number
+  /** The most tasks the queue ever held. */
+  readonly peakQueued: number
+  readonly capacity: number
+  readonly concurrency: number
+  /** Outcomes in the executor-wide Pile's buffer, not yet read. */
+  readonly pileBuffered: number
+  /** Tasks whose fibers did not stop within `finalizerTimeout` at shutdown. */
+  readonly abandoned: number
+  readonly services: { readonly running: number; readonly restarts: number }
+}
+
+/**
+ * Options of `start`.
+ *
+ * @category models
+ * @since 0.1.0
+ */
+export interface ServiceOptions {
+  /** The service's name, for errors and escalations. Default `"service-<n>"`. */
+  readonly name?: string | undefined
+  /**
+   * Restart the service when it fails after it became ready (Erlang's one-for-one), on this schedule. When
+   * the schedule is exhausted, or when there is none, a failure after readiness is escalated.
+   */
+  readonly restart?: Schedule.Schedule<unknown, unknown> | undefined
+}
+
+/**
+ * A running service.
+ *
+ * @category models
+ * @since 0.1.0
+ */
+export interface ServiceHandle<V> {
+  readonly name: string
+  /** The value the service passed to `ready`. */
+  readonly value: V
+  /** Interrupts the service and waits for it to stop. */
+  readonly stop: Effect.Effect<void>
+}
+
+/**
+ * Options of the batch form `run`.
+ *
+ * @category models
+ * @since 0.1.0
+ */
+export interface RunOptions {
+  /**
+   * Capacity of the batch's Pile buffer: when it is full, finished tasks keep their slots until the consumer
+   * reads (end-to-end backpressure). Default 256.
+   */
+  readonly buffer?: number | undefined
+}
+
+/**
+ * The executor. `A` and `E` bound what tasks may return and fail with; the service provided by `layer` is an
+ * `Executor<unknown, unknown>`, and each `submit` keeps its task's own types in the handle.
+ *
+ * @category models
+ * @since 0.1.0
+ */
+export interface Executor<A = unknown, E = unknown> {
+  readonly name: string
+  /**
+   * Puts a task in the queue, waiting while the queue is full, and returns its handle once accepted.
+   *
+   * **Details**
+   *
+   * - Suspends while the queue is full (strategy `"suspend"`); never waits with `"dropping"` or `"sliding"`.
+   * - Interrupting a waiting submitter leaves nothing queued.
+   * - Fails with `ExecutorError` `Closed` once shutdown has begun (I6).
+   * - The task runs later, in its own fiber, with the services of the submitter (its context is captured
+   *   here), including its tracer and clock.
+   * - The task's failure or defect becomes its outcome; nothing else notices (I4).
+   */
+  readonly submit: <A1 extends A, E1 extends E, R>(
+    task: Effect.Effect<A1, E1, R>
+  ) => Effect.Effect<TaskHandle<A1, E1>, ExecutorError.ExecutorError, R>
+  /** Like `submit`, but never waits: a full queue fails with `ExecutorError` `QueueFull`. */
+  readonly trySubmit: <A1 extends A, E1 extends E, R>(
+    task: Effect.Effect<A1, E1, R>
+  ) => Effect.Effect<TaskHandle<A1, E1>, ExecutorError.ExecutorError, R>
+  /**
+   * Submits every task of an iterable or a stream, in order, waiting for space as needed; succeeds with how
+   * many were accepted. The outcomes go to the executor-wide `pile`.
+   */
+  readonly submitAll: <A1 extends A, E1 extends E, R, EX = never, RX = never>(
+    tasks: Iterable<Effect.Effect<A1, E1, R>> | Stream.Stream<Effect.Effect<A1, E1, R>, EX, RX>
+  ) => Effect.Effect<number, ExecutorError.ExecutorError | EX, R | RX>
+  /**
+   * The batch form: runs `f` on every input under the executor's limits and returns the batch's own Pile, in
+   * completion order, each outcome carrying its input.
+   *
+   * **Details**
+   *
+   * Like `Stream.mapEffect(inputs, f, { concurrency, unordered: true })` with `Effect.exit` on each element,
+   * but failures never stop the batch, the executor's queue, cap and policies apply, and nothing is lost on
+   * shutdown. Running the stream starts the batch; it ends after the last outcome. If the executor shuts
+   * down (or the input stream fails) before every input was submitted, the Pile delivers the outcome of every
+   * accepted task and then fails with that error. If the consumer stops early, the batch's remaining tasks are
+   * cancelled and awaited.
+   */
+  readonly run: <I, B extends A, E1 extends E, R, EI = never, RI = never>(
+    inputs: Iterable<I> | Stream.Stream<I, EI, RI>,
+    f: (input: I, index: number) => Effect.Effect<B, E1, R>,
+    options?: RunOptions | undefined
+  ) => Pile<B, E1, I, ExecutorError.ExecutorError | EI, R | RI>
+  /**
+   * The executor-wide Pile: the outcome of every task given to `submit`, `trySubmit` and `submitAll`, in
+   * completion order. Single-consumer: each outcome is delivered once (use `Stream.broadcast` to fan out).
+   * It ends after shutdown, once every outcome has been read; it fails with `Escalated` after an escalation.
+   */
+  readonly pile: Pile<A, E, undefined, ExecutorError.ExecutorError>
+  /**
+   * Shuts down and waits until it is done: admission closes at once, then the executor drains or cancels
+   * (`options` default to the ones given at `make`). Idempotent; a `"cancel"` call cuts a drain in
+   * progress short. Not interruptible: the shutdown goes on even if the caller is interrupted.
+   */
+  readonly shutdown: (options?: ShutdownOptions | undefined) => Effect.Effect<void>
+  /** Changes the concurrency cap. Lowering it never preempts running tasks; it only delays new starts. */
+  readonly resize: (concurrency: number) => Effect.Effect<void, ExecutorError.ExecutorError>
+  /** A snapshot of the executor's state. */
+  readonly stats: Effect.Effect<Stats>
+  /**
+   * Starts a long-lived service in the executor's scope and returns once it signals readiness (Trio's
+   * `nursery.start`).
+   *
+   * **Details**
+   *
+   * - `service` receives `ready`; it calls `ready(value)` once it is ready. `start` then succeeds with a
+   *   handle carrying the value.
+   * - A failure before readiness fails `start` with the service's error; a service that ends successfully
+   *   without signalling readiness fails it with `ServiceNotReady`. Either way nothing is left running (I17).
+   * - Interrupting the caller while it waits interrupts the half-started service.
+   * - After readiness, a failure restarts the service on `options.restart`; without a schedule, or when it is
+   *   exhausted, the failure is escalated: the executor stops and `join` fails with `Escalated`.
+   */
+  readonly start: <V, E1, R>(
+    service: (ready: (value: V) => Effect.Effect<void>) => Effect.Effect<unknown, E1, R>,
+    options?: ServiceOptions | undefined
+  ) => Effect.Effect<ServiceHandle<V>, E1 | ExecutorError.ExecutorError, R>
+  /**
+   * Waits for the executor to end: succeeds once it has shut down, fails with `ExecutorError` `Escalated` if
+   * a failure was escalated. Race your program against it to fail fast.
+   */
+  readonly join: Effect.Effect<void, ExecutorError.ExecutorError>
+}
+
+/**
+ * The executor as a service, for `layer`.
+ *
+ * @category services
+ * @since 0.1.0
+ */
+export const Executor: Context.Service<Executor, Executor> = Context.Service<Executor>("@pile/executor/Executor")
+
+// ---------------------------------------------------------------------------------------------------------
+// constructors
+// ---------------------------------------------------------------------------------------------------------
+
+interface Resolved {
+  readonly name: string
+  readonly capacity: number
+  readonly concurrency: number
+  readonly strategy: Strategy
+  readonly shutdown: { readonly mode: ShutdownMode; readonly grace: number }
+  readonly finalizerTimeout: number
+  readonly pile: number | "none"
+}
+
+const resolveShutdown = (
+  prefix: string,
+  options: ShutdownOptions | undefined,
+  fallback: { readonly mode: ShutdownMode; readonly grace: number }
+) =>
+  Result.all({
+    mode: Check.oneOf(`${prefix}.mode`, options?.mode, ["drain", "cancel"], fallback.mode),
+    grace: Check.duration(`${prefix}.grace`, options?.grace, fallback.grace, true)
+  })
+
+const resolve = (options: Options | undefined): Result.Result<Resolved, ExecutorError.ExecutorError> =>
+  Result.all({
+    name: options?.name === undefined || typeof options.name === "string"
+      ? Result.succeed(options?.name ?? "executor")
+      : Result.fail(ExecutorError.invalidOption("name", options.name, "a string")),
+    capacity: Check.integer("capacity", options?.capacity, 1, 1024),
+    concurrency: Check.integer("concurrency", options?.concurrency, 1, 16),
+    strategy: Check.oneOf("strategy", options?.strategy, ["suspend", "dropping", "sliding"], "suspend"),
+    shutdown: resolveShutdown("shutdown", options?.shutdown, { mode: "drain", grace: 30_000 }),
+    finalizerTimeout: Check.duration("finalizerTimeout", options?.finalizerTimeout, 10_000),
+    pile: options?.pile === undefined || options.pile === "unbounded"
+      ? Result.succeed(Number.POSITIVE_INFINITY)
+      : options.pile === "none"
+      ? Result.succeed("none" as const)
+      : Predicate.isObject(options.pile)
+      ? Check.integer("pile.capacity", options.pile.capacity, 1, 0)
+      : Result.fail(ExecutorError.invalidOption("pile", options.pile, `"unbounded", "none" or { capacity }`))
+  })
+
+/**
+ * Creates an executor in the current scope; closing the scope shuts it down with the `shutdown` options.
+ *
+ * **When to use**
+ *
+ * To own an executor directly, for one part of a program. Use `layer` to provide it as a service.
+ *
+ * **Details**
+ *
+ * Options are checked first: a bad value fails with `ExecutorError` `InvalidOption` naming the option and the
+ * value, and nothing is started. The executor forks one dispatcher fiber, plus one fiber per running task
+ * attempt and one per service, all in the scope. When the scope closes, the executor drains (or cancels),
+ * every task gets its outcome, and every fiber it forked has ended before the close completes (I5, I7, I8).
+ *
+ * **Gotchas**
+ *
+ * Under `TestClock`, a drain with work left waits for the grace period on the virtual clock: shut down with
+ * `{ mode: "cancel" }`, or let the work finish, before the test's scope closes.
+ *
+ * **Example**
+ *
+ * ```ts
+ * import { Effect, Stream } from "effect"
+ * import { Executor } from "@pile/executor"
+ *
+ * const program = Effect.gen(function*() {
+ *   const executor = yield* Executor.make({ concurrency: 2 })
+ *   const a = yield* executor.submit(Effect.succeed(1))
+ *   const b = yield* executor.submit(Effect.fail("boom"))
+ *   return [yield* a.join, (yield* b.await)._tag]
+ * }).pipe(Effect.scoped)
+ * // Effect.runPromise(program) resolves to [1, "Failure"]
+ * ```
+ *
+ * @category constructors
+ * @since 0.1.0
+ */
+export const make = <A = unknown, E = unknown>(
+  options?: Options | undefined
+): Effect.Effect<Executor<A, E>, ExecutorError.ExecutorError, Scope.Scope> =>
+  Effect.gen(function*() {
+    const config = yield* Effect.fromResult(resolve(options))
+    const scope = yield* Effect.scope
+    const clock = yield* Clock.Clock
+    const pile = config.pile === "none" ? undefined : new OutcomeBuffer<Outcome.Outcome<any, any, any>, any>(config.pile)
+    const engine = new Engine(config, clock, pile)
+    const dispatcher = yield* Effect.forkIn(engine.run, scope)
+    engine.dispatcher = dispatcher
+    engine.fibers.add(dispatcher)
+    dispatcher.addObserver((exit) => {
+      engine.fibers.delete(dispatcher)
+      engine.onDispatcherExit(exit)
+    })
+    yield* Scope.addFinalizer(scope, shutdownAndWait(engine, config.shutdown))
+    return new ExecutorImpl<A, E>(config, engine)
+  })
+
+/**
+ * Provides an executor as the `Executor` service; it shuts down when the layer's scope closes.
+ *
+ * **Example**
+ *
+ * ```ts
+ * import { Effect } from "effect"
+ * import { Executor } from "@pile/executor"
+ *
+ * const program = Effect.gen(function*() {
+ *   const executor = yield* Executor.Executor
+ *   const handle = yield* executor.submit(Effect.succeed("done"))
+ *   return yield* handle.join
+ * })
+ * // Effect.runPromise(program.pipe(Effect.provide(Executor.layer({ concurrency: 4 })))) resolves to "done"
+ * ```
+ *
+ * @category layers
+ * @since 0.1.0
+ */
+export const layer = (options?: Options | undefined): Layer.Layer<Executor, ExecutorError.ExecutorError> =>
+  Layer.effect(Executor, make(options))
+
+/**
+ * Runs `body` with a fresh executor, Trio-nursery style: when `body` ends, the executor drains (with the
+ * `shutdown` options); if a failure is escalated meanwhile, `body` is interrupted and the whole effect fails
+ * with `ExecutorError` `Escalated`.
+ *
+ * @category constructors
+ * @since 0.1.0
+ */
+export const scoped = <A, E, R, X = unknown, Y = unknown>(
+  options: Options | undefined,
+  body: (executor: Executor<X, Y>) => Effect.Effect<A, E, R>
+): Effect.Effect<A, E | ExecutorError.ExecutorError, Exclude<R, Scope.Scope>> =>
+  Effect.scoped(Effect.flatMap(make<X, Y>(options), (executor) =>
+    Effect.raceFirst(
+      body(executor),
+      Effect.flatMap(executor.join, () => Effect.never)
+    )))
+
+const shutdownAndWait = (engine: Engine, request: { readonly mode: ShutdownMode; readonly grace: number }) =>
+  Effect.suspend(() => {
+    engine.requestShutdown(request)
+    return Effect.andThen(
+      Deferred.await(engine.closed),
+      engine.dispatcher === undefined ? Effect.void : Effect.asVoid(Fiber.await(engine.dispatcher))
+    )
+  }).pipe(Effect.uninterruptible)
+
+// ---------------------------------------------------------------------------------------------------------
+// implementation
+// ---------------------------------------------------------------------------------------------------------
+
+class ExecutorImpl<A, E> implements Executor<A, E> {
+  readonly name: string
+  readonly config: Resolved
+  readonly engine: Engine
+  constructor(config: Resolved, engine: Engine) {
+    this.name = config.name
+    this.config = config
+    this.engine = engine
+  }
+
+  submit<A1 extends A, E1 extends E, R>(
+    task: Effect.Effect<A1, E1, R>
+  ): Effect.Effect<TaskHandle<A1, E1>, ExecutorError.ExecutorError, R> {
+    return Effect.contextWith((context: Context.Context<R>) =>
+      this.engine.offer(this.engine.makeTask<A1, E1>(task, context, undefined, this.engine.pile), true)
+    ) as Effect.Effect<TaskHandle<A1, E1>, ExecutorError.ExecutorError, R>
+  }
+
+  trySubmit<A1 extends A, E1 extends E, R>(
+    task: Effect.Effect<A1, E1, R>
+  ): Effect.Effect<TaskHandle<A1, E1>, ExecutorError.ExecutorError, R> {
+    return Effect.contextWith((context: Context.Context<R>) =>
+      this.engine.offer(this.engine.makeTask<A1, E1>(task, context, undefined, this.engine.pile), false)
+    ) as Effect.Effect<TaskHandle<A1, E1>, ExecutorError.ExecutorError, R>
+  }
+
+  submitAll<A1 extends A, E1 extends E, R, EX = never, RX = never>(
+    tasks: Iterable<Effect.Effect<A1, E1, R>> | Stream.Stream<Effect.Effect<A1, E1, R>, EX, RX>
+  ): Effect.Effect<number, ExecutorError.ExecutorError | EX, R | RX> {
+    return Effect.contextWith((context: Context.Context<R>) => {
+      let accepted = 0
+      const submitOne = (task: Effect.Effect<A1, E1, R>) =>
+        Effect.map(this.engine.offer(this.engine.makeTask(task, context, undefined, this.engine.pile), true), () => {
+          accepted++
+        })
+      const all = Stream.isStream(tasks)
+        ? Stream.runForEach(tasks, submitOne)
+        : Effect.forEach(tasks, submitOne, { discard: true })
+      return Effect.map(all, () => accepted)
+    })
+  }
+
+  run<I, B extends A, E1 extends E, R, EI = never, RI = never>(
+    inputs: Iterable<I> | Stream.Stream<I, EI, RI>,
+    f: (input: I, index: number) => Effect.Effect<B, E1, R>,
+    options?: RunOptions | undefined
+  ): Pile<B, E1, I, ExecutorError.ExecutorError | EI, R | RI> {
+    const engine = this.engine
+    return Stream.unwrap(Effect.gen(function*() {
+      const capacity = yield* Effect.fromResult(Check.integer("buffer", options?.buffer, 1, 256))
+      const context = yield* Effect.context<R | RI>()
+      const scope = yield* Effect.scope
+      const batch = new Batch<B, E1, I, EI>(engine, capacity)
+      engine.sinks.add(batch)
+      let index = 0
+      const submitOne = (input: I) =>
+        Effect.suspend(() => {
+          const task = engine.makeTask<B, E1>(f(input, index++), context, input, batch)
+          return Effect.map(engine.offer(task, true), (accepted) => batch.track(accepted))
+        })
+      const feed = Stream.isStream(inputs)
+        ? Stream.runForEach(inputs, submitOne)
+        : Effect.forEach(inputs, submitOne, { discard: true })
+      const feeder = yield* Effect.forkIn(feed, scope, { startImmediately: true })
+      feeder.addObserver((exit) => batch.fed(exit))
+      yield* Scope.addFinalizer(scope, Effect.suspend(() => batch.cancel()))
+      return Stream.fromPull(Effect.succeed(batch.pull as any))
+    })) as any
+  }
+
+  get pile(): Pile<A, E, undefined, ExecutorError.ExecutorError> {
+    const buffer = this.engine.pile
+    if (buffer === undefined) {
+      return Stream.die(new Error(`the executor "${this.name}" was made with pile: "none": it keeps no outcomes`))
+    }
+    return Stream.fromPull(Effect.succeed(buffer.pull as any))
+  }
+
+  shutdown(options?: ShutdownOptions | undefined): Effect.Effect<void> {
+    return Effect.suspend(() => {
+      const request = resolveShutdown("shutdown", options, this.config.shutdown)
+      // Options were validated at `make`; a bad value here falls back to the defaults rather than failing a
+      // shutdown, which must always happen.
+      return shutdownAndWait(this.engine, Result.isSuccess(request) ? request.success : this.config.shutdown)
+    })
+  }
+
+  resize(concurrency: number): Effect.Effect<void, ExecutorError.ExecutorError> {
+    return Effect.suspend(() => {
+      const checked = Check.integer("concurrency", concurrency, 1, 1)
+      if (Result.isFailure(checked)) return Effect.fail(checked.failure)
+      this.engine.resize(checked.success)
+      return Effect.void
+    })
+  }
+
+  get stats(): Effect.Effect<Stats> {
+    return Effect.sync(() => snapshot(this.engine))
+  }
+
+  start<V, E1, R>(
+    service: (ready: (value: V) => Effect.Effect<void>) => Effect.Effect<unknown, E1, R>,
+    options?: ServiceOptions | undefined
+  ): Effect.Effect<ServiceHandle<V>, E1 | ExecutorError.ExecutorError, R> {
+    const engine = this.engine
+    return Effect.gen(function*() {
+      if (!engine.isAccepting) return yield* Effect.fail(ExecutorError.closed(engine.escalation !== undefined))
+      const name = options?.name ?? `service-${engine.services.size + 1}`
+      const ready = Deferred.makeUnsafe<V, E1 | ExecutorError.ExecutorError>()
+      let isReady = false
+      const signal = (value: V) =>
+        Effect.sync(() => {
+          if (isReady) return
+          isReady = true
+          Deferred.doneUnsafe(ready, Exit.succeed(value))
+        })
+      const step = options?.restart === undefined ? undefined : yield* Schedule.toStepWithSleep(options.restart)
+      const supervised = Effect.gen(function*() {
+        while (true) {
+          const exit = yield* Effect.exit(service(signal))
+          if (!isReady) {
+            return yield* (exit._tag === "Success"
+              ? Effect.fail(new ExecutorError.ExecutorError({ reason: new ExecutorError.ServiceNotReady({ service: name }) }))
+              : exit)
+          }
+          if (exit._tag === "Success") return
+          const next = step === undefined ? undefined : yield* Effect.exit(step(Cause.squash(exit.cause)))
+          if (next === undefined || next._tag === "Failure") {
+            engine.escalate(name, exit.cause)
+            return
+          }
+          engine.counters.serviceRestarts++
+        }
+      })
+      // Owned by the engine, like task fibers: shutdown stops it, bounded by finalizerTimeout.
+      const fiber = yield* Effect.forkDetach(supervised, { startImmediately: true })
+      engine.services.add(fiber)
+      engine.fibers.add(fiber)
+      fiber.addObserver((exit) => {
+        engine.services.delete(fiber)
+        engine.fibers.delete(fiber)
+        if (!isReady) {
+          Deferred.doneUnsafe(
+            ready,
+            exit._tag === "Failure" ? Exit.failCause(exit.cause) : Exit.fail(
+              new ExecutorError.ExecutorError({ reason: new ExecutorError.ServiceNotReady({ service: name }) })
+            )
+          )
+        }
+      })
+      const value = yield* Deferred.await(ready).pipe(Effect.onInterrupt(() => Fiber.interrupt(fiber)))
+      return { name, value, stop: Effect.asVoid(Fiber.interrupt(fiber)) }
+    })
+  }
+
+  get join(): Effect.Effect<void, ExecutorError.ExecutorError> {
+    return Effect.flatMap(Deferred.await(this.engine.closed), () =>
+      this.engine.escalation === undefined
+        ? Effect.void
+        : Effect.fail(new ExecutorError.ExecutorError({ reason: this.engine.escalation })))
+  }
+}
+
+/**
+ * A batch's Pile buffer. It tracks the batch's live tasks (to cancel them if the consumer leaves early) and
+ * closes once the feeder is done and every accepted task's outcome has entered the buffer.
+ */
+class Batch<B, E, I, EI> extends OutcomeBuffer<Outcome.Outcome<B, E, I>, ExecutorError.ExecutorError | EI> {
+  private readonly live = new Map<number, Task>()
+  private trackedCount = 0
+  private feederExit: Exit.Exit<void, ExecutorError.ExecutorError | EI> | undefined = undefined
+
+  readonly engine: Engine
+  constructor(engine: Engine, capacity: number) {
+    super(capacity)
+    this.engine = engine
+  }
+
+  track(task: Task): void {
+    this.trackedCount++
+    if (task.result === undefined) this.live.set(task.id, task)
+  }
+
+  override offer(outcome: Outcome.Outcome<B, E, I>, release: () => void): boolean {
+    this.live.delete(outcome.id)
+    const accepted = super.offer(outcome, release)
+    this.maybeClose()
+    return accepted
+  }
+
+  protected override onAccepted(): void {
+    this.maybeClose()
+  }
+
+  fed(exit: Exit.Exit<void, ExecutorError.ExecutorError | EI>): void {
+    this.feederExit = exit
+    this.maybeClose()
+  }
+
+  private maybeClose(): void {
+    const exit = this.feederExit
+    if (exit === undefined || this.isClosed || this.accepted < this.trackedCount) return
+    this.engine.sinks.delete(this)
+    if (exit._tag === "Success") return this.close()
+    const error = Cause.findErrorOption(exit.cause)
+    if (error._tag === "Some") {
+      const escalation = this.engine.escalation
+      const failure = ExecutorError.isExecutorError(error.value) && escalation !== undefined
+        ? new ExecutorError.ExecutorError({ reason: escalation })
+        : error.value
+      return this.close({ error: failure })
+    }
+    // The feeder was interrupted (the consumer left) or died: end quietly; a defect is re-raised by the pull.
+    this.close()
+  }
+
+  /** The consumer is gone: cancel the batch's remaining tasks and wait for them to stop. */
+  cancel(): Effect.Effect<void> {
+    this.engine.sinks.delete(this)
+    const tasks = Array.from(this.live.values())
+    this.live.clear()
+    if (tasks.length === 0) return Effect.void
+    return Effect.forEach(tasks, (task) => task.cancel, { discard: true })
+  }
+}
+
+const snapshot = (engine: Engine): Stats => {
+  const c = engine.counters
+  let finished = 0
+  for (const kind in c.finished) finished += c.finished[kind as Outcome.Kind]
+  return {
+    phase: engine.phase,
+    submitted: c.accepted + c.rejected,
+    accepted: c.accepted,
+    rejected: c.rejected,
+    queued: engine.intake.size,
+    waiting: engine.pendingCount,
+    running: engine.running.size,
+    finished,
+    outcomes: { ...c.finished },
+    blockedSubmitters: engine.submitWaiters.size,
+    peakQueued: c.peakQueued,
+    capacity: engine.capacity,
+    concurrency: engine.concurrency,
+    pileBuffered: engine.pile?.size ?? 0,
+    abandoned: c.abandoned,
+    services: { running: engine.services.size, restarts: c.serviceRestarts }
+  }
+}

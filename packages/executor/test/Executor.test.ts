@@ -1,0 +1,742 @@
+import { assert, describe, it } from "@effect/vitest"
+import { Cause, Context, Deferred, Effect, Exit, Fiber, Layer, Ref, Schedule, Scope, Stream } from "effect"
+import { TestClock } from "effect/testing"
+import * as Executor from "../src/Executor.ts"
+import * as ExecutorError from "../src/ExecutorError.ts"
+import type * as Outcome from "../src/Outcome.ts"
+import * as Pile from "../src/Pile.ts"
+import { assertLedger, engineOf, liveFibers, makeGauge } from "./utils.ts"
+
+/** Tests shut down with "cancel" on scope close unless they test draining: a drain would wait on the TestClock. */
+const make = <A = unknown, E = unknown>(options?: Executor.Options) =>
+  Executor.make<A, E>({ shutdown: { mode: "cancel" }, ...options })
+
+const reasonOf = <A>(exit: Exit.Exit<A, ExecutorError.ExecutorError>): string | undefined => {
+  if (exit._tag === "Success") return undefined
+  const error = Cause.findErrorOption(exit.cause)
+  return error._tag === "Some" ? error.value.reason._tag : undefined
+}
+
+const kinds = (outcomes: ReadonlyArray<Outcome.Outcome<any, any, any>>) => outcomes.map((o) => o.kind)
+
+describe("Executor.make", () => {
+  it.effect("rejects a bad option with a typed error naming the option and the value", () =>
+    Effect.gen(function*() {
+      const cases: Array<[Executor.Options, string, string]> = [
+        [{ capacity: 0 }, "capacity", "0"],
+        [{ concurrency: 0 }, "concurrency", "0"],
+        [{ concurrency: Number.NaN }, "concurrency", "NaN"],
+        [{ concurrency: 1.5 }, "concurrency", "1.5"],
+        [{ shutdown: { grace: -1 } }, "shutdown.grace", "-1"],
+        [{ finalizerTimeout: Number.NaN }, "finalizerTimeout", "NaN"],
+        [{ strategy: "lifo" as never }, "strategy", "\"lifo\""],
+        [{ pile: { capacity: 0 } }, "pile.capacity", "0"]
+      ]
+      for (const [options, option, value] of cases) {
+        const error = yield* Effect.flip(Executor.make(options))
+        assert.strictEqual(error.reason._tag, "InvalidOption")
+        const reason = error.reason as ExecutorError.InvalidOption
+        assert.strictEqual(reason.option, option)
+        assert.strictEqual(reason.value, value)
+        assert.include(error.message, option)
+        assert.include(error.message, value)
+      }
+    }))
+
+  it.effect("layer provides the executor as a service, shut down with the layer", () =>
+    Effect.gen(function*() {
+      const value = yield* Effect.gen(function*() {
+        const executor = yield* Executor.Executor
+        const handle = yield* executor.submit(Effect.succeed("done"))
+        return yield* handle.join
+      }).pipe(Effect.provide(Executor.layer({ concurrency: 2 })))
+      assert.strictEqual(value, "done")
+    }))
+
+  it.effect("tasks run with the services of whoever submitted them", () =>
+    Effect.gen(function*() {
+      const Greeting = Context.Service<string>("test/Greeting")
+      const executor = yield* make()
+      const a = yield* executor.submit(Greeting).pipe(Effect.provideService(Greeting, "from A"))
+      const b = yield* executor.submit(Greeting).pipe(Effect.provideService(Greeting, "from B"))
+      assert.deepStrictEqual([yield* a.join, yield* b.join], ["from A", "from B"])
+    }))
+})
+
+describe("outcomes", () => {
+  it.effect("I1 every accepted task yields exactly one outcome, whatever it does", () =>
+    Effect.gen(function*() {
+      const executor = yield* make({ concurrency: 3 })
+      const tasks: Array<Effect.Effect<number, string>> = [
+        Effect.succeed(1),
+        Effect.fail("typed"),
+        Effect.die("defect"),
+        Effect.interrupt,
+        Effect.sleep(50).pipe(Effect.as(5)),
+        Effect.never,
+        Effect.sleep(10).pipe(Effect.andThen(Effect.fail("late")))
+      ]
+      const handles = yield* Effect.forEach(tasks, (task) => executor.submit(task))
+      yield* TestClock.adjust(100)
+      yield* executor.shutdown({ mode: "cancel" })
+      const outcomes = yield* Stream.runCollect(executor.pile)
+      assert.sameMembers(outcomes.map((o) => o.id), handles.map((h) => h.id))
+      assert.strictEqual(new Set(outcomes.map((o) => o.id)).size, outcomes.length)
+      const byId = new Map(outcomes.map((o) => [o.id, o.kind]))
+      assert.deepStrictEqual(handles.map((h) => byId.get(h.id)), [
+        "success",
+        "failure",
+        "defect",
+        "interrupted",
+        "success",
+        "interrupted",
+        "failure"
+      ])
+      assertLedger(yield* executor.stats)
+    }))
+
+  it.effect("outcomes come out of the Pile in completion order", () =>
+    Effect.gen(function*() {
+      const executor = yield* make({ concurrency: 3 })
+      yield* executor.submitAll([30, 10, 20].map((ms) => Effect.sleep(ms).pipe(Effect.as(ms))))
+      const reader = yield* Effect.forkChild(Stream.runCollect(Stream.take(executor.pile, 3)))
+      yield* TestClock.adjust(30)
+      const outcomes = yield* Fiber.join(reader)
+      assert.deepStrictEqual(outcomes.map((o) => o.exit), [Exit.succeed(10), Exit.succeed(20), Exit.succeed(30)])
+      assert.deepStrictEqual(outcomes.map((o) => o.attempts), [1, 1, 1])
+    }))
+
+  it.effect("handles: await gives the Exit, join the value, poll does not wait", () =>
+    Effect.gen(function*() {
+      const executor = yield* make()
+      const handle = yield* executor.submit(Effect.sleep(10).pipe(Effect.as("v")))
+      assert.isUndefined(yield* handle.poll)
+      yield* TestClock.adjust(10)
+      assert.deepStrictEqual(yield* handle.await, Exit.succeed("v"))
+      assert.strictEqual(yield* handle.join, "v")
+      assert.strictEqual((yield* handle.poll)?.kind, "success")
+    }))
+})
+
+describe("isolation", () => {
+  it.effect("I4 a failure or a defect interrupts no sibling, no worker and not the executor", () =>
+    Effect.gen(function*() {
+      const executor = yield* make({ concurrency: 4 })
+      const slow = yield* executor.submit(Effect.sleep(100).pipe(Effect.as("slow")))
+      const failing = yield* executor.submit(Effect.sleep(10).pipe(Effect.andThen(Effect.fail("boom"))))
+      const dying = yield* executor.submit(Effect.sleep(20).pipe(Effect.andThen(Effect.die("bug"))))
+      yield* TestClock.adjust(100)
+      assert.deepStrictEqual(yield* slow.await, Exit.succeed("slow"))
+      assert.deepStrictEqual(yield* failing.await, Exit.fail("boom"))
+      assert.strictEqual((yield* dying.outcome).kind, "defect")
+      const after = yield* executor.submit(Effect.succeed("still open"))
+      assert.strictEqual(yield* after.join, "still open")
+    }))
+
+  it.effect("I4 an interruption by the executor is recorded as an outcome and ends the fiber", () =>
+    Effect.gen(function*() {
+      const executor = yield* make()
+      const finalized = yield* Ref.make(false)
+      const handle = yield* executor.submit(Effect.never.pipe(Effect.ensuring(Ref.set(finalized, true))))
+      yield* TestClock.adjust(1)
+      yield* handle.cancel
+      const outcome = yield* handle.outcome
+      assert.strictEqual(outcome.kind, "cancelled")
+      assert.isTrue(Exit.hasInterrupts(outcome.exit))
+      assert.isTrue(yield* Ref.get(finalized))
+      assert.strictEqual((yield* executor.stats).running, 0)
+    }))
+
+  it.effect("cancelling a queued task ends it at once and frees its place in the queue", () =>
+    Effect.gen(function*() {
+      const executor = yield* make({ concurrency: 1, capacity: 1 })
+      yield* executor.submit(Effect.never)
+      yield* TestClock.adjust(1)
+      const queued = yield* executor.submit(Effect.succeed("never runs"))
+      yield* queued.cancel
+      assert.strictEqual((yield* queued.outcome).kind, "cancelled")
+      assert.strictEqual((yield* queued.outcome).attempts, 0)
+      const next = yield* executor.trySubmit(Effect.void)
+      assert.strictEqual((yield* executor.stats).queued, 1)
+      yield* next.cancel
+    }))
+})
+
+describe("lifetime", () => {
+  it.effect("I5 nothing outlives the executor: every fiber it forked has ended when its scope closes", () =>
+    Effect.gen(function*() {
+      const scope = yield* Scope.make()
+      const finalized = yield* Ref.make(0)
+      const executor = yield* make({ concurrency: 2 }).pipe(Scope.provide(scope))
+      yield* executor.submitAll([
+        Effect.never.pipe(Effect.ensuring(Ref.update(finalized, (n) => n + 1))),
+        Effect.sleep(5).pipe(Effect.ensuring(Ref.update(finalized, (n) => n + 1))),
+        Effect.never
+      ])
+      yield* executor.start((ready) => Effect.andThen(ready(undefined), Effect.never))
+      yield* TestClock.adjust(1)
+      assert.isAbove(liveFibers(executor).length, 0)
+      yield* Scope.close(scope, Exit.void)
+      assert.deepStrictEqual(liveFibers(executor), [])
+      assert.strictEqual(engineOf(executor).fibers.size, 0)
+      assert.strictEqual(yield* Ref.get(finalized), 2)
+    }))
+
+  it.effect("I6 after shutdown begins, submit fails with Closed, every time", () =>
+    Effect.gen(function*() {
+      const executor = yield* make({ shutdown: { mode: "drain", grace: 1000 } })
+      yield* executor.submit(Effect.sleep(100))
+      const shutdown = yield* Effect.forkChild(executor.shutdown())
+      yield* Effect.yieldNow
+      for (let i = 0; i < 3; i++) {
+        assert.strictEqual(reasonOf(yield* Effect.exit(executor.submit(Effect.void))), "Closed")
+        assert.strictEqual(reasonOf(yield* Effect.exit(executor.trySubmit(Effect.void))), "Closed")
+      }
+      yield* TestClock.adjust(100)
+      yield* Fiber.join(shutdown)
+      assert.strictEqual(reasonOf(yield* Effect.exit(executor.submit(Effect.void))), "Closed")
+      const stats = yield* executor.stats
+      assert.strictEqual(stats.rejected, 7)
+      assertLedger(stats)
+    }))
+
+  it.effect("I6 a submitter waiting for space when shutdown begins fails with Closed, and its task never runs", () =>
+    Effect.gen(function*() {
+      const executor = yield* make({ capacity: 1, concurrency: 1 })
+      const ran = yield* Ref.make(false)
+      yield* executor.submit(Effect.never)
+      yield* TestClock.adjust(1)
+      yield* executor.submit(Effect.never)
+      const waiting = yield* Effect.forkChild(executor.submit(Ref.set(ran, true)))
+      yield* Effect.yieldNow
+      assert.strictEqual((yield* executor.stats).blockedSubmitters, 1)
+      yield* executor.shutdown({ mode: "cancel" })
+      assert.strictEqual(reasonOf(yield* Fiber.await(waiting)), "Closed")
+      assert.isFalse(yield* Ref.get(ran))
+    }))
+
+  it.effect("I7 drain finishes accepted work: queue empty, nothing running, every task has its outcome", () =>
+    Effect.gen(function*() {
+      const executor = yield* make({ concurrency: 2 })
+      const handles = yield* Effect.forEach([10, 20, 30, 40, 50], (ms) => executor.submit(Effect.sleep(ms).pipe(Effect.as(ms))))
+      const shutdown = yield* Effect.forkChild(executor.shutdown({ mode: "drain", grace: "1 hour" }))
+      yield* TestClock.adjust(200)
+      yield* Fiber.join(shutdown)
+      const stats = yield* executor.stats
+      assert.strictEqual(stats.phase, "closed")
+      assert.strictEqual(stats.queued, 0)
+      assert.strictEqual(stats.running, 0)
+      for (const handle of handles) assert.strictEqual((yield* handle.outcome).kind, "success")
+      assertLedger(stats)
+    }))
+
+  it.effect("I7 closing the scope drains by default", () =>
+    Effect.gen(function*() {
+      const scope = yield* Scope.make()
+      const executor = yield* Executor.make({ concurrency: 1 }).pipe(Scope.provide(scope))
+      const handles = yield* Effect.forEach([10, 10], (ms) => executor.submit(Effect.sleep(ms)))
+      const closing = yield* Effect.forkChild(Scope.close(scope, Exit.void))
+      yield* TestClock.adjust(20)
+      yield* Fiber.join(closing)
+      for (const handle of handles) assert.strictEqual((yield* handle.outcome).kind, "success")
+    }))
+
+  it.effect("I8 a drain whose grace runs out cancels the rest", () =>
+    Effect.gen(function*() {
+      const executor = yield* make({ concurrency: 1 })
+      const quick = yield* executor.submit(Effect.sleep(10))
+      const stuck = yield* executor.submit(Effect.never)
+      const queued = yield* executor.submit(Effect.never)
+      const shutdown = yield* Effect.forkChild(executor.shutdown({ mode: "drain", grace: 50 }))
+      yield* TestClock.adjust(50)
+      yield* Fiber.join(shutdown)
+      assert.deepStrictEqual(
+        [(yield* quick.outcome).kind, (yield* stuck.outcome).kind, (yield* queued.outcome).kind],
+        ["success", "interrupted", "interrupted"]
+      )
+      assert.strictEqual((yield* queued.outcome).attempts, 0)
+    }))
+
+  it.effect("I8 cancel interrupts everything, runs every finalizer, and a second call is harmless", () =>
+    Effect.gen(function*() {
+      const executor = yield* make({ concurrency: 2, capacity: 10 })
+      const finalized = yield* Ref.make<Array<number>>([])
+      const handles = yield* Effect.forEach([1, 2, 3, 4], (n) =>
+        executor.submit(Effect.never.pipe(Effect.ensuring(Ref.update(finalized, (xs) => [...xs, n])))))
+      yield* TestClock.adjust(1)
+      yield* executor.shutdown({ mode: "cancel" })
+      yield* executor.shutdown({ mode: "cancel" })
+      yield* executor.shutdown({ mode: "drain" })
+      assert.sameMembers(yield* Ref.get(finalized), [1, 2])
+      for (const handle of handles) assert.strictEqual((yield* handle.outcome).kind, "interrupted")
+      assert.strictEqual((yield* executor.stats).phase, "closed")
+    }))
+
+  it.effect("I8 a finalizer that never ends is abandoned after finalizerTimeout, and shutdown completes", () =>
+    Effect.gen(function*() {
+      const executor = yield* make({ finalizerTimeout: "5 seconds" })
+      const handle = yield* executor.submit(Effect.never.pipe(Effect.ensuring(Effect.never)))
+      yield* TestClock.adjust(1)
+      const shutdown = yield* Effect.forkChild(executor.shutdown({ mode: "cancel" }))
+      yield* TestClock.adjust("5 seconds")
+      yield* Fiber.join(shutdown)
+      assert.strictEqual((yield* handle.outcome).kind, "interrupted")
+      const stats = yield* executor.stats
+      assert.strictEqual(stats.abandoned, 1)
+      assertLedger(stats)
+    }))
+
+  it.effect("a cancel request cuts a drain in progress short", () =>
+    Effect.gen(function*() {
+      const executor = yield* make()
+      const handle = yield* executor.submit(Effect.never)
+      const drain = yield* Effect.forkChild(executor.shutdown({ mode: "drain", grace: "1 hour" }))
+      yield* TestClock.adjust(1)
+      yield* executor.shutdown({ mode: "cancel" })
+      yield* Fiber.join(drain)
+      assert.strictEqual((yield* handle.outcome).kind, "interrupted")
+    }))
+})
+
+describe("limits", () => {
+  it.effect("I9 every slot is released exactly once, on every path", () =>
+    Effect.gen(function*() {
+      const executor = yield* make({ concurrency: 2, capacity: 100 })
+      const handles = yield* Effect.forEach(
+        [
+          Effect.succeed(1),
+          Effect.fail("f"),
+          Effect.die("d"),
+          Effect.interrupt,
+          Effect.never,
+          Effect.sleep(5)
+        ] as Array<Effect.Effect<unknown, string>>,
+        (task) => executor.submit(task)
+      )
+      yield* TestClock.adjust(10)
+      yield* handles[4]!.cancel
+      yield* TestClock.adjust(10)
+      const engine = engineOf(executor)
+      assert.strictEqual(engine.slots, 0)
+      // Both slots are still there: two tasks run at once.
+      const gauge = yield* makeGauge
+      yield* Effect.forEach([1, 2, 3, 4], () => executor.submit(gauge.track(Effect.sleep(10))))
+      yield* TestClock.adjust(20)
+      assert.strictEqual(yield* Ref.get(gauge.peak), 2)
+      assert.strictEqual(engine.slots, 0)
+    }))
+
+  it.effect("I10 concurrency never exceeds the cap", () =>
+    Effect.gen(function*() {
+      const executor = yield* make({ concurrency: 3, capacity: 100 })
+      const gauge = yield* makeGauge
+      yield* executor.submitAll(Array.from({ length: 20 }, (_, i) => gauge.track(Effect.sleep(1 + (i % 7)))))
+      for (let t = 0; t < 60; t++) {
+        yield* TestClock.adjust(1)
+        assert.isAtMost((yield* executor.stats).running, 3)
+      }
+      assert.strictEqual(yield* Ref.get(gauge.peak), 3)
+    }))
+
+  it.effect("I10 a cancelled task holds its slot until its fiber has really stopped", () =>
+    Effect.gen(function*() {
+      const executor = yield* make({ concurrency: 1 })
+      const slowFinalizer = yield* executor.submit(Effect.never.pipe(Effect.ensuring(Effect.sleep(100))))
+      const next = yield* executor.submit(Effect.succeed("next"))
+      yield* TestClock.adjust(1)
+      const cancelling = yield* Effect.forkChild(slowFinalizer.cancel)
+      yield* TestClock.adjust(50)
+      assert.isUndefined(yield* next.poll, "the next task waits while the cancelled one finalizes")
+      assert.strictEqual((yield* executor.stats).running, 1)
+      yield* TestClock.adjust(50)
+      yield* Fiber.join(cancelling)
+      assert.strictEqual(yield* next.join, "next")
+    }))
+
+  it.effect("I10 resize: lowering never preempts, raising starts more", () =>
+    Effect.gen(function*() {
+      const executor = yield* make({ concurrency: 4, capacity: 100 })
+      const gauge = yield* makeGauge
+      yield* executor.submitAll(Array.from({ length: 12 }, () => gauge.track(Effect.sleep(10))))
+      yield* TestClock.adjust(1)
+      assert.strictEqual(yield* Ref.get(gauge.current), 4)
+      yield* executor.resize(1)
+      assert.strictEqual(yield* Ref.get(gauge.current), 4, "running tasks are not preempted")
+      yield* TestClock.adjust(10)
+      assert.strictEqual(yield* Ref.get(gauge.current), 1)
+      yield* executor.resize(3)
+      yield* Effect.yieldNow
+      assert.strictEqual(yield* Ref.get(gauge.current), 3)
+      assert.strictEqual(reasonOf(yield* Effect.exit(executor.resize(0))), "InvalidOption")
+    }))
+
+  it.effect("I11 tasks start first come, first served", () =>
+    Effect.gen(function*() {
+      const executor = yield* make({ concurrency: 1, capacity: 100 })
+      const started = yield* Ref.make<Array<number>>([])
+      yield* Effect.forEach([1, 2, 3, 4, 5], (n) => executor.submit(Ref.update(started, (xs) => [...xs, n])))
+      yield* TestClock.adjust(1)
+      assert.deepStrictEqual(yield* Ref.get(started), [1, 2, 3, 4, 5])
+    }))
+
+  it.effect("I11 waiting submitters get freed places in the order they came", () =>
+    Effect.gen(function*() {
+      const executor = yield* make({ concurrency: 1, capacity: 1 })
+      const started = yield* Ref.make<Array<number>>([])
+      yield* executor.submit(Effect.sleep(10))
+      yield* TestClock.adjust(1)
+      const submitters = yield* Effect.forEach([1, 2, 3], (n) =>
+        Effect.forkChild(executor.submit(Ref.update(started, (xs) => [...xs, n]))).pipe(Effect.tap(() => Effect.yieldNow)))
+      yield* TestClock.adjust(20)
+      yield* Fiber.joinAll(submitters)
+      yield* TestClock.adjust(1)
+      assert.deepStrictEqual(yield* Ref.get(started), [1, 2, 3])
+    }))
+})
+
+describe("backpressure", () => {
+  it.effect("I13 submit waits while the queue is full, and the queue never holds more than Q", () =>
+    Effect.gen(function*() {
+      const executor = yield* make({ concurrency: 1, capacity: 2 })
+      yield* executor.submit(Effect.sleep(10))
+      yield* TestClock.adjust(1)
+      yield* executor.submit(Effect.sleep(10))
+      yield* executor.submit(Effect.sleep(10))
+      const blocked = yield* Effect.forkChild(executor.submit(Effect.sleep(10)))
+      yield* Effect.yieldNow
+      assert.isUndefined(blocked.pollUnsafe(), "the fourth submit waits")
+      assert.strictEqual((yield* executor.stats).queued, 2)
+      yield* TestClock.adjust(10)
+      yield* Fiber.join(blocked)
+      const stats = yield* executor.stats
+      assert.strictEqual(stats.peakQueued, 2)
+      assert.isAtMost(stats.queued, 2)
+    }))
+
+  it.effect("I13 trySubmit fails with QueueFull instead of waiting", () =>
+    Effect.gen(function*() {
+      const executor = yield* make({ concurrency: 1, capacity: 1 })
+      yield* executor.submit(Effect.never)
+      yield* TestClock.adjust(1)
+      yield* executor.submit(Effect.never)
+      const error = yield* Effect.flip(executor.trySubmit(Effect.void))
+      assert.strictEqual(error.reason._tag, "QueueFull")
+      assert.strictEqual((error.reason as ExecutorError.QueueFull).capacity, 1)
+      assertLedger(yield* executor.stats)
+    }))
+
+  it.effect("I13 a submitter interrupted while waiting leaves nothing queued", () =>
+    Effect.gen(function*() {
+      const executor = yield* make({ concurrency: 1, capacity: 1 })
+      const ran = yield* Ref.make(false)
+      yield* executor.submit(Effect.sleep(10))
+      yield* TestClock.adjust(1)
+      yield* executor.submit(Effect.sleep(10))
+      const blocked = yield* Effect.forkChild(executor.submit(Ref.set(ran, true)))
+      yield* Effect.yieldNow
+      yield* Fiber.interrupt(blocked)
+      yield* TestClock.adjust(30)
+      assert.isFalse(yield* Ref.get(ran))
+      const stats = yield* executor.stats
+      assert.strictEqual(stats.accepted, 2)
+      assert.strictEqual(stats.blockedSubmitters, 0)
+      assertLedger(stats)
+    }))
+
+  it.effect("I13 dropping: a task that finds the queue full is accepted and ends at once as dropped", () =>
+    Effect.gen(function*() {
+      const executor = yield* make({ concurrency: 1, capacity: 1, strategy: "dropping" })
+      yield* executor.submit(Effect.sleep(10))
+      yield* TestClock.adjust(1)
+      const kept = yield* executor.submit(Effect.succeed("kept"))
+      const dropped = yield* executor.submit(Effect.succeed("dropped"))
+      assert.strictEqual((yield* dropped.outcome).kind, "dropped")
+      yield* TestClock.adjust(10)
+      assert.strictEqual(yield* kept.join, "kept")
+      assertLedger(yield* executor.stats)
+    }))
+
+  it.effect("I13 sliding: the oldest queued task is evicted, with an outcome", () =>
+    Effect.gen(function*() {
+      const executor = yield* make({ concurrency: 1, capacity: 1, strategy: "sliding" })
+      yield* executor.submit(Effect.sleep(10))
+      yield* TestClock.adjust(1)
+      const old = yield* executor.submit(Effect.succeed("old"))
+      const young = yield* executor.submit(Effect.succeed("young"))
+      assert.strictEqual((yield* old.outcome).kind, "evicted")
+      yield* TestClock.adjust(10)
+      assert.strictEqual(yield* young.join, "young")
+      const outcomes = yield* Stream.runCollect(Stream.take(executor.pile, 3))
+      assert.sameMembers(kinds(outcomes), ["evicted", "success", "success"])
+    }))
+
+  it.effect("I14 an absent Pile consumer never deadlocks shutdown, even with a full bounded Pile", () =>
+    Effect.gen(function*() {
+      const executor = yield* make({ concurrency: 2, capacity: 10, pile: { capacity: 1 } })
+      const handles = yield* Effect.forEach([1, 2, 3, 4, 5], (n) => executor.submit(Effect.sleep(n).pipe(Effect.as(n))))
+      yield* TestClock.adjust(10)
+      // The Pile holds 1 outcome; the next finished tasks keep their slots, so the rest waits.
+      const before = yield* executor.stats
+      assert.strictEqual(before.pileBuffered, 3)
+      assert.strictEqual(before.queued, 2)
+      const shutdown = yield* Effect.forkChild(executor.shutdown({ mode: "drain", grace: "1 hour" }))
+      yield* TestClock.adjust(10)
+      yield* Fiber.join(shutdown)
+      for (const handle of handles) assert.strictEqual((yield* handle.outcome).kind, "success")
+      const outcomes = yield* Stream.runCollect(executor.pile)
+      assert.strictEqual(outcomes.length, 5)
+    }))
+
+  it.effect("a bounded Pile pushes back: finished tasks keep their slots until the consumer reads", () =>
+    Effect.gen(function*() {
+      const executor = yield* make({ concurrency: 1, capacity: 10, pile: { capacity: 1 } })
+      yield* executor.submitAll([Effect.succeed(1), Effect.succeed(2), Effect.succeed(3)])
+      yield* TestClock.adjust(1)
+      assert.strictEqual((yield* executor.stats).queued, 1, "task 3 waits: task 2's outcome holds the only slot")
+      const first = yield* Stream.runCollect(Stream.take(executor.pile, 1))
+      yield* TestClock.adjust(1)
+      const rest = yield* Stream.runCollect(Stream.take(executor.pile, 2))
+      assert.deepStrictEqual([...first, ...rest].map((o) => o.exit), [Exit.succeed(1), Exit.succeed(2), Exit.succeed(3)])
+    }))
+})
+
+describe("the batch form", () => {
+  it.effect("run gives the batch's outcomes in completion order, each with its input", () =>
+    Effect.gen(function*() {
+      const executor = yield* make({ concurrency: 3 })
+      const reader = yield* Effect.forkChild(Stream.runCollect(
+        executor.run([30, 10, 20], (ms) => ms === 20 ? Effect.fail("twenty") : Effect.sleep(ms).pipe(Effect.as(ms * 2)))
+      ))
+      yield* TestClock.adjust(30)
+      const outcomes = yield* Fiber.join(reader)
+      assert.deepStrictEqual(outcomes.map((o) => o.input), [20, 10, 30])
+      assert.deepStrictEqual(outcomes.map((o) => o.exit), [Exit.fail("twenty"), Exit.succeed(20), Exit.succeed(60)])
+    }))
+
+  it.effect("run feeds a stream of inputs under the executor's cap, with backpressure", () =>
+    Effect.gen(function*() {
+      const executor = yield* make({ concurrency: 2, capacity: 2 })
+      const gauge = yield* makeGauge
+      const reader = yield* Effect.forkChild(Stream.runCollect(
+        executor.run(Stream.range(1, 20), (n) => gauge.track(Effect.sleep(5).pipe(Effect.as(n))))
+      ))
+      yield* TestClock.adjust(100)
+      const outcomes = yield* Fiber.join(reader)
+      assert.strictEqual(outcomes.length, 20)
+      assert.strictEqual(yield* Ref.get(gauge.peak), 2)
+      assert.isAtMost((yield* executor.stats).peakQueued, 2)
+    }))
+
+  it.effect("a consumer that stops early cancels the batch's remaining tasks and waits for them", () =>
+    Effect.gen(function*() {
+      const executor = yield* make({ concurrency: 2, capacity: 10 })
+      const finalized = yield* Ref.make(0)
+      const reader = yield* Effect.forkChild(Stream.runCollect(Stream.take(
+        executor.run([1, 2, 3, 4], (n) =>
+          n === 1 ? Effect.succeed(n) : Effect.never.pipe(Effect.ensuring(Ref.update(finalized, (k) => k + 1)))),
+        1
+      )))
+      yield* TestClock.adjust(1)
+      const outcomes = yield* Fiber.join(reader)
+      assert.deepStrictEqual(outcomes.map((o) => o.input), [1])
+      assert.strictEqual(yield* Ref.get(finalized), 2, "the two running tasks were interrupted and finalized")
+      const stats = yield* executor.stats
+      assert.strictEqual(stats.running + stats.queued, 0)
+      assert.strictEqual(stats.outcomes.cancelled, 3)
+    }))
+
+  it.effect("a shutdown during a batch delivers every accepted outcome, then fails with Closed", () =>
+    Effect.gen(function*() {
+      const executor = yield* make({ concurrency: 1, capacity: 1 })
+      const reader = yield* Effect.forkChild(Stream.runCollect(
+        executor.run(Stream.range(1, 10), (n) => Effect.sleep(10).pipe(Effect.as(n)))
+      ).pipe(Effect.exit))
+      yield* TestClock.adjust(15)
+      yield* Effect.forkChild(executor.shutdown({ mode: "drain", grace: "1 hour" }))
+      yield* TestClock.adjust(100)
+      const exit = yield* Fiber.join(reader)
+      assert.strictEqual(reasonOf(exit as Exit.Exit<unknown, ExecutorError.ExecutorError>), "Closed")
+      const stats = yield* executor.stats
+      assert.strictEqual(stats.outcomes.success, stats.accepted, "every accepted task finished")
+    }))
+})
+
+describe("Pile consumers", () => {
+  it.effect("I19 collect fails with one error holding every failure, with ids", () =>
+    Effect.gen(function*() {
+      const executor = yield* make({ concurrency: 4 })
+      const error = yield* Effect.flip(Pile.collect(
+        executor.run([1, 2, 3, 4, 5, 6], (n) => n % 2 === 0 ? Effect.fail(`even ${n}`) : Effect.succeed(n))
+      ))
+      if (error._tag !== "PileFailures") return assert.fail(error.message)
+      assert.strictEqual(error.count, 3)
+      assert.sameMembers(error.failures.map((o) => o.input), [2, 4, 6])
+      assert.strictEqual(error.succeeded, 3)
+      assert.isFalse(error.truncated)
+    }))
+
+  it.effect("I19 collect caps the failures it keeps and reports the cap", () =>
+    Effect.gen(function*() {
+      const executor = yield* make({ concurrency: 4 })
+      const error = yield* Effect.flip(
+        Pile.collect(executor.run([1, 2, 3, 4, 5], (n) => Effect.fail(n)), { maxFailures: 2 })
+      )
+      if (error._tag !== "PileFailures") return assert.fail(error.message)
+      assert.strictEqual(error.count, 5)
+      assert.strictEqual(error.failures.length, 2)
+      assert.isTrue(error.truncated)
+    }))
+
+  it.effect("collect succeeds with every value in input order when nothing failed", () =>
+    Effect.gen(function*() {
+      const executor = yield* make({ concurrency: 3 })
+      const fiber = yield* Effect.forkChild(
+        Pile.collect(executor.run([30, 10, 20], (ms) => Effect.sleep(ms).pipe(Effect.as(ms))))
+      )
+      yield* TestClock.adjust(30)
+      assert.deepStrictEqual(yield* Fiber.join(fiber), [30, 10, 20])
+    }))
+
+  it.effect("successes, failures, partition and exits", () =>
+    Effect.gen(function*() {
+      const executor = yield* make({ concurrency: 1 })
+      const batch = () => executor.run([1, 2, 3], (n) => n === 2 ? Effect.fail("two") : Effect.succeed(n))
+      assert.deepStrictEqual(yield* Stream.runCollect(Pile.successes(batch())), [1, 3])
+      assert.deepStrictEqual((yield* Stream.runCollect(Pile.failures(batch()))).map((o) => o.input), [2])
+      const [ok, failed] = yield* Pile.partition(batch())
+      assert.deepStrictEqual([ok.length, failed.length], [2, 1])
+      assert.deepStrictEqual(yield* Stream.runCollect(Pile.exits(batch())), [Exit.succeed(1), Exit.fail("two"), Exit.succeed(3)])
+    }))
+
+  it.effect("reading the Pile of an executor made with pile: none is a defect with a clear message", () =>
+    Effect.gen(function*() {
+      const executor = yield* make({ pile: "none" })
+      const exit = yield* Effect.exit(Stream.runCollect(executor.pile))
+      assert.isTrue(Exit.hasDies(exit))
+      assert.include(String(Cause.squash((exit as Exit.Failure<unknown, unknown>).cause)), "pile: \"none\"")
+      const handle = yield* executor.submit(Effect.succeed(1))
+      assert.strictEqual(yield* handle.join, 1)
+    }))
+})
+
+describe("services", () => {
+  it.effect("I17 start returns once the service signals readiness, with its value", () =>
+    Effect.gen(function*() {
+      const executor = yield* make()
+      const started = yield* Effect.forkChild(executor.start((ready) =>
+        Effect.sleep(10).pipe(Effect.andThen(ready(8080)), Effect.andThen(Effect.never))
+      ))
+      yield* TestClock.adjust(9)
+      assert.isUndefined(started.pollUnsafe())
+      yield* TestClock.adjust(1)
+      const service = yield* Fiber.join(started)
+      assert.strictEqual(service.value, 8080)
+      assert.strictEqual((yield* executor.stats).services.running, 1)
+      yield* service.stop
+      assert.strictEqual((yield* executor.stats).services.running, 0)
+    }))
+
+  it.effect("I17 a failure before readiness is raised to the caller and leaves nothing running", () =>
+    Effect.gen(function*() {
+      const executor = yield* make()
+      const error = yield* Effect.flip(executor.start(() => Effect.fail("cannot bind")))
+      assert.strictEqual(error, "cannot bind")
+      assert.strictEqual((yield* executor.stats).services.running, 0)
+      assert.deepStrictEqual(liveFibers(executor).length, 1, "only the dispatcher is left")
+    }))
+
+  it.effect("I17 a service that ends without signalling readiness is an error, not a hang", () =>
+    Effect.gen(function*() {
+      const executor = yield* make()
+      const error = yield* Effect.flip(executor.start(() => Effect.void))
+      assert.strictEqual((error as ExecutorError.ExecutorError).reason._tag, "ServiceNotReady")
+    }))
+
+  it.effect("I17 interrupting the caller interrupts the half-started service", () =>
+    Effect.gen(function*() {
+      const executor = yield* make()
+      const interrupted = yield* Deferred.make<void>()
+      const caller = yield* Effect.forkChild(executor.start(() =>
+        Effect.never.pipe(Effect.onInterrupt(() => Deferred.succeed(interrupted, undefined)))
+      ))
+      yield* TestClock.adjust(1)
+      yield* Fiber.interrupt(caller)
+      yield* Deferred.await(interrupted)
+      assert.strictEqual((yield* executor.stats).services.running, 0)
+    }))
+
+  it.effect("a supervised service is restarted on its schedule, and its restarts show in stats", () =>
+    Effect.gen(function*() {
+      const executor = yield* make()
+      const runs = yield* Ref.make(0)
+      yield* executor.start((ready) =>
+        Effect.gen(function*() {
+          const n = yield* Ref.updateAndGet(runs, (k) => k + 1)
+          yield* ready(undefined)
+          yield* Effect.sleep(10)
+          if (n < 3) return yield* Effect.fail(`crash ${n}`)
+          return yield* Effect.never
+        }), { restart: Schedule.spaced(5) })
+      yield* TestClock.adjust(100)
+      assert.strictEqual(yield* Ref.get(runs), 3)
+      const stats = yield* executor.stats
+      assert.strictEqual(stats.services.restarts, 2)
+      assert.strictEqual(stats.phase, "open")
+    }))
+
+  it.effect("a service that exhausts its restarts escalates: admission stops, tasks are cancelled, join fails", () =>
+    Effect.gen(function*() {
+      const executor = yield* make()
+      const task = yield* executor.submit(Effect.never)
+      yield* executor.start(
+        (ready) => ready(undefined).pipe(Effect.andThen(Effect.sleep(10)), Effect.andThen(Effect.fail("crash"))),
+        { name: "poller", restart: Schedule.recurs(1) }
+      )
+      yield* TestClock.adjust(100)
+      assert.strictEqual((yield* task.outcome).kind, "interrupted")
+      const error = yield* Effect.flip(executor.join)
+      assert.strictEqual(error.reason._tag, "Escalated")
+      assert.strictEqual((error.reason as ExecutorError.Escalated).source, "poller")
+      assert.strictEqual(reasonOf(yield* Effect.exit(executor.submit(Effect.void))), "Closed")
+      const pile = yield* Effect.exit(Stream.runCollect(executor.pile))
+      assert.strictEqual(reasonOf(pile as Exit.Exit<unknown, ExecutorError.ExecutorError>), "Escalated")
+    }))
+
+  it.effect("Executor.scoped interrupts the body and fails when a failure is escalated", () =>
+    Effect.gen(function*() {
+      const fiber = yield* Effect.forkChild(Executor.scoped({ shutdown: { mode: "cancel" } }, (executor) =>
+        Effect.gen(function*() {
+          yield* executor.start((ready) => ready(undefined).pipe(Effect.andThen(Effect.sleep(10)), Effect.andThen(Effect.fail("x"))))
+          return yield* Effect.never
+        })))
+      yield* TestClock.adjust(10)
+      const exit = yield* Fiber.await(fiber)
+      assert.strictEqual(reasonOf(exit as Exit.Exit<unknown, ExecutorError.ExecutorError>), "Escalated")
+    }))
+
+  it.effect("join succeeds once the executor has shut down normally", () =>
+    Effect.gen(function*() {
+      const executor = yield* make()
+      const join = yield* Effect.forkChild(executor.join)
+      yield* executor.shutdown()
+      yield* Fiber.join(join)
+      void Layer
+    }))
+})
+
+describe("ledger", () => {
+  it.effect("I15 stats add up at every step of a mixed run", () =>
+    Effect.gen(function*() {
+      const executor = yield* make({ concurrency: 2, capacity: 3 })
+      yield* Effect.forkChild(executor.submitAll(Array.from({ length: 12 }, (_, i) =>
+        i % 4 === 0 ? Effect.fail(i) : i % 5 === 0 ? Effect.die(i) : Effect.sleep(i).pipe(Effect.as(i))
+      )))
+      for (let t = 0; t < 40; t++) {
+        assertLedger(yield* executor.stats)
+        yield* TestClock.adjust(1)
+      }
+      const stats = yield* executor.stats
+      assert.strictEqual(stats.finished, 12)
+      assertLedger(stats)
+    }))
+})

@@ -1,0 +1,38 @@
+// Shared helpers for the executor's tests: reach the engine behind an executor, check the ledger, build tasks.
+import { assert } from "@effect/vitest"
+import { Effect, Ref } from "effect"
+import type * as Fiber from "effect/Fiber"
+import type { Executor, Stats } from "../src/Executor.ts"
+import type { Engine } from "../src/internal/engine.ts"
+
+/** The engine behind an executor (a test hook: the public API does not expose it). */
+export const engineOf = (executor: Executor<any, any>): Engine => (executor as unknown as { engine: Engine }).engine
+
+/** Fibers the executor forked that have not ended (I5). */
+export const liveFibers = (executor: Executor<any, any>): Array<Fiber.Fiber<any, any>> =>
+  Array.from(engineOf(executor).fibers).filter((fiber) => fiber.pollUnsafe() === undefined)
+
+/** I15: the numbers of a stats snapshot add up. */
+export const assertLedger = (stats: Stats): void => {
+  const byKind = Object.values(stats.outcomes).reduce((a, b) => a + b, 0)
+  assert.strictEqual(byKind, stats.finished, "finished = Σ outcomes by kind")
+  assert.strictEqual(stats.submitted, stats.accepted + stats.rejected, "submitted = accepted + rejected")
+  assert.strictEqual(
+    stats.accepted,
+    stats.queued + stats.waiting + stats.running + stats.finished,
+    "accepted = queued + waiting + running + finished"
+  )
+}
+
+/** A counter of concurrently running bodies, with the peak it reached (I10). */
+export const makeGauge = Effect.gen(function*() {
+  const current = yield* Ref.make(0)
+  const peak = yield* Ref.make(0)
+  const track = <A, E, R>(effect: Effect.Effect<A, E, R>): Effect.Effect<A, E, R> =>
+    Effect.acquireUseRelease(
+      Ref.updateAndGet(current, (n) => n + 1).pipe(Effect.tap((n) => Ref.update(peak, (p) => Math.max(p, n)))),
+      () => effect,
+      () => Ref.update(current, (n) => n - 1)
+    )
+  return { current, peak, track }
+})
