@@ -377,7 +377,9 @@ export const make = <A = unknown, E = unknown>(
     const config = yield* Effect.fromResult(resolve(options))
     const scope = yield* Effect.scope
     const clock = yield* Clock.Clock
-    const pile = config.pile === "none" ? undefined : new OutcomeBuffer<Outcome.Outcome<any, any, any>, any>(config.pile)
+    const pile = config.pile === "none"
+      ? undefined
+      : new OutcomeBuffer<Outcome.Outcome<any, any, any>, any>(config.pile)
     const engine = new Engine(config, clock, pile)
     const dispatcher = yield* Effect.forkIn(engine.run, scope)
     engine.dispatcher = dispatcher
@@ -566,7 +568,9 @@ class ExecutorImpl<A, E> implements Executor<A, E> {
           const exit = yield* Effect.exit(service(signal))
           if (!isReady) {
             return yield* (exit._tag === "Success"
-              ? Effect.fail(new ExecutorError.ExecutorError({ reason: new ExecutorError.ServiceNotReady({ service: name }) }))
+              ? Effect.fail(
+                new ExecutorError.ExecutorError({ reason: new ExecutorError.ServiceNotReady({ service: name }) })
+              )
               : exit)
           }
           if (exit._tag === "Success") return

@@ -90,8 +90,9 @@ export interface Outcome<out A, out E = never, out I = undefined> {
  * @category guards
  * @since 0.1.0
  */
-export const isSuccess = <A, E, I>(self: Outcome<A, E, I>): self is Outcome<A, E, I> & { readonly exit: Exit.Success<A, E> } =>
-  self.kind === "success"
+export const isSuccess = <A, E, I>(
+  self: Outcome<A, E, I>
+): self is Outcome<A, E, I> & { readonly exit: Exit.Success<A, E> } => self.kind === "success"
 
 /**
  * Whether the outcome counts as a failure for `Pile.collect` and `Pile.failures`: every kind except
@@ -100,7 +101,9 @@ export const isSuccess = <A, E, I>(self: Outcome<A, E, I>): self is Outcome<A, E
  * @category guards
  * @since 0.1.0
  */
-export const isFailure = <A, E, I>(self: Outcome<A, E, I>): self is Outcome<A, E, I> & { readonly exit: Exit.Failure<A, E> } =>
+export const isFailure = <A, E, I>(
+  self: Outcome<A, E, I>
+): self is Outcome<A, E, I> & { readonly exit: Exit.Failure<A, E> } =>
   self.kind !== "success" && self.kind !== "skipped"
 
 /**

@@ -11,8 +11,8 @@
 import * as Data from "effect/Data"
 import * as Effect from "effect/Effect"
 import type * as Exit from "effect/Exit"
-import * as Stream from "effect/Stream"
 import * as Result from "effect/Result"
+import * as Stream from "effect/Stream"
 import * as Outcome from "./Outcome.ts"
 
 /**
@@ -52,8 +52,9 @@ export const successes = <A, E, I, EX, RX>(self: Pile<A, E, I, EX, RX>): Stream.
  * @category consumers
  * @since 0.1.0
  */
-export const failures = <A, E, I, EX, RX>(self: Pile<A, E, I, EX, RX>): Stream.Stream<Outcome.Outcome<A, E, I>, EX, RX> =>
-  Stream.filter(self, Outcome.isFailure)
+export const failures = <A, E, I, EX, RX>(
+  self: Pile<A, E, I, EX, RX>
+): Stream.Stream<Outcome.Outcome<A, E, I>, EX, RX> => Stream.filter(self, Outcome.isFailure)
 
 /**
  * Reads the whole Pile and splits it: successful outcomes first, failed ones second (skipped ones are in
@@ -129,8 +130,9 @@ export const collect = <A, E, I, EX, RX>(
       self,
       () => ({ values: [] as Array<[number, A]>, failures: [] as Array<Outcome.Outcome<A, E, I>>, count: 0 }),
       (acc, outcome) => {
-        if (outcome.kind === "success" && outcome.exit._tag === "Success") acc.values.push([outcome.id, outcome.exit.value])
-        else if (Outcome.isFailure(outcome)) {
+        if (outcome.kind === "success" && outcome.exit._tag === "Success") {
+          acc.values.push([outcome.id, outcome.exit.value])
+        } else if (Outcome.isFailure(outcome)) {
           acc.count++
           if (acc.failures.length < max) acc.failures.push(outcome)
         }

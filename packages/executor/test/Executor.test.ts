@@ -1,8 +1,8 @@
 import { assert, describe, it } from "@effect/vitest"
-import { Cause, Context, Deferred, Effect, Exit, Fiber, Layer, Ref, Schedule, Scope, Stream } from "effect"
+import { Cause, Context, Deferred, Effect, Exit, Fiber, Ref, Schedule, Scope, Stream } from "effect"
 import { TestClock } from "effect/testing"
 import * as Executor from "../src/Executor.ts"
-import * as ExecutorError from "../src/ExecutorError.ts"
+import type * as ExecutorError from "../src/ExecutorError.ts"
 import type * as Outcome from "../src/Outcome.ts"
 import * as Pile from "../src/Pile.ts"
 import { assertLedger, engineOf, liveFibers, makeGauge } from "./utils.ts"
@@ -218,7 +218,10 @@ describe("lifetime", () => {
   it.effect("I7 drain finishes accepted work: queue empty, nothing running, every task has its outcome", () =>
     Effect.gen(function*() {
       const executor = yield* make({ concurrency: 2 })
-      const handles = yield* Effect.forEach([10, 20, 30, 40, 50], (ms) => executor.submit(Effect.sleep(ms).pipe(Effect.as(ms))))
+      const handles = yield* Effect.forEach(
+        [10, 20, 30, 40, 50],
+        (ms) => executor.submit(Effect.sleep(ms).pipe(Effect.as(ms)))
+      )
       const shutdown = yield* Effect.forkChild(executor.shutdown({ mode: "drain", grace: "1 hour" }))
       yield* TestClock.adjust(200)
       yield* Fiber.join(shutdown)
@@ -261,8 +264,10 @@ describe("lifetime", () => {
     Effect.gen(function*() {
       const executor = yield* make({ concurrency: 2, capacity: 10 })
       const finalized = yield* Ref.make<Array<number>>([])
-      const handles = yield* Effect.forEach([1, 2, 3, 4], (n) =>
-        executor.submit(Effect.never.pipe(Effect.ensuring(Ref.update(finalized, (xs) => [...xs, n])))))
+      const handles = yield* Effect.forEach(
+        [1, 2, 3, 4],
+        (n) => executor.submit(Effect.never.pipe(Effect.ensuring(Ref.update(finalized, (xs) => [...xs, n]))))
+      )
       yield* TestClock.adjust(1)
       yield* executor.shutdown({ mode: "cancel" })
       yield* executor.shutdown({ mode: "cancel" })
@@ -386,7 +391,9 @@ describe("limits", () => {
       yield* executor.submit(Effect.sleep(10))
       yield* TestClock.adjust(1)
       const submitters = yield* Effect.forEach([1, 2, 3], (n) =>
-        Effect.forkChild(executor.submit(Ref.update(started, (xs) => [...xs, n]))).pipe(Effect.tap(() => Effect.yieldNow)))
+        Effect.forkChild(executor.submit(Ref.update(started, (xs) => [...xs, n]))).pipe(Effect.tap(() =>
+          Effect.yieldNow
+        )))
       yield* TestClock.adjust(20)
       yield* Fiber.joinAll(submitters)
       yield* TestClock.adjust(1)
@@ -496,7 +503,11 @@ describe("backpressure", () => {
       const first = yield* Stream.runCollect(Stream.take(executor.pile, 1))
       yield* TestClock.adjust(1)
       const rest = yield* Stream.runCollect(Stream.take(executor.pile, 2))
-      assert.deepStrictEqual([...first, ...rest].map((o) => o.exit), [Exit.succeed(1), Exit.succeed(2), Exit.succeed(3)])
+      assert.deepStrictEqual([...first, ...rest].map((o) => o.exit), [
+        Exit.succeed(1),
+        Exit.succeed(2),
+        Exit.succeed(3)
+      ])
     }))
 })
 
@@ -532,8 +543,10 @@ describe("the batch form", () => {
       const executor = yield* make({ concurrency: 2, capacity: 10 })
       const finalized = yield* Ref.make(0)
       const reader = yield* Effect.forkChild(Stream.runCollect(Stream.take(
-        executor.run([1, 2, 3, 4], (n) =>
-          n === 1 ? Effect.succeed(n) : Effect.never.pipe(Effect.ensuring(Ref.update(finalized, (k) => k + 1)))),
+        executor.run(
+          [1, 2, 3, 4],
+          (n) => n === 1 ? Effect.succeed(n) : Effect.never.pipe(Effect.ensuring(Ref.update(finalized, (k) => k + 1)))
+        ),
         1
       )))
       yield* TestClock.adjust(1)
@@ -548,9 +561,11 @@ describe("the batch form", () => {
   it.effect("a shutdown during a batch delivers every accepted outcome, then fails with Closed", () =>
     Effect.gen(function*() {
       const executor = yield* make({ concurrency: 1, capacity: 1 })
-      const reader = yield* Effect.forkChild(Stream.runCollect(
-        executor.run(Stream.range(1, 10), (n) => Effect.sleep(10).pipe(Effect.as(n)))
-      ).pipe(Effect.exit))
+      const reader = yield* Effect.forkChild(
+        Stream.runCollect(
+          executor.run(Stream.range(1, 10), (n) => Effect.sleep(10).pipe(Effect.as(n)))
+        ).pipe(Effect.exit)
+      )
       yield* TestClock.adjust(15)
       yield* Effect.forkChild(executor.shutdown({ mode: "drain", grace: "1 hour" }))
       yield* TestClock.adjust(100)
@@ -605,7 +620,11 @@ describe("Pile consumers", () => {
       assert.deepStrictEqual((yield* Stream.runCollect(Pile.failures(batch()))).map((o) => o.input), [2])
       const [ok, failed] = yield* Pile.partition(batch())
       assert.deepStrictEqual([ok.length, failed.length], [2, 1])
-      assert.deepStrictEqual(yield* Stream.runCollect(Pile.exits(batch())), [Exit.succeed(1), Exit.fail("two"), Exit.succeed(3)])
+      assert.deepStrictEqual(yield* Stream.runCollect(Pile.exits(batch())), [
+        Exit.succeed(1),
+        Exit.fail("two"),
+        Exit.succeed(3)
+      ])
     }))
 
   it.effect("reading the Pile of an executor made with pile: none is a defect with a clear message", () =>
@@ -623,9 +642,9 @@ describe("services", () => {
   it.effect("I17 start returns once the service signals readiness, with its value", () =>
     Effect.gen(function*() {
       const executor = yield* make()
-      const started = yield* Effect.forkChild(executor.start((ready) =>
-        Effect.sleep(10).pipe(Effect.andThen(ready(8080)), Effect.andThen(Effect.never))
-      ))
+      const started = yield* Effect.forkChild(
+        executor.start((ready) => Effect.sleep(10).pipe(Effect.andThen(ready(8080)), Effect.andThen(Effect.never)))
+      )
       yield* TestClock.adjust(9)
       assert.isUndefined(started.pollUnsafe())
       yield* TestClock.adjust(1)
@@ -656,9 +675,9 @@ describe("services", () => {
     Effect.gen(function*() {
       const executor = yield* make()
       const interrupted = yield* Deferred.make<void>()
-      const caller = yield* Effect.forkChild(executor.start(() =>
-        Effect.never.pipe(Effect.onInterrupt(() => Deferred.succeed(interrupted, undefined)))
-      ))
+      const caller = yield* Effect.forkChild(
+        executor.start(() => Effect.never.pipe(Effect.onInterrupt(() => Deferred.succeed(interrupted, undefined))))
+      )
       yield* TestClock.adjust(1)
       yield* Fiber.interrupt(caller)
       yield* Deferred.await(interrupted)
@@ -706,7 +725,9 @@ describe("services", () => {
     Effect.gen(function*() {
       const fiber = yield* Effect.forkChild(Executor.scoped({ shutdown: { mode: "cancel" } }, (executor) =>
         Effect.gen(function*() {
-          yield* executor.start((ready) => ready(undefined).pipe(Effect.andThen(Effect.sleep(10)), Effect.andThen(Effect.fail("x"))))
+          yield* executor.start((ready) =>
+            ready(undefined).pipe(Effect.andThen(Effect.sleep(10)), Effect.andThen(Effect.fail("x")))
+          )
           return yield* Effect.never
         })))
       yield* TestClock.adjust(10)
@@ -720,7 +741,6 @@ describe("services", () => {
       const join = yield* Effect.forkChild(executor.join)
       yield* executor.shutdown()
       yield* Fiber.join(join)
-      void Layer
     }))
 })
 
@@ -729,8 +749,7 @@ describe("ledger", () => {
     Effect.gen(function*() {
       const executor = yield* make({ concurrency: 2, capacity: 3 })
       yield* Effect.forkChild(executor.submitAll(Array.from({ length: 12 }, (_, i) =>
-        i % 4 === 0 ? Effect.fail(i) : i % 5 === 0 ? Effect.die(i) : Effect.sleep(i).pipe(Effect.as(i))
-      )))
+        i % 4 === 0 ? Effect.fail(i) : i % 5 === 0 ? Effect.die(i) : Effect.sleep(i).pipe(Effect.as(i)))))
       for (let t = 0; t < 40; t++) {
         assertLedger(yield* executor.stats)
         yield* TestClock.adjust(1)

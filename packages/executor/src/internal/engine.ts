@@ -181,8 +181,10 @@ export class Engine {
   shutdownRequest: ShutdownRequest | undefined = undefined
   escalation: ExecutorError.Escalated | undefined = undefined
   readonly closed = Deferred.makeUnsafe<void>()
-  /** Every fiber the engine forked, for the I5 check (tests) and for shutdown. */
+  /** Every fiber the engine forked and still owns, for the I5 check (tests) and for shutdown. */
   readonly fibers = new Set<Fiber.Fiber<any, any>>()
+  /** Task fibers that did not stop within finalizerTimeout at shutdown: given up, counted in `abandoned`. */
+  readonly abandonedFibers = new Set<Fiber.Fiber<any, any>>()
   readonly services = new Set<Fiber.Fiber<any, any>>()
   dispatcher: Fiber.Fiber<void> | undefined = undefined
 
@@ -352,7 +354,8 @@ export class Engine {
     task.fiber = undefined
     this.running.delete(task)
     const kind = task.stopReason ?? Outcome.kindOfExit(exit)
-    const finalExit = task.stopReason === undefined || (exit._tag === "Failure" && exit.cause.reasons.some((r) => r._tag === "Interrupt"))
+    const finalExit = task.stopReason === undefined ||
+        (exit._tag === "Failure" && exit.cause.reasons.some((r) => r._tag === "Interrupt"))
       ? exit
       : Exit.interrupt()
     this.finish(task, finalExit, kind)
@@ -536,14 +539,17 @@ export class Engine {
     if (this.services.size > 0) {
       const services = Array.from(this.services)
       for (const fiber of services) fiber.interruptUnsafe()
-      yield* Effect.timeoutOption(Effect.callback<void>((resume) => {
-        let left = services.length
-        for (const fiber of services) {
-          fiber.addObserver(() => {
-            if (--left === 0) resume(Effect.void)
-          })
-        }
-      }), this.config.finalizerTimeout)
+      yield* Effect.timeoutOption(
+        Effect.callback<void>((resume) => {
+          let left = services.length
+          for (const fiber of services) {
+            fiber.addObserver(() => {
+              if (--left === 0) resume(Effect.void)
+            })
+          }
+        }),
+        this.config.finalizerTimeout
+      )
     }
     this.close()
   })
@@ -566,7 +572,10 @@ export class Engine {
   private abandonRunning(): void {
     for (const task of Array.from(this.running)) {
       this.counters.abandoned++
-      if (task.fiber !== undefined) this.fibers.delete(task.fiber)
+      if (task.fiber !== undefined) {
+        this.fibers.delete(task.fiber)
+        this.abandonedFibers.add(task.fiber)
+      }
       task.fiber = undefined
       this.running.delete(task)
       this.finish(task, Exit.interrupt(), task.stopReason ?? "interrupted")
@@ -577,7 +586,9 @@ export class Engine {
   private close(): void {
     if (this.phase === "closed") return
     this.phase = "closed"
-    const failure = this.escalation === undefined ? undefined : { error: new ExecutorError.ExecutorError({ reason: this.escalation }) }
+    const failure = this.escalation === undefined
+      ? undefined
+      : { error: new ExecutorError.ExecutorError({ reason: this.escalation }) }
     this.pile?.close(failure)
     Deferred.doneUnsafe(this.closed, Exit.void)
   }

@@ -50,7 +50,9 @@ export const duration = (
   if (Option.isNone(decoded)) return Result.fail(ExecutorError.invalidOption(option, value, "a duration >= 0"))
   const millis = Duration.toMillis(decoded.value)
   if (Number.isNaN(millis) || millis < 0 || (!infinite && !Number.isFinite(millis))) {
-    return Result.fail(ExecutorError.invalidOption(option, value, infinite ? "a duration >= 0" : "a finite duration >= 0"))
+    return Result.fail(
+      ExecutorError.invalidOption(option, value, infinite ? "a duration >= 0" : "a finite duration >= 0")
+    )
   }
   return Result.succeed(millis)
 }
@@ -63,7 +65,9 @@ export const oneOf = <const L extends string>(
 ): Check<L> => {
   if (value === undefined) return Result.succeed(fallback)
   if (typeof value !== "string" || !allowed.includes(value as L)) {
-    return Result.fail(ExecutorError.invalidOption(option, value, `one of ${allowed.map((a) => JSON.stringify(a)).join(", ")}`))
+    return Result.fail(
+      ExecutorError.invalidOption(option, value, `one of ${allowed.map((a) => JSON.stringify(a)).join(", ")}`)
+    )
   }
   return Result.succeed(value as L)
 }
