@@ -16,17 +16,28 @@ import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
 import * as Fiber from "effect/Fiber"
 import * as Layer from "effect/Layer"
+import { CircuitBreaker } from "effect/persistence"
 import * as Predicate from "effect/Predicate"
 import * as Result from "effect/Result"
 import * as Schedule from "effect/Schedule"
 import * as Scope from "effect/Scope"
 import * as Stream from "effect/Stream"
+import * as ErrorPolicy from "./ErrorPolicy.ts"
 import * as ExecutorError from "./ExecutorError.ts"
-import { Engine, type Phase, type ShutdownMode, type Strategy, type Task } from "./internal/engine.ts"
+import {
+  type Breaker,
+  Engine,
+  type Phase,
+  type ShutdownMode,
+  type Strategy,
+  type Task,
+  type TaskSpec
+} from "./internal/engine.ts"
 import * as Check from "./internal/options.ts"
 import { OutcomeBuffer } from "./internal/outcomeBuffer.ts"
 import type * as Outcome from "./Outcome.ts"
 import type { Pile } from "./Pile.ts"
+import * as RateLimit from "./RateLimit.ts"
 
 // ---------------------------------------------------------------------------------------------------------
 // models
@@ -39,7 +50,7 @@ import type { Pile } from "./Pile.ts"
  * @category models
  * @since 0.1.0
  */
-export interface Options {
+export interface Options<in E = unknown> {
   /** A name for logs, metrics and errors. Default `"executor"`. */
   readonly name?: string | undefined
   /** Queue capacity Q: at most this many tasks wait to start (I13). An integer >= 1. Default 1024. */
@@ -66,6 +77,54 @@ export interface Options {
    * (for services whose callers only await their handles) and makes reading `pile` a defect.
    */
   readonly pile?: "unbounded" | "none" | { readonly capacity: number } | undefined
+  /** The error policy of every task that does not set its own. Default `ErrorPolicy.record`. */
+  readonly policy?: ErrorPolicy.ErrorPolicy<E> | undefined
+  /** A time limit per attempt for every task that does not set its own: the attempt is interrupted. */
+  readonly timeout?: Duration.Input | undefined
+  /**
+   * A deadline per task, from its submission, across queue wait, rate waits, attempts and retries (I18), for
+   * every task that does not set its own. When it passes the task is interrupted; its outcome is `"timedOut"`.
+   */
+  readonly deadline?: Duration.Input | undefined
+  /** Rate limits: budgets per key, reserved together before each attempt starts (see `RateLimit`). */
+  readonly limits?: ReadonlyArray<RateLimit.Limit> | undefined
+  /** Where rate budgets are kept: a fresh in-memory store by default, or a shared one (Redis). */
+  readonly store?: RateLimit.RateLimitStore | undefined
+  /**
+   * Circuit breaking per key, on Effect's `CircuitBreaker`: while a key's circuit is open, its tasks are not
+   * run; they end as `"rejected"` with reason `CircuitOpen` (`whenOpen: "reject"`, the default) or wait until
+   * it may close (`whenOpen: "wait"`). Give a `breaker`, or a `tripPolicy` and `openDuration` to make one
+   * with an in-memory store (defaults: 5 consecutive failures, 30 seconds).
+   */
+  readonly circuitBreaker?: {
+    readonly breaker?: CircuitBreaker.CircuitBreaker | undefined
+    readonly tripPolicy?: CircuitBreaker.TripPolicy | undefined
+    readonly openDuration?: Duration.Input | undefined
+    readonly whenOpen?: "reject" | "wait" | undefined
+  } | undefined
+}
+
+/**
+ * Per-task options of `submit` and `trySubmit`; each overrides the executor's default.
+ *
+ * @category models
+ * @since 0.1.0
+ */
+export interface TaskOptions<in out A, in out E> {
+  /** The task's key: its rate budgets and its pause after a 429 are per key. */
+  readonly key?: string | undefined
+  /** The task's cost per budget (`{ tokens: 1200 }`); `requests` defaults to 1. */
+  readonly cost?: RateLimit.Cost | undefined
+  /** Extra limits for this task, on top of the executor's. Equal declarations share one budget. */
+  readonly limits?: ReadonlyArray<RateLimit.Limit> | undefined
+  /**
+   * The task's actual cost, known once an attempt ended (e.g. `usage.total_tokens` of an LLM response):
+   * the difference with the reserved cost is refunded or charged to the window it was reserved in.
+   */
+  readonly settle?: ((exit: Exit.Exit<A, E>) => RateLimit.Cost | undefined) | undefined
+  readonly policy?: ErrorPolicy.ErrorPolicy<E> | undefined
+  readonly timeout?: Duration.Input | undefined
+  readonly deadline?: Duration.Input | undefined
 }
 
 /**
@@ -141,6 +200,10 @@ export interface Stats {
   readonly pileBuffered: number
   /** Tasks whose fibers did not stop within `finalizerTimeout` at shutdown. */
   readonly abandoned: number
+  /** Attempts that were retried (each retry is a new attempt). */
+  readonly retries: number
+  /** Times a key was paused by a failure carrying retry-after (a 429). */
+  readonly pauses: number
   readonly services: { readonly running: number; readonly restarts: number }
 }
 
@@ -180,12 +243,21 @@ export interface ServiceHandle<V> {
  * @category models
  * @since 0.1.0
  */
-export interface RunOptions {
+export interface RunOptions<in out I, in out A, in out E> {
   /**
    * Capacity of the batch's Pile buffer: when it is full, finished tasks keep their slots until the consumer
    * reads (end-to-end backpressure). Default 256.
    */
   readonly buffer?: number | undefined
+  /** Each input's key. */
+  readonly key?: ((input: I) => string | undefined) | undefined
+  /** Each input's cost. A cost over a limit ends that input's task at once as `"rejected"` (`CostOverLimit`). */
+  readonly cost?: ((input: I) => RateLimit.Cost | undefined) | undefined
+  readonly limits?: ReadonlyArray<RateLimit.Limit> | undefined
+  readonly settle?: ((exit: Exit.Exit<A, E>, input: I) => RateLimit.Cost | undefined) | undefined
+  readonly policy?: ErrorPolicy.ErrorPolicy<E> | undefined
+  readonly timeout?: Duration.Input | undefined
+  readonly deadline?: Duration.Input | undefined
 }
 
 /**
@@ -210,11 +282,13 @@ export interface Executor<A = unknown, E = unknown> {
    * - The task's failure or defect becomes its outcome; nothing else notices (I4).
    */
   readonly submit: <A1 extends A, E1 extends E, R>(
-    task: Effect.Effect<A1, E1, R>
+    task: Effect.Effect<A1, E1, R>,
+    options?: TaskOptions<A1, E1> | undefined
   ) => Effect.Effect<TaskHandle<A1, E1>, ExecutorError.ExecutorError, R>
   /** Like `submit`, but never waits: a full queue fails with `ExecutorError` `QueueFull`. */
   readonly trySubmit: <A1 extends A, E1 extends E, R>(
-    task: Effect.Effect<A1, E1, R>
+    task: Effect.Effect<A1, E1, R>,
+    options?: TaskOptions<A1, E1> | undefined
   ) => Effect.Effect<TaskHandle<A1, E1>, ExecutorError.ExecutorError, R>
   /**
    * Submits every task of an iterable or a stream, in order, waiting for space as needed; succeeds with how
@@ -239,7 +313,7 @@ export interface Executor<A = unknown, E = unknown> {
   readonly run: <I, B extends A, E1 extends E, R, EI = never, RI = never>(
     inputs: Iterable<I> | Stream.Stream<I, EI, RI>,
     f: (input: I, index: number) => Effect.Effect<B, E1, R>,
-    options?: RunOptions | undefined
+    options?: RunOptions<I, B, E1> | undefined
   ) => Pile<B, E1, I, ExecutorError.ExecutorError | EI, R | RI>
   /**
    * The executor-wide Pile: the outcome of every task given to `submit`, `trySubmit` and `submitAll`, in
@@ -302,6 +376,11 @@ interface Resolved {
   readonly shutdown: { readonly mode: ShutdownMode; readonly grace: number }
   readonly finalizerTimeout: number
   readonly pile: number | "none"
+  readonly policy: ErrorPolicy.ErrorPolicy<any>
+  readonly timeout: number | undefined
+  readonly deadline: number | undefined
+  readonly limits: ReadonlyArray<RateLimit.Resolved>
+  readonly whenOpen: "reject" | "wait"
 }
 
 const resolveShutdown = (
@@ -314,7 +393,10 @@ const resolveShutdown = (
     grace: Check.duration(`${prefix}.grace`, options?.grace, fallback.grace, true)
   })
 
-const resolve = (options: Options | undefined): Result.Result<Resolved, ExecutorError.ExecutorError> =>
+const optionalDuration = (option: string, value: Duration.Input | undefined) =>
+  value === undefined ? Result.succeed(undefined) : Check.duration(option, value, 0)
+
+const resolve = (options: Options<any> | undefined): Result.Result<Resolved, ExecutorError.ExecutorError> =>
   Result.all({
     name: options?.name === undefined || typeof options.name === "string"
       ? Result.succeed(options?.name ?? "executor")
@@ -330,7 +412,14 @@ const resolve = (options: Options | undefined): Result.Result<Resolved, Executor
       ? Result.succeed("none" as const)
       : Predicate.isObject(options.pile)
       ? Check.integer("pile.capacity", options.pile.capacity, 1, 0)
-      : Result.fail(ExecutorError.invalidOption("pile", options.pile, `"unbounded", "none" or { capacity }`))
+      : Result.fail(ExecutorError.invalidOption("pile", options.pile, `"unbounded", "none" or { capacity }`)),
+    policy: options?.policy === undefined || ErrorPolicy.isErrorPolicy(options.policy)
+      ? Result.succeed(options?.policy ?? ErrorPolicy.record)
+      : Result.fail(ExecutorError.invalidOption("policy", options.policy, "an ErrorPolicy")),
+    timeout: optionalDuration("timeout", options?.timeout),
+    deadline: optionalDuration("deadline", options?.deadline),
+    limits: RateLimit.resolve("limits", options?.limits),
+    whenOpen: Check.oneOf("circuitBreaker.whenOpen", options?.circuitBreaker?.whenOpen, ["reject", "wait"], "reject")
   })
 
 /**
@@ -371,7 +460,7 @@ const resolve = (options: Options | undefined): Result.Result<Resolved, Executor
  * @since 0.1.0
  */
 export const make = <A = unknown, E = unknown>(
-  options?: Options | undefined
+  options?: Options<E> | undefined
 ): Effect.Effect<Executor<A, E>, ExecutorError.ExecutorError, Scope.Scope> =>
   Effect.gen(function*() {
     const config = yield* Effect.fromResult(resolve(options))
@@ -380,7 +469,8 @@ export const make = <A = unknown, E = unknown>(
     const pile = config.pile === "none"
       ? undefined
       : new OutcomeBuffer<Outcome.Outcome<any, any, any>, any>(config.pile)
-    const engine = new Engine(config, clock, pile)
+    const breaker = yield* makeBreaker(options?.circuitBreaker, config.whenOpen)
+    const engine = new Engine({ ...config, store: options?.store ?? RateLimit.memoryStore(), breaker }, clock, pile)
     const dispatcher = yield* Effect.forkIn(engine.run, scope)
     engine.dispatcher = dispatcher
     engine.fibers.add(dispatcher)
@@ -412,7 +502,7 @@ export const make = <A = unknown, E = unknown>(
  * @category layers
  * @since 0.1.0
  */
-export const layer = (options?: Options | undefined): Layer.Layer<Executor, ExecutorError.ExecutorError> =>
+export const layer = (options?: Options<unknown> | undefined): Layer.Layer<Executor, ExecutorError.ExecutorError> =>
   Layer.effect(Executor, make(options))
 
 /**
@@ -424,7 +514,7 @@ export const layer = (options?: Options | undefined): Layer.Layer<Executor, Exec
  * @since 0.1.0
  */
 export const scoped = <A, E, R, X = unknown, Y = unknown>(
-  options: Options | undefined,
+  options: Options<Y> | undefined,
   body: (executor: Executor<X, Y>) => Effect.Effect<A, E, R>
 ): Effect.Effect<A, E | ExecutorError.ExecutorError, Exclude<R, Scope.Scope>> =>
   Effect.scoped(Effect.flatMap(make<X, Y>(options), (executor) =>
@@ -432,6 +522,21 @@ export const scoped = <A, E, R, X = unknown, Y = unknown>(
       body(executor),
       Effect.flatMap(executor.join, () => Effect.never)
     )))
+
+const makeBreaker = (
+  options: Options["circuitBreaker"],
+  whenOpen: "reject" | "wait"
+): Effect.Effect<Breaker | undefined, never, Scope.Scope> => {
+  if (options === undefined) return Effect.succeed(undefined)
+  if (options.breaker !== undefined) return Effect.succeed({ breaker: options.breaker, whenOpen })
+  return CircuitBreaker.make({
+    tripPolicy: options.tripPolicy ?? CircuitBreaker.consecutive(5),
+    openDuration: options.openDuration ?? "30 seconds"
+  }).pipe(
+    Effect.provide(CircuitBreaker.layerStoreMemory()),
+    Effect.map((breaker) => ({ breaker, whenOpen }))
+  )
+}
 
 const shutdownAndWait = (engine: Engine, request: { readonly mode: ShutdownMode; readonly grace: number }) =>
   Effect.suspend(() => {
@@ -456,43 +561,95 @@ class ExecutorImpl<A, E> implements Executor<A, E> {
     this.engine = engine
   }
 
-  submit<A1 extends A, E1 extends E, R>(
-    task: Effect.Effect<A1, E1, R>
+  /** Resolves a task's options into its spec; undefined when it asks for nothing (the fast path). */
+  private spec(
+    options: TaskOptions<any, any> | undefined,
+    key: string | undefined,
+    cost: RateLimit.Cost | undefined
+  ): Result.Result<TaskSpec | undefined, ExecutorError.ExecutorError> {
+    const config = this.config
+    if (
+      options === undefined && key === undefined && cost === undefined && config.limits.length === 0 &&
+      config.policy === ErrorPolicy.record && config.timeout === undefined && config.deadline === undefined &&
+      this.engine.config.breaker === undefined
+    ) return Result.succeed(undefined)
+    for (const [budget, amount] of Object.entries(cost ?? {})) {
+      if (!(typeof amount === "number" && amount >= 0 && Number.isFinite(amount))) {
+        return Result.fail(ExecutorError.invalidOption(`cost.${budget}`, amount, "a finite number >= 0"))
+      }
+    }
+    const taskLimits = options?.limits === undefined ? Result.succeed([]) : resolveLimits(options.limits)
+    if (Result.isFailure(taskLimits)) return Result.fail(taskLimits.failure)
+    const timeout = optionalDuration("timeout", options?.timeout)
+    if (Result.isFailure(timeout)) return Result.fail(timeout.failure)
+    const deadline = optionalDuration("deadline", options?.deadline)
+    if (Result.isFailure(deadline)) return Result.fail(deadline.failure)
+    const limits = taskLimits.success.length === 0 ? config.limits : [...config.limits, ...taskLimits.success]
+    const claims = RateLimit.claimsFor(limits, key, cost, this.buckets)
+    const deadlineMillis = deadline.success ?? config.deadline
+    return Result.succeed({
+      key,
+      claims,
+      policy: options?.policy ?? config.policy,
+      timeout: timeout.success ?? config.timeout,
+      deadlineAt: deadlineMillis === undefined ? undefined : this.engine.now() + deadlineMillis,
+      settle: options?.settle
+    })
+  }
+
+  private readonly buckets = new Map<string, RateLimit.Bucket>()
+
+  private offerTask<A1, E1, R>(
+    task: Effect.Effect<A1, E1, R>,
+    options: TaskOptions<A1, E1> | undefined,
+    wait: boolean
   ): Effect.Effect<TaskHandle<A1, E1>, ExecutorError.ExecutorError, R> {
-    return Effect.contextWith((context: Context.Context<R>) =>
-      this.engine.offer(this.engine.makeTask<A1, E1>(task, context, undefined, this.engine.pile), true)
-    ) as Effect.Effect<TaskHandle<A1, E1>, ExecutorError.ExecutorError, R>
+    return Effect.contextWith((context: Context.Context<R>) => {
+      const spec = this.spec(options, options?.key, options?.cost)
+      if (Result.isFailure(spec)) return Effect.fail(spec.failure)
+      const over = spec.success === undefined ? undefined : RateLimit.overLimit(spec.success.claims)
+      if (over !== undefined) return Effect.fail(costOverLimit(over, options?.key))
+      return this.engine.offer(
+        this.engine.makeTask<A1, E1>(task, context, undefined, this.engine.pile, spec.success),
+        wait
+      )
+    }) as Effect.Effect<TaskHandle<A1, E1>, ExecutorError.ExecutorError, R>
+  }
+
+  submit<A1 extends A, E1 extends E, R>(
+    task: Effect.Effect<A1, E1, R>,
+    options?: TaskOptions<A1, E1> | undefined
+  ): Effect.Effect<TaskHandle<A1, E1>, ExecutorError.ExecutorError, R> {
+    return this.offerTask(task, options, true)
   }
 
   trySubmit<A1 extends A, E1 extends E, R>(
-    task: Effect.Effect<A1, E1, R>
+    task: Effect.Effect<A1, E1, R>,
+    options?: TaskOptions<A1, E1> | undefined
   ): Effect.Effect<TaskHandle<A1, E1>, ExecutorError.ExecutorError, R> {
-    return Effect.contextWith((context: Context.Context<R>) =>
-      this.engine.offer(this.engine.makeTask<A1, E1>(task, context, undefined, this.engine.pile), false)
-    ) as Effect.Effect<TaskHandle<A1, E1>, ExecutorError.ExecutorError, R>
+    return this.offerTask(task, options, false)
   }
 
   submitAll<A1 extends A, E1 extends E, R, EX = never, RX = never>(
     tasks: Iterable<Effect.Effect<A1, E1, R>> | Stream.Stream<Effect.Effect<A1, E1, R>, EX, RX>
   ): Effect.Effect<number, ExecutorError.ExecutorError | EX, R | RX> {
-    return Effect.contextWith((context: Context.Context<R>) => {
-      let accepted = 0
-      const submitOne = (task: Effect.Effect<A1, E1, R>) =>
-        Effect.map(this.engine.offer(this.engine.makeTask(task, context, undefined, this.engine.pile), true), () => {
-          accepted++
-        })
-      const all = Stream.isStream(tasks)
-        ? Stream.runForEach(tasks, submitOne)
-        : Effect.forEach(tasks, submitOne, { discard: true })
-      return Effect.map(all, () => accepted)
-    })
+    let accepted = 0
+    const submitOne = (task: Effect.Effect<A1, E1, R>) =>
+      Effect.map(this.offerTask(task, undefined, true), () => {
+        accepted++
+      })
+    const all = Stream.isStream(tasks)
+      ? Stream.runForEach(tasks, submitOne)
+      : Effect.forEach(tasks, submitOne, { discard: true })
+    return Effect.map(all, () => accepted)
   }
 
   run<I, B extends A, E1 extends E, R, EI = never, RI = never>(
     inputs: Iterable<I> | Stream.Stream<I, EI, RI>,
     f: (input: I, index: number) => Effect.Effect<B, E1, R>,
-    options?: RunOptions | undefined
+    options?: RunOptions<I, B, E1> | undefined
   ): Pile<B, E1, I, ExecutorError.ExecutorError | EI, R | RI> {
+    const self = this
     const engine = this.engine
     return Stream.unwrap(Effect.gen(function*() {
       const capacity = yield* Effect.fromResult(Check.integer("buffer", options?.buffer, 1, 256))
@@ -500,10 +657,27 @@ class ExecutorImpl<A, E> implements Executor<A, E> {
       const scope = yield* Effect.scope
       const batch = new Batch<B, E1, I, EI>(engine, capacity)
       engine.sinks.add(batch)
+      const settle = options?.settle
       let index = 0
       const submitOne = (input: I) =>
         Effect.suspend(() => {
-          const task = engine.makeTask<B, E1>(f(input, index++), context, input, batch)
+          const key = options?.key?.(input)
+          const taskOptions: TaskOptions<B, E1> = {
+            policy: options?.policy,
+            timeout: options?.timeout,
+            deadline: options?.deadline,
+            limits: options?.limits,
+            settle: settle === undefined ? undefined : (exit) => settle(exit, input)
+          }
+          const spec = self.spec(taskOptions, key, options?.cost?.(input))
+          if (Result.isFailure(spec)) return Effect.fail(spec.failure)
+          const task = engine.makeTask<B, E1>(f(input, index++), context, input, batch, spec.success)
+          const over = spec.success === undefined ? undefined : RateLimit.overLimit(spec.success.claims)
+          if (over !== undefined) {
+            // One input whose cost can never fit must not stop the batch: its outcome says why.
+            engine.acceptRejected(task, costOverLimit(over, key))
+            return Effect.sync(() => batch.track(task))
+          }
           return Effect.map(engine.offer(task, true), (accepted) => batch.track(accepted))
         })
       const feed = Stream.isStream(inputs)
@@ -674,6 +848,28 @@ class Batch<B, E, I, EI> extends OutcomeBuffer<Outcome.Outcome<B, E, I>, Executo
   }
 }
 
+const limitCache = new WeakMap<ReadonlyArray<RateLimit.Limit>, ReturnType<typeof RateLimit.resolve>>()
+
+/** Per-task limits are usually one array reused by many tasks: check it once. */
+const resolveLimits = (limits: ReadonlyArray<RateLimit.Limit>) => {
+  let resolved = limitCache.get(limits)
+  if (resolved === undefined) {
+    resolved = RateLimit.resolve("limits", limits)
+    limitCache.set(limits, resolved)
+  }
+  return resolved
+}
+
+const costOverLimit = (claim: RateLimit.Claim, key: string | undefined): ExecutorError.ExecutorError =>
+  new ExecutorError.ExecutorError({
+    reason: new ExecutorError.CostOverLimit({
+      key: key ?? "",
+      limit: `${claim.bucket.limit} ${claim.bucket.budget} per ${claim.bucket.window} ms`,
+      cost: claim.amount,
+      capacity: claim.bucket.algorithm === "token-bucket" ? claim.bucket.burst : claim.bucket.limit
+    })
+  })
+
 const snapshot = (engine: Engine): Stats => {
   const c = engine.counters
   let finished = 0
@@ -694,6 +890,8 @@ const snapshot = (engine: Engine): Stats => {
     concurrency: engine.concurrency,
     pileBuffered: engine.pile?.size ?? 0,
     abandoned: c.abandoned,
+    retries: c.retries,
+    pauses: c.pauses,
     services: { running: engine.services.size, restarts: c.serviceRestarts }
   }
 }

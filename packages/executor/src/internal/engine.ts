@@ -1,32 +1,43 @@
 /**
- * The executor's engine: the task states, the bounded intake, admission, the dispatcher fiber and the
- * shutdown protocol. `Executor.ts` is its public face.
+ * The executor's engine: the task states, the bounded intake, admission (concurrency slots and rate
+ * budgets), attempts and their error policy, timers, and the shutdown protocol. `Executor.ts` is its public
+ * face.
  *
- * Data path: submit → intake (bounded FIFO) → admission (a concurrency slot) → one fiber per attempt → outcome
- * → the task's sink (a Pile buffer) and its handle's waiters.
+ * Data path: submit → intake (bounded FIFO) → admission: a key line if the task has rate limits or its key
+ * is paused, then a concurrency slot and every rate budget, reserved together → one fiber per attempt →
+ * error policy (retry: back to admission after a delay) → outcome → the task's sink (a Pile buffer) and its
+ * handle's waiters.
  *
- * Ownership: one dispatcher fiber per executor, forked in the executor's scope, starts every task fiber and
- * runs the shutdown protocol. Task and service fibers are owned by the engine itself (`fibers`): shutdown
- * interrupts and awaits every one of them, each wait bounded by `finalizerTimeout`. All state below is touched only synchronously,
- * between two steps of some fiber, so every transition is atomic; nobody is woken until the state they will
- * look at is consistent.
+ * Ownership: one dispatcher fiber per executor, forked in the executor's scope, starts every task fiber,
+ * fires every timer and runs the shutdown protocol. Task and service fibers are owned by the engine itself
+ * (`fibers`): shutdown interrupts and awaits every one of them, each wait bounded by `finalizerTimeout`
+ * (docs/decisions/0002). All state below is touched only synchronously, between two steps of some fiber, so
+ * every transition is atomic; nobody is woken until the state they will look at is consistent.
  */
-import type * as Cause from "effect/Cause"
+import * as Cause from "effect/Cause"
 import type * as Clock from "effect/Clock"
 import type * as Context from "effect/Context"
 import * as Deferred from "effect/Deferred"
+import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
 import type * as Fiber from "effect/Fiber"
+import type { CircuitBreaker } from "effect/persistence"
+import * as Predicate from "effect/Predicate"
+import * as Schedule from "effect/Schedule"
+import * as ErrorPolicy from "../ErrorPolicy.ts"
 import * as ExecutorError from "../ExecutorError.ts"
 import * as Outcome from "../Outcome.ts"
+import type { Cost, RateLimitStore, ReserveResult } from "../RateLimit.ts"
+import type { Claim, Reservation } from "./limiter.ts"
 import { LinkedList, type Node } from "./linkedList.ts"
 import type { OutcomeBuffer } from "./outcomeBuffer.ts"
+import { Timers } from "./timers.ts"
 
 /** Where a task's outcome goes besides its handle: a Pile buffer, or nowhere. */
 export type Sink = OutcomeBuffer<Outcome.Outcome<any, any, any>, any>
 
-/** A task's life: queued → (pending) → running → delivering? → done. */
+/** A task's life: queued → (pending) → running → (pending → running)* → delivering? → done. */
 export const QUEUED = 0
 export const PENDING = 1
 export const RUNNING = 2
@@ -44,6 +55,11 @@ export interface ShutdownRequest {
 
 export type Phase = "open" | "draining" | "cancelling" | "closed"
 
+export interface Breaker {
+  readonly breaker: CircuitBreaker.CircuitBreaker
+  readonly whenOpen: "reject" | "wait"
+}
+
 export interface Config {
   readonly capacity: number
   readonly concurrency: number
@@ -51,10 +67,32 @@ export interface Config {
   readonly shutdown: ShutdownRequest
   /** Milliseconds shutdown waits for interrupted fibers (and their finalizers) before abandoning them. */
   readonly finalizerTimeout: number
+  readonly store: RateLimitStore
+  readonly breaker: Breaker | undefined
+}
+
+/** What a task asked for beyond running: resolved from the executor's defaults and the submit options. */
+export interface TaskSpec {
+  readonly key: string | undefined
+  readonly claims: ReadonlyArray<Claim>
+  readonly policy: ErrorPolicy.ErrorPolicy<any>
+  /** Milliseconds per attempt. */
+  readonly timeout: number | undefined
+  /** Absolute time (ms) by which the task must have finished, across queue, rate waits, runs and retries. */
+  readonly deadlineAt: number | undefined
+  readonly settle: ((exit: Exit.Exit<any, any>) => Cost | undefined) | undefined
 }
 
 /** A callback waiting for a task's outcome. */
 type Waiter = (outcome: Outcome.Outcome<any, any, any>) => void
+
+/** What an attempt fiber returns when the policy had to be consulted inside it. */
+interface Decision {
+  readonly exit: Exit.Exit<any, any>
+  readonly rule?: ErrorPolicy.Rule | undefined
+  readonly retryDelay?: number | undefined
+  readonly circuit?: { readonly retryAfter: number } | undefined
+}
 
 /**
  * One accepted task, and its handle: the object `submit` returns is the task itself, seen through the
@@ -63,6 +101,7 @@ type Waiter = (outcome: Outcome.Outcome<any, any, any>) => void
 export class Task<A = any, E = any> implements Node {
   prev: Node | undefined = undefined
   next: Node | undefined = undefined
+  /** The intake or a key line, when the task is in one. */
   list: LinkedList<any> | undefined = undefined
   /** Written by the engine only. */
   state: TaskState = QUEUED
@@ -70,11 +109,19 @@ export class Task<A = any, E = any> implements Node {
   attempts = 0
   /** The fiber of the running attempt. Invariant: set iff state === RUNNING and the fork returned. */
   fiber: Fiber.Fiber<any, any> | undefined = undefined
+  /** Whether the running attempt returns a `Decision` (the policy ran inside the fiber). */
+  decides = false
   /** Why the executor stopped this task, when it did: decides the outcome's kind over the fiber's exit. */
   stopReason: Outcome.Kind | undefined = undefined
   /** Set once, when the outcome is decided (I18: a late completion never overwrites it). */
   result: Outcome.Outcome<A, E, any> | undefined = undefined
   waiters: Array<Waiter> | undefined = undefined
+  /** The rate reservation of the running attempt, for settlement and refunds (I9). */
+  reservation: Reservation | undefined = undefined
+  /** Retry schedules' step functions, one per retry rule used by this task. */
+  steps:
+    | Map<ErrorPolicy.Rule, (now: number, input: unknown) => Effect.Effect<[unknown, Duration.Duration], unknown>>
+    | undefined = undefined
 
   readonly engine: Engine
   readonly id: number
@@ -82,6 +129,7 @@ export class Task<A = any, E = any> implements Node {
   readonly context: Context.Context<any>
   readonly input: unknown
   readonly sink: Sink | undefined
+  readonly spec: TaskSpec | undefined
 
   constructor(
     engine: Engine,
@@ -89,7 +137,8 @@ export class Task<A = any, E = any> implements Node {
     effect: Effect.Effect<A, E, any>,
     context: Context.Context<any>,
     input: unknown,
-    sink: Sink | undefined
+    sink: Sink | undefined,
+    spec: TaskSpec | undefined
   ) {
     this.engine = engine
     this.id = id
@@ -97,6 +146,7 @@ export class Task<A = any, E = any> implements Node {
     this.context = context
     this.input = input
     this.sink = sink
+    this.spec = spec
   }
 
   /** The outcome, waiting for it. Never fails. */
@@ -122,7 +172,7 @@ export class Task<A = any, E = any> implements Node {
 
   get cancel(): Effect.Effect<void> {
     return Effect.suspend(() => {
-      this.engine.cancelTask(this)
+      this.engine.stop(this, "cancelled")
       return Effect.asVoid(this.outcome)
     })
   }
@@ -138,6 +188,21 @@ interface SubmitWaiter extends Node {
   readonly resume: (effect: Effect.Effect<Task, ExecutorError.ExecutorError>) => void
 }
 
+/** The tasks of one key waiting for admission, in arrival order (retries first). */
+class Line {
+  readonly tasks = new LinkedList<Task>()
+  /** Until when a 429 paused the key (ms). */
+  pausedUntil = 0
+  /** The wake-up already scheduled for this line, to avoid duplicate timers. */
+  wakeAt = 0
+  /** An asynchronous reservation for its head is in flight. */
+  reserving = false
+  readonly key: string
+  constructor(key: string) {
+    this.key = key
+  }
+}
+
 /**
  * Counters behind `stats`. Invariant (I15): accepted = intake.size + pendingCount + running.size + Σ finished,
  * and submitted = accepted + rejected.
@@ -149,6 +214,8 @@ export interface Counters {
   peakQueued: number
   abandoned: number
   serviceRestarts: number
+  retries: number
+  pauses: number
 }
 
 export const emptyFinished = (): Record<Outcome.Kind, number> => {
@@ -157,6 +224,13 @@ export const emptyFinished = (): Record<Outcome.Kind, number> => {
   return out
 }
 
+const isCircuitRejection = (
+  error: unknown
+): error is { readonly reason: { readonly retryAfter?: Duration.Duration } } =>
+  Predicate.isTagged(error, "CircuitBreakerError") &&
+  Predicate.hasProperty(error, "reason") &&
+  (Predicate.isTagged(error.reason, "CircuitOpen") || Predicate.isTagged(error.reason, "CircuitHalfOpen"))
+
 export class Engine {
   // ---- configuration (concurrency is resizable)
   concurrency: number
@@ -164,17 +238,29 @@ export class Engine {
   readonly strategy: Strategy
 
   // ---- intake
-  /** Invariant (I13): intake.size <= capacity. */
+  /**
+   * Invariant (I13): intake.size + pendingFresh <= capacity: tasks that have not started yet (queued, or
+   * waiting for their first admission) never exceed the capacity.
+   */
   readonly intake = new LinkedList<Task>()
   readonly submitWaiters = new LinkedList<SubmitWaiter>()
 
   // ---- admission and running
   /** Slots in use: running tasks plus finished tasks whose outcome waits for space in a bounded Pile. */
   slots = 0
-  /** Invariant (I10): running.size <= slots <= max(concurrency, slots when it was lowered). */
+  /** Invariant (I10): running.size <= slots, and slots only grows while slots < concurrency. */
   readonly running = new Set<Task>()
-  /** Tasks out of the intake but waiting before admission (retry delays, rate budgets). */
+  /** Key lines with tasks waiting or a pause in force. */
+  readonly lines = new Map<string, Line>()
+  /** Tasks waiting for a retry delay. */
+  readonly sleeping = new Set<Task>()
+  /** Tasks out of the intake but not running: in a key line or sleeping before a retry. */
   pendingCount = 0
+  /** Of those, the ones that never started (they still count against the capacity). */
+  pendingFresh = 0
+  readonly timers = new Timers()
+  /** Settlements and refunds for an asynchronous store, run by the dispatcher. */
+  private storeOps: Array<Effect.Effect<void, unknown>> = []
 
   // ---- lifecycle
   phase: Phase = "open"
@@ -200,7 +286,9 @@ export class Engine {
     finished: emptyFinished(),
     peakQueued: 0,
     abandoned: 0,
-    serviceRestarts: 0
+    serviceRestarts: 0,
+    retries: 0,
+    pauses: 0
   }
 
   readonly config: Config
@@ -217,6 +305,11 @@ export class Engine {
     this.strategy = config.strategy
   }
 
+  /** Milliseconds on the executor's clock, with sub-millisecond precision when the clock has it. */
+  now(): number {
+    return Number(this.clock.currentTimeNanosUnsafe()) / 1e6
+  }
+
   // ------------------------------------------------------------------------------------------------------
   // submission
   // ------------------------------------------------------------------------------------------------------
@@ -226,17 +319,23 @@ export class Engine {
     effect: Effect.Effect<A, E, any>,
     context: Context.Context<any>,
     input: unknown,
-    sink: Sink | undefined
+    sink: Sink | undefined,
+    spec: TaskSpec | undefined
   ): Task<A, E> {
-    return new Task(this, this.nextId++, effect, context, input, sink)
+    return new Task(this, this.nextId++, effect, context, input, sink, spec)
   }
 
   get isAccepting(): boolean {
     return this.phase === "open"
   }
 
-  private closedError(): ExecutorError.ExecutorError {
+  closedError(): ExecutorError.ExecutorError {
     return ExecutorError.closed(this.escalation !== undefined)
+  }
+
+  /** Tasks that have not started yet: what the capacity bounds. */
+  private get held(): number {
+    return this.intake.size + this.pendingFresh
   }
 
   /**
@@ -257,7 +356,7 @@ export class Engine {
       this.counters.rejected++
       return this.closedError()
     }
-    if (this.intake.size < this.capacity && this.submitWaiters.size === 0) {
+    if (this.held < this.capacity && this.submitWaiters.size === 0) {
       this.accept(task)
       return task
     }
@@ -267,9 +366,12 @@ export class Engine {
       return task
     }
     if (this.strategy === "sliding") {
-      this.finish(this.intake.head!, Exit.interrupt(), "evicted")
-      this.accept(task)
-      return task
+      const victim = this.intake.head ?? this.oldestFresh()
+      if (victim !== undefined) {
+        this.finish(victim, Exit.interrupt(), "evicted")
+        this.accept(task)
+        return task
+      }
     }
     if (!wait) {
       this.counters.rejected++
@@ -295,17 +397,36 @@ export class Engine {
     })
   }
 
+  /** The oldest task waiting in a line for its first admission (a sliding queue's victim once the intake is empty). */
+  private oldestFresh(): Task | undefined {
+    let oldest: Task | undefined
+    for (const task of this.pendingTasks()) {
+      if (task.attempts === 0 && task.list !== undefined && (oldest === undefined || task.id < oldest.id)) oldest = task
+    }
+    return oldest
+  }
+
+  /** Accepts a task that will never run: it ends at once as rejected (its cost can never fit). */
+  acceptRejected(task: Task, rejection: ExecutorError.ExecutorError): void {
+    this.counters.accepted++
+    this.finish(task, Exit.interrupt(), "rejected", rejection)
+  }
+
   private accept(task: Task): void {
     task.state = QUEUED
     this.intake.push(task)
     this.counters.accepted++
-    if (this.intake.size > this.counters.peakQueued) this.counters.peakQueued = this.intake.size
+    if (this.held > this.counters.peakQueued) this.counters.peakQueued = this.held
+    const deadlineAt = task.spec?.deadlineAt
+    if (deadlineAt !== undefined) {
+      this.timers.add(deadlineAt, () => this.stop(task, "timedOut"), task)
+    }
     this.wake()
   }
 
-  /** Called whenever the intake shrinks: hands the freed places to waiting submitters, first come first served. */
+  /** Called whenever fewer tasks wait to start: hands the freed places to waiting submitters, in order. */
   private admitWaiters(): void {
-    while (this.intake.size < this.capacity && this.submitWaiters.size > 0 && this.phase === "open") {
+    while (this.held < this.capacity && this.submitWaiters.size > 0 && this.phase === "open") {
       const waiter = this.submitWaiters.shift()!
       this.accept(waiter.task)
       waiter.resume(Effect.succeed(waiter.task))
@@ -313,30 +434,201 @@ export class Engine {
   }
 
   // ------------------------------------------------------------------------------------------------------
-  // admission and running
+  // admission
   // ------------------------------------------------------------------------------------------------------
 
-  /** The next task that may start now, taken out of the intake; undefined when none may. */
-  nextStartable(): Task | undefined {
-    if (this.slots >= this.concurrency) return undefined
+  /** Lines skipped for the rest of the current pump pass (their head was denied). */
+  private readonly passBlocked = new Set<Line>()
+  /** Buckets a denied head is waiting for: younger heads may not take from them this pass (I11). */
+  private readonly passBlockedBuckets = new Set<string>()
+
+  private lineOf(key: string): Line {
+    let line = this.lines.get(key)
+    if (line === undefined) {
+      line = new Line(key)
+      this.lines.set(key, line)
+    }
+    return line
+  }
+
+  /** The line a task must wait in, or undefined when it may start as soon as it has a slot. */
+  private lineFor(task: Task): Line | undefined {
+    const key = task.spec?.key ?? ""
+    if (task.spec === undefined || task.spec.claims.length === 0) {
+      const line = this.lines.get(key)
+      return line === undefined ? undefined : line
+    }
+    return this.lineOf(key)
+  }
+
+  private makePending(task: Task): void {
+    task.state = PENDING
+    this.pendingCount++
+    if (task.attempts === 0) this.pendingFresh++
+  }
+
+  private leavePending(task: Task): void {
+    this.pendingCount--
+    if (task.attempts === 0) {
+      this.pendingFresh--
+      this.admitWaiters()
+    }
+  }
+
+  private scheduleLineWake(line: Line, at: number): void {
+    if (line.wakeAt > this.now() && line.wakeAt <= at) return
+    line.wakeAt = at
+    this.timers.add(at, () => {
+      if (line.wakeAt === at) line.wakeAt = 0
+      this.wake()
+    })
+  }
+
+  private blockHead(line: Line, task: Task, retryAt: number): void {
+    this.passBlocked.add(line)
+    for (const claim of task.spec?.claims ?? []) this.passBlockedBuckets.add(claim.bucket.id)
+    this.scheduleLineWake(line, retryAt)
+  }
+
+  private sharesBlockedBucket(task: Task): boolean {
+    if (this.passBlockedBuckets.size === 0) return false
+    for (const claim of task.spec?.claims ?? []) if (this.passBlockedBuckets.has(claim.bucket.id)) return true
+    return false
+  }
+
+  /**
+   * One admission step: starts a task, moves one from the intake to its line, or asks for an asynchronous
+   * reservation. Returns what the dispatcher must do next, or undefined when nothing more can start now.
+   */
+  private admitNext():
+    | { readonly start: Task }
+    | { readonly reserve: Task; readonly line: Line }
+    | "again"
+    | undefined
+  {
     if (this.phase !== "open" && this.phase !== "draining") return undefined
+    if (this.slots >= this.concurrency) return undefined
+    const now = this.now()
+    // 1. The oldest head of a line that may go now. Line tasks are older than the intake's.
+    let best: Line | undefined
+    for (const line of this.lines.values()) {
+      const head = line.tasks.head
+      if (head === undefined) {
+        if (line.pausedUntil <= now && !line.reserving) this.lines.delete(line.key)
+        continue
+      }
+      if (line.reserving || this.passBlocked.has(line)) continue
+      if (line.pausedUntil > now) {
+        this.passBlocked.add(line)
+        this.scheduleLineWake(line, line.pausedUntil)
+        continue
+      }
+      if (this.sharesBlockedBucket(head)) {
+        this.passBlocked.add(line)
+        continue
+      }
+      if (best === undefined || head.id < best.tasks.head!.id) best = line
+    }
+    if (best !== undefined) {
+      const task = best.tasks.head!
+      const claims = task.spec?.claims ?? []
+      if (claims.length === 0) {
+        this.leaveLine(best, task)
+        return { start: task }
+      }
+      const memory = this.config.store.memory
+      if (memory === undefined) return { reserve: task, line: best }
+      const result = memory.reserve(`${task.id}.${task.attempts + 1}`, claims, now)
+      if (typeof result === "number") {
+        this.blockHead(best, task, result)
+        return "again"
+      }
+      task.reservation = result
+      this.leaveLine(best, task)
+      return { start: task }
+    }
+    // 2. The intake's head: it starts at once unless it must wait in its key's line.
     const task = this.intake.shift()
     if (task === undefined) return undefined
-    this.admitWaiters()
-    return task
+    const line = this.lineFor(task)
+    if (line === undefined) {
+      this.admitWaiters()
+      return { start: task }
+    }
+    this.makePending(task)
+    line.tasks.push(task)
+    return "again"
+  }
+
+  private leaveLine(line: Line, task: Task): void {
+    line.tasks.remove(task)
+    this.leavePending(task)
   }
 
   /** Starts one attempt of `task` in its own fiber. Runs in the dispatcher fiber. */
-  start(task: Task): Effect.Effect<void> {
+  private start(task: Task): Effect.Effect<void> {
     task.state = RUNNING
     task.attempts++
+    task.stopReason = undefined
     this.slots++
     this.running.add(task)
-    // Detached on purpose: the engine owns task fibers (see docs/decisions/0002). Its shutdown interrupts
-    // and awaits each of them, bounded by finalizerTimeout; a scope would await a stuck finalizer forever.
+    const timeout = task.spec?.timeout
+    if (timeout !== undefined) {
+      const attempt = task.attempts
+      this.timers.add(this.now() + timeout, () => {
+        if (task.state === RUNNING && task.attempts === attempt) this.stop(task, "timedOut")
+      }, task)
+    }
+    // Detached on purpose: the engine owns task fibers (docs/decisions/0002). Its shutdown interrupts and
+    // awaits each of them, bounded by finalizerTimeout; a scope would await a stuck finalizer forever.
     return Effect.map(
-      Effect.forkDetach(Effect.provideContext(task.effect, task.context), { startImmediately: true }),
+      Effect.forkDetach(this.attemptEffect(task), { startImmediately: true }),
       (fiber) => this.attach(task, fiber)
+    )
+  }
+
+  private attemptEffect(task: Task): Effect.Effect<unknown, unknown> {
+    let effect: Effect.Effect<unknown, unknown> = Effect.provideContext(task.effect, task.context)
+    const breaker = this.config.breaker
+    if (breaker !== undefined) {
+      effect = breaker.breaker.execute(effect, { key: task.spec?.key ?? "default" })
+    }
+    const policy = task.spec?.policy
+    task.decides = breaker !== undefined || (policy !== undefined && policy !== ErrorPolicy.record)
+    if (!task.decides) return effect
+    return Effect.flatMap(Effect.exit(effect), (exit) => this.decide(task, exit))
+  }
+
+  /** Consults the error policy about a failed attempt, inside the attempt's fiber (a schedule step is an effect). */
+  private decide(task: Task, exit: Exit.Exit<unknown, unknown>): Effect.Effect<Decision> {
+    if (exit._tag === "Success") return Effect.succeed({ exit })
+    for (const reason of exit.cause.reasons) {
+      if (reason._tag === "Fail" && isCircuitRejection(reason.error)) {
+        const retryAfter = reason.error.reason.retryAfter
+        return Effect.succeed({
+          exit,
+          circuit: { retryAfter: retryAfter === undefined ? 0 : Duration.toMillis(retryAfter) }
+        })
+      }
+    }
+    if (!Cause.hasFails(exit.cause) && !Cause.hasDies(exit.cause)) return Effect.succeed({ exit })
+    const { error, rule } = ErrorPolicy.ruleFor(task.spec?.policy ?? ErrorPolicy.record, exit.cause)
+    if (rule._tag !== "Retry") return Effect.succeed({ exit, rule })
+    if (rule.while !== undefined && !rule.while(error)) return Effect.succeed({ exit, rule: rule.exhausted })
+    const steps = task.steps ??= new Map()
+    const existing = steps.get(rule)
+    const step = existing === undefined
+      ? Effect.tap(Schedule.toStep(rule.schedule), (made) => Effect.sync(() => steps.set(rule, made as any)))
+      : Effect.succeed(existing)
+    return Effect.flatMap(
+      step,
+      (next) =>
+        Effect.map(Effect.exit(next(this.clock.currentTimeMillisUnsafe(), error)), (stepped): Decision => {
+          if (stepped._tag === "Failure") return { exit, rule: rule.exhausted }
+          const delay = Duration.toMillis((stepped.value as [unknown, Duration.Duration])[1])
+          const retryAfter = ErrorPolicy.retryAfterMillis(error) ?? 0
+          return { exit, rule, retryDelay: Math.max(delay, retryAfter) }
+        })
     )
   }
 
@@ -348,35 +640,157 @@ export class Engine {
     if (task.stopReason !== undefined && task.fiber === fiber) fiber.interruptUnsafe()
   }
 
-  private onAttemptExit(task: Task, fiber: Fiber.Fiber<any, any>, exit: Exit.Exit<any, any>): void {
+  private onAttemptExit(task: Task, fiber: Fiber.Fiber<any, any>, fiberExit: Exit.Exit<any, any>): void {
     this.fibers.delete(fiber)
     if (task.state !== RUNNING || task.fiber !== fiber) return // abandoned by a shutdown that timed out
     task.fiber = undefined
     this.running.delete(task)
-    const kind = task.stopReason ?? Outcome.kindOfExit(exit)
-    const finalExit = task.stopReason === undefined ||
-        (exit._tag === "Failure" && exit.cause.reasons.some((r) => r._tag === "Interrupt"))
-      ? exit
-      : Exit.interrupt()
-    this.finish(task, finalExit, kind)
+    const decision: Decision = task.decides && fiberExit._tag === "Success"
+      ? fiberExit.value as Decision
+      : { exit: fiberExit }
+    const exit = decision.exit
+    if (task.stopReason !== undefined) {
+      this.settle(task, exit)
+      const stopped = exit._tag === "Failure" && Cause.hasInterrupts(exit.cause) ? exit : Exit.interrupt()
+      return this.finish(task, stopped, task.stopReason)
+    }
+    if (exit._tag === "Failure") this.pauseOnRetryAfter(task, exit.cause)
+    if (decision.circuit !== undefined) {
+      // The body did not run: the attempt does not count, and its rate reservation is refunded.
+      task.attempts--
+      this.refund(task)
+      const whenOpen = this.config.breaker?.whenOpen ?? "reject"
+      if (whenOpen === "wait" && this.phase === "open") {
+        return this.retryLater(task, Math.max(decision.circuit.retryAfter, 1))
+      }
+      const rejection = new ExecutorError.ExecutorError({
+        reason: new ExecutorError.CircuitOpen({
+          key: task.spec?.key ?? "default",
+          retryAfter: Duration.millis(decision.circuit.retryAfter)
+        })
+      })
+      return this.finish(task, Exit.interrupt(), "rejected", rejection)
+    }
+    this.settle(task, exit)
+    const rule = decision.rule
+    if (rule === undefined || exit._tag === "Success") return this.finish(task, exit, Outcome.kindOfExit(exit))
+    switch (rule._tag) {
+      case "Record":
+        return this.finish(task, exit, Outcome.kindOfExit(exit))
+      case "Ignore":
+        return this.finish(task, exit, "skipped")
+      case "Escalate":
+        this.finish(task, exit, Outcome.kindOfExit(exit))
+        return this.escalate(`task ${task.id}`, exit.cause)
+      case "Retry": {
+        const delay = decision.retryDelay ?? 0
+        const deadlineAt = task.spec?.deadlineAt
+        // No time left for another attempt: the last failure is the outcome.
+        if (this.phase !== "open" && this.phase !== "draining") return this.finish(task, exit, Outcome.kindOfExit(exit))
+        if (deadlineAt !== undefined && this.now() + delay >= deadlineAt) {
+          return this.finish(task, exit, Outcome.kindOfExit(exit))
+        }
+        this.counters.retries++
+        return this.retryLater(task, delay)
+      }
+    }
   }
+
+  /** The attempt ended; the task goes back to admission after `delay` (I21: it takes a slot and budget again). */
+  private retryLater(task: Task, delay: number): void {
+    this.release(task)
+    this.makePending(task)
+    this.sleeping.add(task)
+    const at = this.now() + delay
+    this.timers.add(at, () => {
+      if (task.state !== PENDING || !this.sleeping.delete(task)) return
+      this.lineOf(task.spec?.key ?? "").tasks.unshift(task)
+    })
+    this.wake()
+  }
+
+  /** A failure carrying retry-after pauses the task's whole key (an HTTP 429 is about the key, not the task). */
+  private pauseOnRetryAfter(task: Task, cause: Cause.Cause<unknown>): void {
+    const error = Cause.findErrorOption(cause)
+    if (error._tag === "None") return
+    const millis = ErrorPolicy.retryAfterMillis(error.value)
+    if (millis === undefined || millis <= 0) return
+    const line = this.lineOf(task.spec?.key ?? "")
+    const until = this.now() + millis
+    if (until > line.pausedUntil) {
+      line.pausedUntil = until
+      this.counters.pauses++
+      this.scheduleLineWake(line, until)
+    }
+  }
+
+  private settle(task: Task, exit: Exit.Exit<unknown, unknown>): void {
+    const reservation = task.reservation
+    task.reservation = undefined
+    const settle = task.spec?.settle
+    if (reservation === undefined || settle === undefined) return
+    const cost = settle(exit)
+    if (cost === undefined) return
+    const actual = reservation.claims.map((claim, i) => cost[claim.bucket.budget] ?? reservation.charged[i]!)
+    this.storeOp(
+      this.config.store.settle(reservation, actual),
+      () => this.config.store.memory!.settle(reservation, actual)
+    )
+  }
+
+  private refund(task: Task): void {
+    const reservation = task.reservation
+    task.reservation = undefined
+    if (reservation === undefined) return
+    const zero = reservation.claims.map(() => 0)
+    this.storeOp(this.config.store.settle(reservation, zero), () => this.config.store.memory!.settle(reservation, zero))
+  }
+
+  private storeOp(effect: Effect.Effect<void, unknown>, sync: () => void): void {
+    if (this.config.store.memory !== undefined) return sync()
+    this.storeOps.push(effect)
+    this.wake()
+  }
+
+  private readonly flushStoreOps: Effect.Effect<void> = Effect.suspend(() => {
+    if (this.storeOps.length === 0) return Effect.void
+    const ops = this.storeOps
+    this.storeOps = []
+    return Effect.forEach(
+      ops,
+      (op) => Effect.catchCause(op, (cause) => Effect.logWarning("pile: a rate-limit settlement failed", cause)),
+      {
+        discard: true
+      }
+    )
+  })
 
   /**
    * Records the outcome of a task, exactly once (I1), releases what it holds and delivers the outcome.
-   * Works from every state: a queued task is removed from the intake, a running one must have stopped.
+   * Works from every state: a queued or pending task is removed from its list; a running one must have stopped.
    */
   finish(task: Task, exit: Exit.Exit<any, any>, kind: Outcome.Kind, rejection?: ExecutorError.ExecutorError): void {
     if (task.result !== undefined) return
     const held = task.state === RUNNING
-    if (task.state === QUEUED && this.intake.remove(task)) this.admitWaiters()
-    if (task.state === PENDING) this.pendingCount--
+    const list = task.list
+    if (list !== undefined) {
+      list.remove(task)
+      if (list === this.intake) this.admitWaiters()
+    }
+    if (task.state === PENDING) {
+      this.sleeping.delete(task)
+      this.leavePending(task)
+    }
     this.running.delete(task)
+    task.reservation = undefined
     const outcome = new Outcome.OutcomeImpl(task.id, task.input, kind, exit, task.attempts, rejection)
     task.result = outcome
+    task.steps = undefined
     this.counters.finished[kind]++
     if (held) {
+      // The slot is released once the outcome is in the sink: a full bounded Pile keeps it (backpressure).
+      task.state = DELIVERING
       if (task.sink === undefined || task.sink.offer(outcome, () => this.release(task))) this.release(task)
-      else task.state = DELIVERING
     } else {
       task.state = DONE
       task.sink?.offer(outcome, noop)
@@ -388,18 +802,14 @@ export class Engine {
     }
   }
 
+  /** Frees the slot of an attempt that ended (its fiber stopped, its outcome is delivered or it will retry). */
   private release(task: Task): void {
-    task.state = DONE
+    if (task.state === DELIVERING) task.state = DONE
     this.slots--
-    if (this.intake.size > 0 || this.phase !== "open") this.wake()
+    if (this.intake.size > 0 || this.pendingCount > 0 || this.phase !== "open") this.wake()
   }
 
-  /** Cancels a task: queued or pending tasks end at once; a running one is interrupted and ends when it stops. */
-  cancelTask(task: Task): void {
-    this.stop(task, "cancelled")
-  }
-
-  /** Stops a task for `reason` (the kind its outcome will have), from any state. */
+  /** Stops a task for `reason` (the kind its outcome will have), from any state. Idempotent. */
   stop(task: Task, reason: Outcome.Kind): void {
     switch (task.state) {
       case QUEUED:
@@ -452,24 +862,73 @@ export class Engine {
   /** Waits for a wake-up, or until the clock reaches `until` (milliseconds), whichever comes first. */
   private waitUntil(until: number): Effect.Effect<void> {
     if (until === Number.POSITIVE_INFINITY) return this.waitSignal
-    const delay = until - this.clock.currentTimeMillisUnsafe()
+    // Timers fire on whole milliseconds and may wake early: round up, and the pump re-checks the clock.
+    const delay = Math.ceil(until - this.now())
     if (delay <= 0) return Effect.void
     return Effect.raceFirst(this.waitSignal, Effect.sleep(delay))
   }
 
-  /** Starts every task that may start now. */
+  /** Fires due timers and starts every task that may start now. */
   private readonly pump: Effect.Effect<void> = Effect.suspend(() => {
-    const task = this.nextStartable()
-    if (task === undefined) return Effect.void
-    return Effect.flatMap(this.start(task), () => this.pump)
+    this.passBlocked.clear()
+    this.passBlockedBuckets.clear()
+    return this.pumpLoop
   })
+
+  private readonly pumpLoop: Effect.Effect<void> = Effect.suspend(() => {
+    this.timers.fireDue(this.now())
+    while (true) {
+      const next = this.admitNext()
+      if (next === undefined) return this.flushStoreOps
+      if (next === "again") continue
+      if ("start" in next) return Effect.flatMap(this.start(next.start), () => this.pumpLoop)
+      return Effect.flatMap(
+        this.reserveAsync(next.reserve, next.line),
+        (reserved) => reserved ? Effect.flatMap(this.start(next.reserve), () => this.pumpLoop) : this.pumpLoop
+      )
+    }
+  })
+
+  /** Reserves a line head's budgets through an asynchronous store (Redis); true when it may start. */
+  private reserveAsync(task: Task, line: Line): Effect.Effect<boolean> {
+    line.reserving = true
+    const claims = task.spec?.claims ?? []
+    return Effect.map(
+      Effect.exit(this.config.store.reserve(`${task.id}.${task.attempts + 1}`, claims, this.now())),
+      (exit) => {
+        line.reserving = false
+        // A store failure defers the task (never drops it); the dispatcher asks again a second later.
+        const result: ReserveResult = exit._tag === "Success"
+          ? exit.value
+          : { _tag: "Denied", retryAt: this.now() + 1000 }
+        if (task.state !== PENDING || task.list !== line.tasks) {
+          // Stopped while the store answered: give the budget back (I9).
+          if (result._tag === "Reserved") {
+            this.storeOps.push(this.config.store.settle(result.reservation, claims.map(() => 0)))
+          }
+          return false
+        }
+        if (result._tag === "Denied") {
+          this.blockHead(line, task, result.retryAt)
+          return false
+        }
+        if (this.slots >= this.concurrency || (this.phase !== "open" && this.phase !== "draining")) {
+          this.storeOps.push(this.config.store.settle(result.reservation, claims.map(() => 0)))
+          return false
+        }
+        task.reservation = result.reservation
+        this.leaveLine(line, task)
+        return true
+      }
+    )
+  }
 
   /** The dispatcher fiber's program: start tasks as slots free up, until shutdown is requested; then shut down. */
   readonly run: Effect.Effect<void> = Effect.gen({ self: this }, function*() {
     while (this.shutdownRequest === undefined) {
       yield* this.pump
       if (this.shutdownRequest !== undefined) break
-      yield* this.waitSignal
+      yield* this.waitUntil(this.timers.next)
     }
     yield* this.shutdownProtocol
   })
@@ -520,18 +979,18 @@ export class Engine {
     // Drain: keep starting accepted work until everything is done, the grace period ends, or cancel is asked.
     const request = this.shutdownRequest!
     if (request.mode === "drain") {
-      const graceEnd = this.clock.currentTimeMillisUnsafe() + request.grace
+      const graceEnd = this.now() + request.grace
       while (!this.isIdle && this.shutdownRequest!.mode === "drain") {
         yield* this.pump
-        if (this.isIdle || this.clock.currentTimeMillisUnsafe() >= graceEnd) break
-        yield* this.waitUntil(graceEnd)
+        if (this.isIdle || this.now() >= graceEnd) break
+        yield* this.waitUntil(Math.min(graceEnd, this.timers.next))
       }
     }
     // Cancel: every queued and pending task gets an interruption, every running one is interrupted (I8).
     this.phase = "cancelling"
     this.cancelAll()
-    const finalizerEnd = this.clock.currentTimeMillisUnsafe() + this.config.finalizerTimeout
-    while (this.slots > 0 && this.clock.currentTimeMillisUnsafe() < finalizerEnd) {
+    const finalizerEnd = this.now() + this.config.finalizerTimeout
+    while (this.slots > 0 && this.now() < finalizerEnd) {
       yield* this.waitUntil(finalizerEnd)
     }
     this.abandonRunning()
@@ -551,6 +1010,7 @@ export class Engine {
         this.config.finalizerTimeout
       )
     }
+    yield* this.flushStoreOps
     this.close()
   })
 
@@ -563,9 +1023,13 @@ export class Engine {
     this.unboundSinks()
   }
 
-  /** Tasks between intake and admission; none until retries and rate limits are added. */
-  pendingTasks(): Iterable<Task> {
-    return []
+  /** Tasks between intake and admission: in a key line, or sleeping before a retry. */
+  pendingTasks(): Array<Task> {
+    const out = Array.from(this.sleeping)
+    for (const line of this.lines.values()) {
+      for (let task = line.tasks.head; task !== undefined; task = task.next as Task | undefined) out.push(task)
+    }
+    return out
   }
 
   /** After the finalizer deadline: record the tasks whose fibers would not stop, and free their slots. */
@@ -586,6 +1050,7 @@ export class Engine {
   private close(): void {
     if (this.phase === "closed") return
     this.phase = "closed"
+    this.timers.clear()
     const failure = this.escalation === undefined
       ? undefined
       : { error: new ExecutorError.ExecutorError({ reason: this.escalation }) }

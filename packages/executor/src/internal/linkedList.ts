@@ -27,6 +27,17 @@ export class LinkedList<T extends Node> {
     this.size++
   }
 
+  /** Puts `node` first (a retry goes ahead of the tasks that arrived after it). */
+  unshift(node: T): void {
+    node.list = this
+    node.prev = undefined
+    node.next = this.head
+    if (this.head === undefined) this.tail = node
+    else this.head.prev = node
+    this.head = node
+    this.size++
+  }
+
   shift(): T | undefined {
     const node = this.head
     if (node !== undefined) this.remove(node)

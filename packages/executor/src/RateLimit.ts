@@ -1,0 +1,238 @@
+/**
+ * Rate limits: budgets of "L units per window W", per key, reserved together before a task starts.
+ *
+ * A task states its `key` and its `cost` (requests = 1 by default; tokens = an estimate). Every limit that
+ * applies to the task is reserved at once, all or nothing, at the moment the task starts, and in the order
+ * tasks arrived. After the task, its actual cost can be settled (refunded or charged to the window it was
+ * reserved in). A failure carrying `retryAfter` (an HTTP 429) pauses the task's whole key.
+ *
+ * Models and their exact bounds (W = window, L = limit, B = burst, r = L / W):
+ *
+ * - `"sliding-window"` (the default): a sliding log. No window of length W, anywhere on the time line, admits
+ *   more than L units. Exact: it is the strongest bound and the one the property tests check.
+ * - `"gcra"`: spacing (a leaky bucket seen from the client): units start no closer than W / L (plus
+ *   `margin`), with up to B starts back to back. With B = 1 and unit costs, any window of length W holds at
+ *   most L starts and no two starts are closer than W / L: "100 per second, burst 1" means 10 ms apart. Use
+ *   it for servers that enforce a leaky bucket (nginx `limit_req`, API gateways).
+ * - `"token-bucket"`: bursts: a bucket of B tokens (default L) refilled at r per millisecond. Any interval of
+ *   length t admits at most B + r·t units, so a window of length W may admit up to B + L.
+ *
+ * Stores: the in-memory store (the default, one per executor) and a Redis store for limits shared by several
+ * processes or machines (`RateLimitRedis.ts`).
+ *
+ * @since 0.1.0
+ */
+import * as Duration from "effect/Duration"
+import * as Effect from "effect/Effect"
+import * as Option from "effect/Option"
+import * as Result from "effect/Result"
+import * as ExecutorError from "./ExecutorError.ts"
+import {
+  type Algorithm,
+  type Bucket,
+  capacityOf,
+  type Claim,
+  MemoryLimiter,
+  type Reservation
+} from "./internal/limiter.ts"
+
+export type { Algorithm, Bucket, Claim, Reservation }
+
+/**
+ * One limit: "`limit` units of `budget` per `window`".
+ *
+ * Which tasks it counts:
+ * - `key` set: the tasks with that key share it;
+ * - `perKey: true`: every key gets its own copy (tasks without a key are not counted);
+ * - neither: every task shares one budget (an overall limit).
+ *
+ * @category models
+ * @since 0.1.0
+ */
+export interface Limit {
+  /** Tells two otherwise identical declarations apart (they share a budget if their names are equal). */
+  readonly name?: string | undefined
+  readonly key?: string | undefined
+  readonly perKey?: boolean | undefined
+  /** The budget this limit counts: `"requests"` (the default, each task costs 1) or e.g. `"tokens"`. */
+  readonly budget?: string | undefined
+  /** L, a number > 0. */
+  readonly limit: number
+  /** W, a duration > 0. */
+  readonly window: Duration.Input
+  /** The model; default `"sliding-window"`, the exact one. */
+  readonly algorithm?: Algorithm | undefined
+  /** GCRA: starts allowed back to back (default 1, evenly spaced). Token bucket: capacity (default L). */
+  readonly burst?: number | undefined
+  /** GCRA: extra spacing per unit, a safety margin against the server's clock (default 0). */
+  readonly margin?: Duration.Input | undefined
+}
+
+/**
+ * A task's cost per budget, e.g. `{ tokens: 1200 }`. A budget missing here costs 1 for `"requests"` and 0
+ * (not counted) for any other budget.
+ *
+ * @category models
+ * @since 0.1.0
+ */
+export type Cost = Readonly<Record<string, number>>
+
+/**
+ * The result of a reservation: granted, or denied with the earliest time (ms on the store's clock) it could
+ * be granted.
+ *
+ * @category models
+ * @since 0.1.0
+ */
+export type ReserveResult =
+  | { readonly _tag: "Reserved"; readonly reservation: Reservation }
+  | { readonly _tag: "Denied"; readonly retryAt: number }
+
+/**
+ * Where budgets are kept. `reserve` is all or nothing over its claims; `settle` corrects the amounts of a
+ * granted reservation (0 refunds it). A store failure is retried by the executor (the task waits; it is
+ * never dropped).
+ *
+ * @category models
+ * @since 0.1.0
+ */
+export interface RateLimitStore {
+  readonly reserve: (id: string, claims: ReadonlyArray<Claim>, now: number) => Effect.Effect<ReserveResult, unknown>
+  readonly settle: (reservation: Reservation, actual: ReadonlyArray<number>) => Effect.Effect<void, unknown>
+  /** Synchronous access for in-memory stores: the dispatcher then admits without suspending. */
+  readonly memory?: MemoryLimiter | undefined
+}
+
+/**
+ * A fresh in-memory store. Each executor gets its own unless you pass one to several executors.
+ *
+ * @category constructors
+ * @since 0.1.0
+ */
+export const memoryStore = (): RateLimitStore => {
+  const memory = new MemoryLimiter()
+  return {
+    memory,
+    reserve: (id, claims, now) =>
+      Effect.sync(() => {
+        const result = memory.reserve(id, claims, now)
+        return typeof result === "number"
+          ? { _tag: "Denied", retryAt: result } as const
+          : { _tag: "Reserved", reservation: result } as const
+      }),
+    settle: (reservation, actual) => Effect.sync(() => memory.settle(reservation, actual))
+  }
+}
+
+/** @internal A limit with its options checked and resolved. */
+export interface Resolved {
+  readonly declaration: Limit
+  readonly id: string
+  readonly key: string | undefined
+  readonly perKey: boolean
+  readonly budget: string
+  readonly algorithm: Algorithm
+  readonly limit: number
+  readonly window: number
+  readonly burst: number
+  readonly margin: number
+}
+
+const millis = (input: Duration.Input | undefined): number | undefined => {
+  if (input === undefined) return undefined
+  const decoded = Duration.fromInput(input)
+  return Option.isSome(decoded) ? Duration.toMillis(decoded.value) : Number.NaN
+}
+
+/** @internal Checks limits, naming the option path in errors. */
+export const resolve = (
+  path: string,
+  limits: ReadonlyArray<Limit> | undefined
+): Result.Result<ReadonlyArray<Resolved>, ExecutorError.ExecutorError> => {
+  const out: Array<Resolved> = []
+  for (const [i, limit] of (limits ?? []).entries()) {
+    const at = `${path}[${i}]`
+    if (!(typeof limit.limit === "number" && limit.limit > 0 && Number.isFinite(limit.limit))) {
+      return Result.fail(ExecutorError.invalidOption(`${at}.limit`, limit.limit, "a finite number > 0"))
+    }
+    const window = millis(limit.window)
+    if (window === undefined || !(window > 0 && Number.isFinite(window))) {
+      return Result.fail(ExecutorError.invalidOption(`${at}.window`, limit.window, "a finite duration > 0"))
+    }
+    const algorithm = limit.algorithm ?? "sliding-window"
+    if (!["sliding-window", "gcra", "token-bucket"].includes(algorithm)) {
+      return Result.fail(
+        ExecutorError.invalidOption(`${at}.algorithm`, algorithm, `"sliding-window", "gcra" or "token-bucket"`)
+      )
+    }
+    const burst = limit.burst ?? (algorithm === "token-bucket" ? limit.limit : 1)
+    if (!(typeof burst === "number" && burst >= 1 && Number.isFinite(burst))) {
+      return Result.fail(ExecutorError.invalidOption(`${at}.burst`, limit.burst, "a finite number >= 1"))
+    }
+    const margin = millis(limit.margin) ?? 0
+    if (!(margin >= 0 && Number.isFinite(margin))) {
+      return Result.fail(ExecutorError.invalidOption(`${at}.margin`, limit.margin, "a finite duration >= 0"))
+    }
+    if (limit.key !== undefined && limit.perKey === true) {
+      return Result.fail(ExecutorError.invalidOption(`${at}.perKey`, true, "not both key and perKey"))
+    }
+    const budget = limit.budget ?? "requests"
+    const id = [limit.name ?? "", budget, limit.limit, window, algorithm, burst, margin].join("|")
+    out.push({
+      declaration: limit,
+      id,
+      key: limit.key,
+      perKey: limit.perKey === true,
+      budget,
+      algorithm,
+      limit: limit.limit,
+      window,
+      burst,
+      margin
+    })
+  }
+  return Result.succeed(out)
+}
+
+/** @internal The buckets a task with `key` and `cost` claims from `limits`. */
+export const claimsFor = (
+  limits: ReadonlyArray<Resolved>,
+  key: string | undefined,
+  cost: Cost | undefined,
+  buckets: Map<string, Bucket>
+): Array<Claim> => {
+  const claims: Array<Claim> = []
+  for (const limit of limits) {
+    let bucketId: string
+    if (limit.key !== undefined) {
+      if (limit.key !== key) continue
+      bucketId = `${limit.id}|key=${key}`
+    } else if (limit.perKey) {
+      if (key === undefined) continue
+      bucketId = `${limit.id}|each=${key}`
+    } else {
+      bucketId = `${limit.id}|all`
+    }
+    const amount = cost?.[limit.budget] ?? (limit.budget === "requests" ? 1 : 0)
+    if (!(amount > 0)) continue
+    let bucket = buckets.get(bucketId)
+    if (bucket === undefined) {
+      bucket = {
+        id: bucketId,
+        budget: limit.budget,
+        algorithm: limit.algorithm,
+        limit: limit.limit,
+        window: limit.window,
+        burst: limit.burst,
+        margin: limit.margin
+      }
+      buckets.set(bucketId, bucket)
+    }
+    claims.push({ bucket, amount })
+  }
+  return claims
+}
+
+/** @internal The first claim whose amount can never fit, if any. */
+export const overLimit = (claims: ReadonlyArray<Claim>): Claim | undefined =>
+  claims.find((claim) => claim.amount > capacityOf(claim.bucket))

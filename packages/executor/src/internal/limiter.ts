@@ -1,0 +1,210 @@
+/**
+ * The rate-limit algorithms of the in-memory store, one state per bucket (a limit, for one key).
+ *
+ * Every check is "can `amount` units start at `now`?"; a denial says the earliest time it could. A
+ * reservation over several buckets is all or nothing: every bucket is checked before any is charged.
+ * Times are milliseconds (fractions allowed) on the executor's `Clock`.
+ */
+
+export type Algorithm = "sliding-window" | "gcra" | "token-bucket"
+
+/** One limit instance: "limit units per window", for one key. */
+export interface Bucket {
+  /** Stable across processes for the same declaration and key (the Redis store keys on it). */
+  readonly id: string
+  /** The budget it counts, e.g. "requests" or "tokens" (settlement matches costs by it). */
+  readonly budget: string
+  readonly algorithm: Algorithm
+  readonly limit: number
+  /** Window length in milliseconds. */
+  readonly window: number
+  /** GCRA: starts allowed back to back (1 = evenly spaced). Token bucket: capacity. */
+  readonly burst: number
+  /** GCRA: extra spacing added per unit, in milliseconds (a safety margin against a server's clock). */
+  readonly margin: number
+}
+
+export interface Claim {
+  readonly bucket: Bucket
+  readonly amount: number
+}
+
+/** Handle of a granted reservation, kept by the task for settlement. */
+export interface Reservation {
+  readonly id: string
+  readonly at: number
+  readonly claims: ReadonlyArray<Claim>
+  /** Amounts charged now, per claim (updated by settlement). */
+  readonly charged: Array<number>
+}
+
+/** The largest amount one task may claim from a bucket; a larger cost could never be admitted. */
+export const capacityOf = (bucket: Bucket): number => bucket.algorithm === "token-bucket" ? bucket.burst : bucket.limit
+
+interface LogEntry {
+  readonly at: number
+  amount: number
+}
+
+/** Sliding log: every admission of the last `window` with its amount. */
+class SlidingState {
+  log: Array<LogEntry> = []
+  head = 0
+  used = 0
+  /** Log entries by reservation id, for settlement. */
+  readonly byId = new Map<string, LogEntry>()
+  private readonly ids: Array<string> = []
+
+  purge(bucket: Bucket, now: number): void {
+    // An entry at time t counts in every window [s, s + W) with s in (t - W, t]: it leaves at t + W.
+    while (this.head < this.log.length && this.log[this.head]!.at + bucket.window <= now) {
+      this.used -= this.log[this.head]!.amount
+      this.byId.delete(this.ids[this.head]!)
+      this.head++
+    }
+    if (this.head > 1024 && this.head * 2 > this.log.length) {
+      this.log = this.log.slice(this.head)
+      this.ids.splice(0, this.head)
+      this.head = 0
+    }
+  }
+
+  /** The earliest time `amount` fits, given the current log (now if it fits now). */
+  earliest(bucket: Bucket, amount: number, now: number): number {
+    if (this.used + amount <= bucket.limit) return now
+    let freed = 0
+    for (let i = this.head; i < this.log.length; i++) {
+      freed += this.log[i]!.amount
+      if (this.used - freed + amount <= bucket.limit) return this.log[i]!.at + bucket.window
+    }
+    return Number.POSITIVE_INFINITY
+  }
+
+  charge(id: string, amount: number, now: number): void {
+    const entry = { at: now, amount }
+    this.log.push(entry)
+    this.ids.push(id)
+    this.byId.set(id, entry)
+    this.used += amount
+  }
+
+  settle(id: string, delta: number): void {
+    const entry = this.byId.get(id)
+    if (entry === undefined) return // already out of the window: nothing left to correct
+    entry.amount += delta
+    this.used += delta
+  }
+}
+
+/** GCRA: the theoretical arrival time of the next unit. */
+class GcraState {
+  tat = Number.NEGATIVE_INFINITY
+
+  private interval(bucket: Bucket): number {
+    return bucket.window / bucket.limit + bucket.margin
+  }
+
+  earliest(bucket: Bucket, _amount: number, now: number): number {
+    const tolerance = (bucket.burst - 1) * this.interval(bucket)
+    return Math.max(now, this.tat - tolerance)
+  }
+
+  charge(bucket: Bucket, amount: number, now: number): void {
+    this.tat = Math.max(this.tat, now) + amount * this.interval(bucket)
+  }
+
+  settle(bucket: Bucket, delta: number): void {
+    this.tat += delta * this.interval(bucket)
+  }
+}
+
+/** Token bucket: `burst` tokens, refilled continuously at limit / window. */
+class TokenBucketState {
+  tokens: number
+  last = Number.NEGATIVE_INFINITY
+
+  constructor(bucket: Bucket) {
+    this.tokens = bucket.burst
+  }
+
+  private refill(bucket: Bucket, now: number): void {
+    if (this.last === Number.NEGATIVE_INFINITY) this.last = now
+    if (now > this.last) {
+      this.tokens = Math.min(bucket.burst, this.tokens + (now - this.last) * bucket.limit / bucket.window)
+      this.last = now
+    }
+  }
+
+  earliest(bucket: Bucket, amount: number, now: number): number {
+    this.refill(bucket, now)
+    if (this.tokens >= amount) return now
+    return now + (amount - this.tokens) * bucket.window / bucket.limit
+  }
+
+  charge(bucket: Bucket, amount: number, now: number): void {
+    this.refill(bucket, now)
+    this.tokens -= amount
+  }
+
+  settle(delta: number): void {
+    this.tokens -= delta
+  }
+}
+
+type State = SlidingState | GcraState | TokenBucketState
+
+/** The in-memory store's state: one per executor unless shared explicitly. */
+export class MemoryLimiter {
+  private readonly states = new Map<string, State>()
+
+  private state(bucket: Bucket): State {
+    let state = this.states.get(bucket.id)
+    if (state === undefined) {
+      state = bucket.algorithm === "sliding-window"
+        ? new SlidingState()
+        : bucket.algorithm === "gcra"
+        ? new GcraState()
+        : new TokenBucketState(bucket)
+      this.states.set(bucket.id, state)
+    }
+    return state
+  }
+
+  private earliest(claim: Claim, now: number): number {
+    const state = this.state(claim.bucket)
+    if (state instanceof SlidingState) {
+      state.purge(claim.bucket, now)
+      return state.earliest(claim.bucket, claim.amount, now)
+    }
+    return state.earliest(claim.bucket, claim.amount, now)
+  }
+
+  /** Reserves every claim at `now`, or none: then returns the earliest time all could fit. */
+  reserve(id: string, claims: ReadonlyArray<Claim>, now: number): Reservation | number {
+    let retryAt = now
+    for (const claim of claims) retryAt = Math.max(retryAt, this.earliest(claim, now))
+    if (retryAt > now) return retryAt
+    for (const claim of claims) {
+      const state = this.state(claim.bucket)
+      if (state instanceof SlidingState) state.charge(id, claim.amount, now)
+      else if (state instanceof GcraState) state.charge(claim.bucket, claim.amount, now)
+      else state.charge(claim.bucket, claim.amount, now)
+    }
+    return { id, at: now, claims, charged: claims.map((claim) => claim.amount) }
+  }
+
+  /** Corrects the amounts charged by a reservation (to 0 to refund it), in the window it was charged in. */
+  settle(reservation: Reservation, actual: ReadonlyArray<number>): void {
+    reservation.claims.forEach((claim, i) => {
+      const next = actual[i]
+      if (next === undefined || !Number.isFinite(next) || next < 0) return
+      const delta = next - reservation.charged[i]!
+      if (delta === 0) return
+      reservation.charged[i] = next
+      const state = this.state(claim.bucket)
+      if (state instanceof SlidingState) state.settle(reservation.id, delta)
+      else if (state instanceof GcraState) state.settle(claim.bucket, delta)
+      else state.settle(delta)
+    })
+  }
+}

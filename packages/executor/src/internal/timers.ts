@@ -1,0 +1,83 @@
+/**
+ * A binary min-heap of timers for the dispatcher: deadlines, attempt timeouts, retry delays and rate-limit
+ * wake-ups all wait here, so one fiber sleeps until the earliest of them instead of one fiber per timer.
+ * Entries are never removed early: each `fire` checks that what it was set for still holds.
+ */
+
+export interface Timer {
+  readonly at: number
+  readonly fire: () => void
+  /** A timer set for a task is stale once the task has its outcome. */
+  readonly owner: { readonly result: unknown } | undefined
+}
+
+export class Timers {
+  private heap: Array<Timer> = []
+  /** Heap size after the last compaction: stale timers are dropped whenever the heap doubles. */
+  private compactedAt = 1024
+
+  get size(): number {
+    return this.heap.length
+  }
+
+  /** The time of the earliest timer, or +Infinity. */
+  get next(): number {
+    return this.heap.length === 0 ? Number.POSITIVE_INFINITY : this.heap[0]!.at
+  }
+
+  add(at: number, fire: () => void, owner?: { readonly result: unknown }): void {
+    if (this.heap.length >= 2 * this.compactedAt) this.compact()
+    const heap = this.heap
+    heap.push({ at, fire, owner })
+    let i = heap.length - 1
+    while (i > 0) {
+      const parent = (i - 1) >> 1
+      if (heap[parent]!.at <= heap[i]!.at) break
+      ;[heap[parent], heap[i]] = [heap[i]!, heap[parent]!]
+      i = parent
+    }
+  }
+
+  /** Fires, in time order, every timer due at `now`. Returns how many fired. */
+  fireDue(now: number): number {
+    let fired = 0
+    while (this.heap.length > 0 && this.heap[0]!.at <= now) {
+      this.pop().fire()
+      fired++
+    }
+    return fired
+  }
+
+  clear(): void {
+    this.heap = []
+  }
+
+  /** Drops the timers of finished tasks (a long deadline must not keep a finished task alive). */
+  private compact(): void {
+    const live = this.heap.filter((timer) => timer.owner === undefined || timer.owner.result === undefined)
+    live.sort((a, b) => a.at - b.at) // a sorted array is a valid heap
+    this.heap = live
+    this.compactedAt = Math.max(1024, live.length)
+  }
+
+  private pop(): Timer {
+    const heap = this.heap
+    const top = heap[0]!
+    const last = heap.pop()!
+    if (heap.length > 0) {
+      heap[0] = last
+      let i = 0
+      while (true) {
+        const l = 2 * i + 1
+        const r = l + 1
+        let m = i
+        if (l < heap.length && heap[l]!.at < heap[m]!.at) m = l
+        if (r < heap.length && heap[r]!.at < heap[m]!.at) m = r
+        if (m === i) break
+        ;[heap[m], heap[i]] = [heap[i]!, heap[m]!]
+        i = m
+      }
+    }
+    return top
+  }
+}
