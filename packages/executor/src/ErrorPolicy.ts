@@ -11,6 +11,8 @@
  */
 import type * as Cause from "effect/Cause"
 import * as Duration from "effect/Duration"
+import { dual } from "effect/Function"
+import { type Pipeable, pipeArguments } from "effect/Pipeable"
 import * as Predicate from "effect/Predicate"
 import type * as Schedule from "effect/Schedule"
 import * as ExecutorError from "./ExecutorError.ts"
@@ -56,7 +58,7 @@ export type Terminal = Exclude<Rule, { readonly _tag: "Retry" }>
  * @category models
  * @since 0.1.0
  */
-export interface ErrorPolicy<in E> {
+export interface ErrorPolicy<in E> extends Pipeable {
   readonly [TypeId]: typeof TypeId
   /** The rule for an attempt that failed with `error`. */
   readonly onFailure: (error: E) => Rule
@@ -64,11 +66,19 @@ export interface ErrorPolicy<in E> {
   readonly onDefect: (defect: unknown) => Rule
 }
 
-const make = <E>(onFailure: (error: E) => Rule, onDefect: (defect: unknown) => Rule): ErrorPolicy<E> => ({
+const Proto = {
   [TypeId]: TypeId,
-  onFailure,
-  onDefect
-})
+  pipe() {
+    return pipeArguments(this, arguments)
+  }
+}
+
+const make = <E>(onFailure: (error: E) => Rule, onDefect: (defect: unknown) => Rule): ErrorPolicy<E> => {
+  const self = Object.create(Proto)
+  self.onFailure = onFailure
+  self.onDefect = onDefect
+  return self
+}
 
 const recordRule: Rule = { _tag: "Record" }
 const ignoreRule: Rule = { _tag: "Ignore" }
@@ -154,14 +164,10 @@ export const retry = <E = unknown>(
 export const withDefects: {
   (defects: ErrorPolicy<unknown>): <E>(self: ErrorPolicy<E>) => ErrorPolicy<E>
   <E>(self: ErrorPolicy<E>, defects: ErrorPolicy<unknown>): ErrorPolicy<E>
-} = function(this: unknown) {
-  if (arguments.length === 1) {
-    const defects = arguments[0] as ErrorPolicy<unknown>
-    return (self: ErrorPolicy<any>) => make(self.onFailure, defects.onFailure)
-  }
-  const [self, defects] = arguments as unknown as [ErrorPolicy<any>, ErrorPolicy<unknown>]
-  return make(self.onFailure, defects.onFailure)
-} as any
+} = dual(
+  2,
+  <E>(self: ErrorPolicy<E>, defects: ErrorPolicy<unknown>): ErrorPolicy<E> => make(self.onFailure, defects.onFailure)
+)
 
 type Tags<E> = E extends { readonly _tag: infer T extends string } ? T : never
 

@@ -825,15 +825,12 @@ class Batch<B, E, I, EI> extends OutcomeBuffer<Outcome.Outcome<B, E, I>, Executo
     const exit = this.feederExit
     if (exit === undefined || this.isClosed || this.accepted < this.trackedCount) return
     this.engine.sinks.delete(this)
+    // An escalation while the batch ran is raised to the batch's caller, after every outcome.
+    const escalation = this.engine.escalation
+    if (escalation !== undefined) return this.close({ error: new ExecutorError.ExecutorError({ reason: escalation }) })
     if (exit._tag === "Success") return this.close()
     const error = Cause.findErrorOption(exit.cause)
-    if (error._tag === "Some") {
-      const escalation = this.engine.escalation
-      const failure = ExecutorError.isExecutorError(error.value) && escalation !== undefined
-        ? new ExecutorError.ExecutorError({ reason: escalation })
-        : error.value
-      return this.close({ error: failure })
-    }
+    if (error._tag === "Some") return this.close({ error: error.value })
     // The feeder was interrupted (the consumer left) or died: end quietly; a defect is re-raised by the pull.
     this.close()
   }

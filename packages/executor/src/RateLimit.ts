@@ -86,7 +86,12 @@ export type Cost = Readonly<Record<string, number>>
  */
 export type ReserveResult =
   | { readonly _tag: "Reserved"; readonly reservation: Reservation }
-  | { readonly _tag: "Denied"; readonly retryAt: number }
+  | {
+    readonly _tag: "Denied"
+    readonly retryAt: number
+    /** The buckets that refused; when absent, every claimed bucket is assumed to have refused. */
+    readonly blocking?: ReadonlyArray<string> | undefined
+  }
 
 /**
  * Where budgets are kept. `reserve` is all or nothing over its claims; `settle` corrects the amounts of a
@@ -116,9 +121,9 @@ export const memoryStore = (): RateLimitStore => {
     reserve: (id, claims, now) =>
       Effect.sync(() => {
         const result = memory.reserve(id, claims, now)
-        return typeof result === "number"
-          ? { _tag: "Denied", retryAt: result } as const
-          : { _tag: "Reserved", reservation: result } as const
+        return "claims" in result
+          ? { _tag: "Reserved", reservation: result } as const
+          : { _tag: "Denied", retryAt: result.retryAt, blocking: result.blocking } as const
       }),
     settle: (reservation, actual) => Effect.sync(() => memory.settle(reservation, actual))
   }

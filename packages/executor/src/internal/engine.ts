@@ -484,9 +484,11 @@ export class Engine {
     })
   }
 
-  private blockHead(line: Line, task: Task, retryAt: number): void {
+  private blockHead(line: Line, task: Task, retryAt: number, blocking: ReadonlyArray<string> | undefined): void {
     this.passBlocked.add(line)
-    for (const claim of task.spec?.claims ?? []) this.passBlockedBuckets.add(claim.bucket.id)
+    if (blocking === undefined) {
+      for (const claim of task.spec?.claims ?? []) this.passBlockedBuckets.add(claim.bucket.id)
+    } else for (const id of blocking) this.passBlockedBuckets.add(id)
     this.scheduleLineWake(line, retryAt)
   }
 
@@ -539,8 +541,8 @@ export class Engine {
       const memory = this.config.store.memory
       if (memory === undefined) return { reserve: task, line: best }
       const result = memory.reserve(`${task.id}.${task.attempts + 1}`, claims, now)
-      if (typeof result === "number") {
-        this.blockHead(best, task, result)
+      if (!("claims" in result)) {
+        this.blockHead(best, task, result.retryAt, result.blocking)
         return "again"
       }
       task.reservation = result
@@ -909,7 +911,7 @@ export class Engine {
           return false
         }
         if (result._tag === "Denied") {
-          this.blockHead(line, task, result.retryAt)
+          this.blockHead(line, task, result.retryAt, result.blocking)
           return false
         }
         if (this.slots >= this.concurrency || (this.phase !== "open" && this.phase !== "draining")) {

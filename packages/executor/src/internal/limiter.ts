@@ -38,6 +38,12 @@ export interface Reservation {
   readonly charged: Array<number>
 }
 
+/** A refused reservation: when it could be granted, and which buckets refused it. */
+export interface Denial {
+  readonly retryAt: number
+  readonly blocking: ReadonlyArray<string>
+}
+
 /** The largest amount one task may claim from a bucket; a larger cost could never be admitted. */
 export const capacityOf = (bucket: Bucket): number => bucket.algorithm === "token-bucket" ? bucket.burst : bucket.limit
 
@@ -179,11 +185,19 @@ export class MemoryLimiter {
     return state.earliest(claim.bucket, claim.amount, now)
   }
 
-  /** Reserves every claim at `now`, or none: then returns the earliest time all could fit. */
-  reserve(id: string, claims: ReadonlyArray<Claim>, now: number): Reservation | number {
+  /**
+   * Reserves every claim at `now`, or none: then returns the earliest time all could fit and the buckets that
+   * refused (younger tasks must not take from those meanwhile).
+   */
+  reserve(id: string, claims: ReadonlyArray<Claim>, now: number): Reservation | Denial {
     let retryAt = now
-    for (const claim of claims) retryAt = Math.max(retryAt, this.earliest(claim, now))
-    if (retryAt > now) return retryAt
+    let blocking: Array<string> | undefined
+    for (const claim of claims) {
+      const earliest = this.earliest(claim, now)
+      if (earliest > now) (blocking ??= []).push(claim.bucket.id)
+      retryAt = Math.max(retryAt, earliest)
+    }
+    if (blocking !== undefined) return { retryAt, blocking }
     for (const claim of claims) {
       const state = this.state(claim.bucket)
       if (state instanceof SlidingState) state.charge(id, claim.amount, now)

@@ -1,0 +1,384 @@
+import { assert, describe, it } from "@effect/vitest"
+import { Clock, Data, Duration, Effect, Exit, Fiber, Ref, Schedule, Stream } from "effect"
+import { TestClock } from "effect/testing"
+import * as fc from "fast-check"
+import * as ErrorPolicy from "../src/ErrorPolicy.ts"
+import * as Executor from "../src/Executor.ts"
+import type * as RateLimit from "../src/RateLimit.ts"
+import { assertLedger } from "./utils.ts"
+
+const make = <A = unknown, E = unknown>(options?: Executor.Options<E>) =>
+  Executor.make<A, E>({ shutdown: { mode: "cancel" }, ...options })
+
+interface Start {
+  readonly at: number
+  readonly key: string | undefined
+  readonly cost: RateLimit.Cost
+}
+
+/** A task that records when it started, under which key and at what cost. */
+const recorded = (log: Ref.Ref<Array<Start>>, key: string | undefined, cost: RateLimit.Cost, work = 0) =>
+  Effect.flatMap(Clock.currentTimeMillis, (at) => Ref.update(log, (xs) => [...xs, { at, key, cost }])).pipe(
+    Effect.andThen(Effect.sleep(work))
+  )
+
+/**
+ * The most units started in any window [s, s + W): the maximum is reached by a window that begins at a start,
+ * so checking those windows checks every window of the time line.
+ */
+const maxInWindow = (starts: ReadonlyArray<{ readonly at: number; readonly amount: number }>, window: number) => {
+  const sorted = [...starts].sort((a, b) => a.at - b.at)
+  let max = 0
+  for (let i = 0; i < sorted.length; i++) {
+    let sum = 0
+    for (let j = i; j < sorted.length && sorted[j]!.at < sorted[i]!.at + window; j++) sum += sorted[j]!.amount
+    max = Math.max(max, sum)
+  }
+  return max
+}
+
+const requests = (log: ReadonlyArray<Start>) => log.map((s) => ({ at: s.at, amount: s.cost["requests"] ?? 1 }))
+const tokens = (log: ReadonlyArray<Start>) => log.map((s) => ({ at: s.at, amount: s.cost["tokens"] ?? 0 }))
+
+describe("rate limits", () => {
+  it("I12 sliding window: no window of length W anywhere admits more than L, and every task is admitted", async () => {
+    const arbitrary = fc.record({
+      limit: fc.integer({ min: 1, max: 8 }),
+      window: fc.integer({ min: 10, max: 200 }),
+      tokenLimit: fc.integer({ min: 10, max: 40 }),
+      concurrency: fc.integer({ min: 1, max: 6 }),
+      tasks: fc.array(
+        fc.record({
+          arrival: fc.integer({ min: 0, max: 300 }),
+          tokens: fc.integer({ min: 0, max: 10 }),
+          work: fc.integer({ min: 0, max: 30 })
+        }),
+        { maxLength: 30 }
+      )
+    })
+    await fc.assert(
+      fc.asyncProperty(arbitrary, async (p) => {
+        const program = Effect.gen(function*() {
+          const log = yield* Ref.make<Array<Start>>([])
+          const executor = yield* make({
+            concurrency: p.concurrency,
+            capacity: 100,
+            limits: [
+              { limit: p.limit, window: p.window },
+              { budget: "tokens", limit: p.tokenLimit, window: p.window * 2 }
+            ]
+          })
+          const handles = yield* Effect.forEach(p.tasks, (t) =>
+            Effect.forkChild(Effect.andThen(
+              Effect.sleep(t.arrival),
+              Effect.flatMap(
+                executor.submit(recorded(log, undefined, { tokens: t.tokens }, t.work), { cost: { tokens: t.tokens } }),
+                (h) => h.outcome
+              )
+            )))
+          yield* TestClock.adjust(100_000)
+          const outcomes = yield* Fiber.joinAll(handles)
+          return { log: yield* Ref.get(log), outcomes, stats: yield* executor.stats }
+        }).pipe(Effect.scoped, Effect.provide(TestClock.layer()))
+        const { log, outcomes, stats } = await Effect.runPromise(program)
+        assert.strictEqual(log.length, p.tasks.length, "every task was admitted (no drop, no starvation)")
+        assert.isTrue(outcomes.every((o) => o.kind === "success"))
+        assert.isAtMost(maxInWindow(requests(log), p.window), p.limit)
+        assert.isAtMost(maxInWindow(tokens(log), p.window * 2), p.tokenLimit)
+        assertLedger(stats)
+      }),
+      { numRuns: 150 }
+    )
+  })
+
+  it("I12 GCRA with burst 1: starts are at least W / L apart, and any window holds at most L", async () => {
+    await fc.assert(
+      fc.asyncProperty(
+        fc.integer({ min: 1, max: 10 }),
+        fc.integer({ min: 10, max: 100 }),
+        fc.array(fc.integer({ min: 0, max: 200 }), { maxLength: 25 }),
+        async (limit, window, arrivals) => {
+          const program = Effect.gen(function*() {
+            const log = yield* Ref.make<Array<Start>>([])
+            const executor = yield* make({ concurrency: 8, limits: [{ limit, window, algorithm: "gcra" }] })
+            yield* Effect.forEach(
+              arrivals,
+              (arrival) =>
+                Effect.forkChild(Effect.andThen(Effect.sleep(arrival), executor.submit(recorded(log, undefined, {}))))
+            )
+            yield* TestClock.adjust(100_000)
+            return yield* Ref.get(log)
+          }).pipe(Effect.scoped, Effect.provide(TestClock.layer()))
+          const log = await Effect.runPromise(program)
+          assert.strictEqual(log.length, arrivals.length)
+          const times = log.map((s) => s.at).sort((a, b) => a - b)
+          for (let i = 1; i < times.length; i++) assert.isAtLeast(times[i]! - times[i - 1]!, Math.floor(window / limit))
+          assert.isAtMost(maxInWindow(requests(log), window), limit)
+        }
+      ),
+      { numRuns: 100 }
+    )
+  })
+
+  it("I12 token bucket: any interval of length t admits at most B + r·t", async () => {
+    await fc.assert(
+      fc.asyncProperty(
+        fc.integer({ min: 1, max: 5 }),
+        fc.integer({ min: 1, max: 6 }),
+        fc.array(fc.integer({ min: 0, max: 300 }), { maxLength: 25 }),
+        async (limit, burst, arrivals) => {
+          const window = 100
+          const program = Effect.gen(function*() {
+            const log = yield* Ref.make<Array<Start>>([])
+            const executor = yield* make({
+              concurrency: 8,
+              limits: [{ limit, window, algorithm: "token-bucket", burst }]
+            })
+            yield* Effect.forEach(
+              arrivals,
+              (arrival) =>
+                Effect.forkChild(Effect.andThen(Effect.sleep(arrival), executor.submit(recorded(log, undefined, {}))))
+            )
+            yield* TestClock.adjust(100_000)
+            return yield* Ref.get(log)
+          }).pipe(Effect.scoped, Effect.provide(TestClock.layer()))
+          const log = await Effect.runPromise(program)
+          assert.strictEqual(log.length, arrivals.length)
+          const times = log.map((s) => s.at).sort((a, b) => a - b)
+          for (let i = 0; i < times.length; i++) {
+            for (let j = i; j < times.length; j++) {
+              const t = times[j]! - times[i]!
+              assert.isAtMost(j - i + 1, burst + (limit / window) * t + 1e-9)
+            }
+          }
+        }
+      ),
+      { numRuns: 100 }
+    )
+  })
+
+  it.effect("two budgets: when the token budget binds, tasks wait for tokens", () =>
+    Effect.gen(function*() {
+      const log = yield* Ref.make<Array<Start>>([])
+      const executor = yield* make({
+        concurrency: 10,
+        limits: [
+          { key: "gpt-x", limit: 100, window: "1 minute" },
+          { key: "gpt-x", budget: "tokens", limit: 1000, window: "1 minute" }
+        ]
+      })
+      for (let i = 0; i < 5; i++) {
+        yield* executor.submit(recorded(log, "gpt-x", { tokens: 400 }), { key: "gpt-x", cost: { tokens: 400 } })
+      }
+      yield* TestClock.adjust("1 second")
+      assert.strictEqual((yield* Ref.get(log)).length, 2, "1000 tokens per minute: two tasks of 400 tokens")
+      yield* TestClock.adjust("1 minute")
+      assert.strictEqual((yield* Ref.get(log)).length, 4)
+      yield* TestClock.adjust("1 minute")
+      assert.deepStrictEqual((yield* Ref.get(log)).map((s) => s.at), [0, 0, 60_000, 60_000, 120_000])
+    }))
+
+  it.effect("two budgets: when the request budget binds, cheap tasks still wait for requests", () =>
+    Effect.gen(function*() {
+      const log = yield* Ref.make<Array<Start>>([])
+      const executor = yield* make({
+        concurrency: 10,
+        limits: [
+          { key: "gpt-x", limit: 3, window: "1 minute" },
+          { key: "gpt-x", budget: "tokens", limit: 100_000, window: "1 minute" }
+        ]
+      })
+      for (let i = 0; i < 5; i++) {
+        yield* executor.submit(recorded(log, "gpt-x", { tokens: 10 }), { key: "gpt-x", cost: { tokens: 10 } })
+      }
+      yield* TestClock.adjust("1 second")
+      assert.strictEqual((yield* Ref.get(log)).length, 3)
+      yield* TestClock.adjust("1 minute")
+      assert.deepStrictEqual((yield* Ref.get(log)).map((s) => s.at), [0, 0, 0, 60_000, 60_000])
+    }))
+
+  it.effect("budgets are reserved all or nothing: a task denied one budget takes nothing from the other", () =>
+    Effect.gen(function*() {
+      const log = yield* Ref.make<Array<Start>>([])
+      const executor = yield* make({
+        concurrency: 10,
+        limits: [
+          { limit: 2, window: "1 minute" },
+          { budget: "tokens", limit: 10, window: "1 minute" }
+        ]
+      })
+      yield* executor.submit(recorded(log, undefined, { tokens: 9 }), { cost: { tokens: 9 } })
+      // Needs 5 tokens: denied, so it must not hold the second request slot...
+      yield* executor.submit(recorded(log, undefined, { tokens: 5 }), { cost: { tokens: 5 } })
+      yield* TestClock.adjust("1 second")
+      assert.strictEqual((yield* Ref.get(log)).length, 1)
+      // ...which the next minute's tasks can use, in arrival order.
+      yield* TestClock.adjust("1 minute")
+      assert.strictEqual((yield* Ref.get(log)).length, 2)
+    }))
+
+  it.effect("settlement: an over-estimate frees budget for the next task in the same window", () =>
+    Effect.gen(function*() {
+      const log = yield* Ref.make<Array<Start>>([])
+      const executor = yield* make({
+        concurrency: 10,
+        limits: [{ budget: "tokens", limit: 1000, window: "1 minute" }]
+      })
+      // Reserves 1000 (the estimate) but reports 200 used: 800 are refunded to the current window.
+      yield* executor.submit(Effect.as(recorded(log, undefined, {}), { usage: 200 }), {
+        cost: { tokens: 1000 },
+        settle: (exit) => Exit.isSuccess(exit) ? { tokens: exit.value.usage } : undefined
+      })
+      const next = yield* executor.submit(recorded(log, undefined, {}), { cost: { tokens: 700 } })
+      yield* TestClock.adjust("1 second")
+      assert.strictEqual((yield* next.outcome).kind, "success")
+      assert.deepStrictEqual((yield* Ref.get(log)).map((s) => s.at), [0, 0])
+    }))
+
+  it.effect("settlement: an under-estimate is charged to the window it was reserved in", () =>
+    Effect.gen(function*() {
+      const log = yield* Ref.make<Array<Start>>([])
+      const executor = yield* make({
+        concurrency: 10,
+        limits: [{ budget: "tokens", limit: 1000, window: "1 minute" }]
+      })
+      yield* executor.submit(Effect.as(recorded(log, undefined, {}), 1000), {
+        cost: { tokens: 100 },
+        settle: (exit) => Exit.isSuccess(exit) ? { tokens: exit.value } : undefined
+      })
+      yield* TestClock.adjust(1)
+      yield* executor.submit(recorded(log, undefined, {}), { cost: { tokens: 100 } })
+      yield* TestClock.adjust("30 seconds")
+      assert.strictEqual((yield* Ref.get(log)).length, 1, "the window is full after settlement")
+      yield* TestClock.adjust("31 seconds")
+      assert.strictEqual((yield* Ref.get(log)).length, 2)
+    }))
+
+  it.effect("a cost larger than a limit fails at once with a typed error", () =>
+    Effect.gen(function*() {
+      const executor = yield* make({ limits: [{ budget: "tokens", limit: 1000, window: "1 minute" }] })
+      const error = yield* Effect.flip(executor.submit(Effect.void, { cost: { tokens: 1001 } }))
+      assert.strictEqual(error.reason._tag, "CostOverLimit")
+      const outcomes = yield* Stream.runCollect(
+        executor.run([500, 5000], () => Effect.void, { cost: (n) => ({ tokens: n }) })
+      )
+      const rejected = outcomes.find((o) => o.input === 5000)!
+      assert.strictEqual(rejected.kind, "rejected")
+      assert.strictEqual(rejected.rejection?.reason._tag, "CostOverLimit")
+      assert.strictEqual(outcomes.find((o) => o.input === 500)!.kind, "success")
+    }))
+
+  it.effect("I11 a large task is not starved by small ones behind it", () =>
+    Effect.gen(function*() {
+      const log = yield* Ref.make<Array<Start>>([])
+      const executor = yield* make({
+        concurrency: 10,
+        capacity: 100,
+        limits: [{ budget: "tokens", limit: 10, window: 100 }]
+      })
+      yield* executor.submit(recorded(log, "small", { tokens: 3 }), { cost: { tokens: 3 } })
+      yield* executor.submit(recorded(log, "large", { tokens: 10 }), { cost: { tokens: 10 } })
+      for (let i = 0; i < 10; i++) {
+        yield* executor.submit(recorded(log, "small", { tokens: 1 }), { cost: { tokens: 1 } })
+      }
+      yield* TestClock.adjust(1000)
+      const order = (yield* Ref.get(log)).map((s) => s.key)
+      assert.strictEqual(order[1], "large", "the large task starts right after the one before it")
+    }))
+
+  it.effect("a limit per key gives every key its own budget; an overall limit caps them all", () =>
+    Effect.gen(function*() {
+      const log = yield* Ref.make<Array<Start>>([])
+      const executor = yield* make({
+        concurrency: 10,
+        capacity: 100,
+        limits: [{ perKey: true, limit: 1, window: 100 }, { limit: 3, window: 100 }]
+      })
+      for (const key of ["a", "a", "b", "b", "c", "c", "d"]) {
+        yield* executor.submit(recorded(log, key, {}), { key })
+      }
+      yield* TestClock.adjust(1)
+      assert.deepStrictEqual((yield* Ref.get(log)).map((s) => s.key), ["a", "b", "c"])
+      yield* TestClock.adjust(100)
+      assert.strictEqual((yield* Ref.get(log)).length, 6)
+    }))
+
+  it.effect("a denial defers and never busy-waits: the dispatcher sleeps until the budget frees", () =>
+    Effect.gen(function*() {
+      const log = yield* Ref.make<Array<Start>>([])
+      const executor = yield* make({ limits: [{ limit: 1, window: "1 hour" }] })
+      yield* executor.submit(recorded(log, undefined, {}))
+      const second = yield* executor.submit(recorded(log, undefined, {}))
+      yield* TestClock.adjust("59 minutes")
+      assert.strictEqual((yield* Ref.get(log)).length, 1)
+      assert.isUndefined(yield* second.poll)
+      yield* TestClock.adjust("1 minute")
+      assert.strictEqual((yield* second.outcome).kind, "success")
+    }))
+
+  it.effect("bad limits are typed errors naming the option", () =>
+    Effect.gen(function*() {
+      const bad: Array<[RateLimit.Limit, string]> = [
+        [{ limit: 0, window: "1 second" }, "limits[0].limit"],
+        [{ limit: 1, window: -5 }, "limits[0].window"],
+        [{ limit: 1, window: "1 second", burst: 0 }, "limits[0].burst"],
+        [{ limit: 1, window: "1 second", algorithm: "leaky" as never }, "limits[0].algorithm"]
+      ]
+      for (const [limit, option] of bad) {
+        const error = yield* Effect.flip(make({ limits: [limit] }))
+        assert.include(error.message, option)
+      }
+      const executor = yield* make()
+      const error = yield* Effect.flip(executor.submit(Effect.void, { cost: { tokens: -1 } }))
+      assert.include(error.message, "cost.tokens")
+    }))
+})
+
+class TooManyRequests extends Data.TaggedError("TooManyRequests")<{ readonly retryAfter: Duration.Duration }> {}
+
+describe("429 feedback", () => {
+  it.effect("one task's retry-after pauses every queued task of its key, and no other key", () =>
+    Effect.gen(function*() {
+      const log = yield* Ref.make<Array<Start>>([])
+      const executor = yield* make({ concurrency: 1, capacity: 100 })
+      const limited = yield* executor.submit(
+        Effect.andThen(
+          recorded(log, "api", {}),
+          Effect.fail(new TooManyRequests({ retryAfter: Duration.seconds(10) }))
+        ),
+        { key: "api" }
+      )
+      yield* executor.submit(recorded(log, "api", {}), { key: "api" })
+      yield* executor.submit(recorded(log, "api", {}), { key: "api" })
+      yield* executor.submit(recorded(log, "other", {}), { key: "other" })
+      yield* TestClock.adjust("1 second")
+      assert.strictEqual((yield* limited.outcome).kind, "failure")
+      assert.deepStrictEqual((yield* Ref.get(log)).map((s) => [s.key, s.at]), [["api", 0], ["other", 0]])
+      yield* TestClock.adjust("9 seconds")
+      assert.deepStrictEqual((yield* Ref.get(log)).map((s) => [s.key, s.at]), [
+        ["api", 0],
+        ["other", 0],
+        ["api", 10_000],
+        ["api", 10_000]
+      ])
+      assert.strictEqual((yield* executor.stats).pauses, 1)
+    }))
+
+  it.effect("with a retry policy, the 429'd task itself runs again after the pause", () =>
+    Effect.gen(function*() {
+      const starts = yield* Ref.make<Array<number>>([])
+      const executor = yield* make({ policy: ErrorPolicy.retry(Schedule.recurs(3)) })
+      const handle = yield* executor.submit(
+        Effect.gen(function*() {
+          const now = yield* Clock.currentTimeMillis
+          const n = (yield* Ref.updateAndGet(starts, (xs) => [...xs, now])).length
+          if (n === 1) return yield* Effect.fail(new TooManyRequests({ retryAfter: Duration.seconds(3) }))
+          return n
+        }),
+        { key: "api" }
+      )
+      yield* TestClock.adjust("5 seconds")
+      assert.strictEqual(yield* handle.join, 2)
+      assert.deepStrictEqual(yield* Ref.get(starts), [0, 3000])
+    }))
+})
