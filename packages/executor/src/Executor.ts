@@ -649,9 +649,8 @@ class ExecutorImpl<A, E> implements Executor<A, E> {
     f: (input: I, index: number) => Effect.Effect<B, E1, R>,
     options?: RunOptions<I, B, E1> | undefined
   ): Pile<B, E1, I, ExecutorError.ExecutorError | EI, R | RI> {
-    const self = this
     const engine = this.engine
-    return Stream.unwrap(Effect.gen(function*() {
+    return Stream.unwrap(Effect.gen({ self: this }, function*() {
       const capacity = yield* Effect.fromResult(Check.integer("buffer", options?.buffer, 1, 256))
       const context = yield* Effect.context<R | RI>()
       const scope = yield* Effect.scope
@@ -669,7 +668,7 @@ class ExecutorImpl<A, E> implements Executor<A, E> {
             limits: options?.limits,
             settle: settle === undefined ? undefined : (exit) => settle(exit, input)
           }
-          const spec = self.spec(taskOptions, key, options?.cost?.(input))
+          const spec = this.spec(taskOptions, key, options?.cost?.(input))
           if (Result.isFailure(spec)) return Effect.fail(spec.failure)
           const task = engine.makeTask<B, E1>(f(input, index++), context, input, batch, spec.success)
           const over = spec.success === undefined ? undefined : RateLimit.overLimit(spec.success.claims)
