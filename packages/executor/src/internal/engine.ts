@@ -540,7 +540,7 @@ export class Engine {
       }
       const memory = this.config.store.memory
       if (memory === undefined) return { reserve: task, line: best }
-      const result = memory.reserve(`${task.id}.${task.attempts + 1}`, claims, now)
+      const result = memory.reserve(this.reservationId(task), claims, now)
       if (!("claims" in result)) {
         this.blockHead(best, task, result.retryAt, result.blocking)
         return "again"
@@ -561,6 +561,13 @@ export class Engine {
     line.tasks.push(task)
     return "again"
   }
+
+  /** Unique among every executor of the process (a store may be shared); the Redis store adds a per-process id. */
+  private reservationId(task: Task): string {
+    return `${this.serial}.${task.id}.${task.attempts + 1}`
+  }
+
+  private readonly serial = ++engineSerial
 
   private leaveLine(line: Line, task: Task): void {
     line.tasks.remove(task)
@@ -896,7 +903,7 @@ export class Engine {
     line.reserving = true
     const claims = task.spec?.claims ?? []
     return Effect.map(
-      Effect.exit(this.config.store.reserve(`${task.id}.${task.attempts + 1}`, claims, this.now())),
+      Effect.exit(this.config.store.reserve(this.reservationId(task), claims, this.now())),
       (exit) => {
         line.reserving = false
         // A store failure defers the task (never drops it); the dispatcher asks again a second later.
@@ -1078,3 +1085,5 @@ export class Engine {
 }
 
 const noop = (): void => {}
+
+let engineSerial = 0

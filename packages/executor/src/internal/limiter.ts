@@ -32,6 +32,7 @@ export interface Claim {
 /** Handle of a granted reservation, kept by the task for settlement. */
 export interface Reservation {
   readonly id: string
+  /** When it was granted, on the store's clock: the admission time the rate bound is about. */
   readonly at: number
   readonly claims: ReadonlyArray<Claim>
   /** Amounts charged now, per claim (updated by settlement). */

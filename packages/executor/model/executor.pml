@@ -1,0 +1,665 @@
+/*
+ * A SPIN model of the executor protocol of packages/executor/src/internal/engine.ts (and the Pile buffer of
+ * internal/outcomeBuffer.ts): the bounded intake and its waiting submitters, admission (concurrency slots and
+ * an abstract rate budget), task fibers, delivery to a bounded Pile, and the shutdown protocol.
+ *
+ * Every engine transition is synchronous in the real code (state is touched only between two steps of some
+ * fiber), so each one is an atomic step here; everything the engine awaits (a submitter resumed, a fiber that
+ * stops, a consumer that pulls, a timer) is a separate step that interleaves freely.
+ *
+ * Sizes (override with -DNAME=value): Q intake capacity, C concurrency cap, TASKS submitted tasks, B Pile
+ * capacity, RATE rate budget (0 = no rate limit), CONSUMER (1 = a Pile consumer exists, 0 = absent),
+ * STRATEGY (0 suspend, 1 sliding, 2 dropping), CANCELS (caller cancels through a handle).
+ * Seeded bugs (each must make SPIN report an error): BAD_NO_UNBOUND, BAD_FORGET_INTERRUPTED, BAD_STALE_PHASE,
+ * BAD_EARLY_RELEASE, BAD_WAITER_LEAK, BAD_NO_WAKE, BAD_LATE_OVERWRITE. See README.md.
+ */
+
+#ifndef Q
+#define Q 1
+#endif
+#ifndef C
+#define C 1
+#endif
+#ifndef TASKS
+#define TASKS 2
+#endif
+#ifndef B
+#define B 1
+#endif
+#ifndef RATE
+#define RATE 1
+#endif
+#ifndef CONSUMER
+#define CONSUMER 1
+#endif
+#ifndef STRATEGY
+#define STRATEGY 0
+#endif
+#ifndef CANCELS
+#define CANCELS 1
+#endif
+
+/* Engine.phase */
+#define OPEN 0
+#define DRAINING 1
+#define CANCELLING 2
+#define CLOSED 3
+
+/* Engine.shutdownRequest.mode (NONE: not requested) */
+#define NONE 0
+#define DRAIN 1
+#define CANCEL 2
+
+/* A task's state: Task.state, plus the states of its submitter before acceptance. */
+#define T_NEW 0        /* not offered yet */
+#define T_WAITING 1    /* its submitter waits in submitWaiters */
+#define T_QUEUED 2     /* accepted, in the intake */
+#define T_RUNNING 3    /* started: holds a slot */
+#define T_DELIVERING 4 /* finished, its outcome waits for room in a full Pile: still holds its slot */
+#define T_DONE 5
+#define T_REJECTED 6   /* refused (Closed or QueueFull): never accepted */
+#define T_WITHDRAWN 7  /* its submitter was interrupted while waiting: never accepted */
+
+/* Outcome.Kind (K_NONE: Task.result undefined) */
+#define K_NONE 0
+#define K_OK 1
+#define K_FAIL 2
+#define K_DIE 3
+#define K_INTERRUPTED 4
+#define K_CANCELLED 5
+#define K_EVICTED 6
+#define K_DROPPED 7
+
+/* ---- engine state */
+byte phase = OPEN;
+byte req = NONE;              /* shutdownRequest.mode */
+bit graceFinite;              /* the drain's grace is finite (a "grace expired" event exists) */
+bit graceExpired;             /* fires at most once */
+chan intake = [Q] of { byte }; /* Engine.intake, FIFO; `??` removes from the middle (LinkedList.remove) */
+chan waiters = [TASKS] of { byte }; /* Engine.submitWaiters, FIFO */
+byte slots;                   /* Engine.slots */
+byte budget = RATE;           /* the rate budget: one unit per start, refilled by the Timer */
+bit signalled;                /* the dispatcher's wake-up flag (wake / waitSignal) */
+
+/* ---- the executor-wide Pile (OutcomeBuffer) */
+chan items = [TASKS] of { byte };   /* buffered outcomes; bounded by bufcap */
+chan blocked = [TASKS] of { byte }; /* deliveries waiting for room (their release runs when they enter) */
+byte bufcap = B;              /* TASKS stands for "unbounded": there are never more outcomes than tasks */
+bit pileClosed;
+bit consumerGone = (CONSUMER == 0); /* nobody reads the Pile */
+
+/* ---- per task */
+byte tstate[TASKS];
+bit decided[TASKS];           /* Task.result is set: decided once. Its kind is checked when it is decided and not
+                                 kept: nothing in the engine reads it afterwards, so success, failure and defect
+                                 lead to the same state from there on. */
+byte stopReason[TASKS];       /* Task.stopReason */
+bit alive[TASKS];             /* its fiber has not stopped */
+bit abandoned[TASKS];
+bit offered[TASKS];           /* its outcome was handed to the Pile */
+bit consumed[TASKS];          /* the consumer read its outcome */
+bit hung[TASKS];              /* its fiber was interrupted and its finalizer never ends */
+byte cancelsLeft = CANCELS;   /* caller cancels left (TaskHandle.cancel) */
+
+/* ---- counters (functions of the arrays above, kept for the properties) */
+byte nAccepted, nFinished, nConsumed, nAlive, nAbandonedAlive, nHung;
+
+/* scratch variables of atomic steps: not part of the state */
+hidden byte t_, w_, v_, r_, c_, k_, m_;
+hidden byte held_;
+
+#if RATE > 0
+#define BUDGET_OK (budget > 0)
+#define SPEND budget--
+#else
+#define BUDGET_OK 1
+#define SPEND skip
+#endif
+
+#define accepting (phase == OPEN)
+#define isIdle (len(intake) == 0 && slots == 0)
+#define canStart (slots < C && (phase == OPEN || phase == DRAINING) && len(intake) > 0 && BUDGET_OK)
+/* A drain with infinite grace waits, by design, for a fiber whose finalizer never ends (a cancel ends it). */
+#define stuckDrain (req == DRAIN && !graceFinite && nHung > 0)
+
+/* ---------------------------------------------------------------------------------------------------- */
+/* engine.ts, as inline steps                                                                           */
+/* ---------------------------------------------------------------------------------------------------- */
+
+/* Engine.wake */
+inline wake() { signalled = 1 }
+
+/* Engine.accept */
+inline accept(t) {
+  assert(phase == OPEN && req == NONE);              /* I6: nothing is accepted once shutdown began */
+  assert(tstate[t] == T_NEW || tstate[t] == T_WAITING); /* I2: a withdrawn submitter is never accepted */
+  assert(len(intake) < Q);                           /* I13 */
+  tstate[t] = T_QUEUED;
+  intake!t;
+  nAccepted++;
+  wake()
+}
+
+/* Engine.admitWaiters: freed places go to waiting submitters, first come first served. */
+inline admitWaiters() {
+  do
+  :: len(intake) < Q && len(waiters) > 0 && phase == OPEN ->
+     waiters?w_;
+     accept(w_)          /* then waiter.resume(succeed): the submitter sees tstate != T_WAITING */
+  :: else -> break
+  od;
+  w_ = 0
+}
+
+/* Engine.release: the slot is returned once the outcome is in the Pile. */
+inline release(t) {
+  tstate[t] = T_DONE;
+#ifdef BAD_EARLY_RELEASE
+  if
+  :: stopReason[t] == K_NONE -> slots--
+  :: else -> skip                  /* already freed by stop */
+  fi;
+#else
+  slots--;
+#endif
+#ifndef BAD_NO_WAKE
+  if
+  :: len(intake) > 0 || phase != OPEN -> wake()
+  :: else -> skip
+  fi
+#endif
+}
+
+/* OutcomeBuffer.refill: blocked deliveries enter the buffer in order; each one's release runs. */
+inline refill() {
+  do
+  :: len(blocked) > 0 && len(items) < bufcap ->
+     blocked?r_;
+     items!r_;
+     if
+     :: tstate[r_] == T_DELIVERING -> release(r_)
+     :: else -> skip     /* delivered with `noop`: it held no slot */
+     fi
+  :: else -> break
+  od;
+  r_ = 0
+}
+
+/* OutcomeBuffer.unbound */
+inline unbound() { bufcap = TASKS; refill() }
+
+/* OutcomeBuffer.offer: into the buffer if there is room and nobody is blocked before it, else blocked. */
+#define roomInPile (len(items) < bufcap && len(blocked) == 0)
+
+/* Engine.finish: records the outcome once (I1, I18), releases what the task holds, delivers the outcome. */
+inline finish(t, k) {
+#ifndef BAD_LATE_OVERWRITE
+  if
+  :: decided[t] -> skip
+  :: else ->
+#else
+  if
+  :: true ->
+#endif
+     assert(tstate[t] == T_QUEUED || tstate[t] == T_RUNNING || tstate[t] == T_DONE); /* I2: only accepted tasks */
+     held_ = (tstate[t] == T_RUNNING);
+     if
+     :: tstate[t] == T_QUEUED && intake??[eval(t)] -> intake??eval(t); admitWaiters()
+     :: else -> skip
+     fi;
+     if
+     :: !decided[t] -> nFinished++
+     :: else -> skip
+     fi;
+     decided[t] = 1;
+     /* I4, I15: a task the executor stopped is recorded with the stop's kind, never as its own exit */
+     assert(stopReason[t] == K_NONE || k == stopReason[t]);
+     assert(k != K_NONE);
+     assert(!offered[t]);              /* I1: an outcome is delivered once, never twice */
+     offered[t] = 1;
+     if
+     :: held_ ->
+        if
+        :: roomInPile -> items!t; release(t)
+        :: else -> blocked!t; tstate[t] = T_DELIVERING
+        fi
+     :: else ->
+        tstate[t] = T_DONE;
+        if
+        :: roomInPile -> items!t
+        :: else -> blocked!t
+        fi
+     fi
+  fi;
+  held_ = 0
+}
+
+/* Engine.stop on a running task: sets stopReason and interrupts its fiber (the fiber sees stopReason). */
+inline interruptRunning(t, reason) {
+  stopReason[t] = reason;
+#ifdef BAD_EARLY_RELEASE
+  slots--;                           /* frees the slot when the interruption is asked, not when the fiber stops */
+  wake();
+#endif
+  skip
+}
+
+/* Engine.stop (Engine.cancelTask is stop(task, "cancelled")) */
+inline stop(t, reason) {
+  if
+  :: tstate[t] == T_QUEUED -> finish(t, reason)
+  :: tstate[t] == T_RUNNING && stopReason[t] == K_NONE -> interruptRunning(t, reason)
+  :: else -> skip
+  fi
+}
+
+/* Engine.nextStartable + Engine.start (+ attach): one task leaves the intake and its fiber starts. */
+inline startOne() {
+  intake?t_;
+  admitWaiters();
+  assert(tstate[t_] == T_QUEUED && !decided[t_] && !alive[t_]);
+  tstate[t_] = T_RUNNING;
+  slots++;
+  SPEND;
+  alive[t_] = 1;
+  nAlive++;
+  assert(slots <= C);                /* I10 */
+  assert(nAlive <= C);               /* I10: fibers really alive, abandoned ones included */
+  t_ = 0
+}
+
+/* Engine.onAttemptExit: the fiber stopped with its own exit `k`; the kind is the stop reason if there is one. */
+inline onAttemptExit(t, k) {
+  alive[t] = 0;
+  nAlive--;
+  if
+  :: abandoned[t] -> abandoned[t] = 0; nAbandonedAlive--
+  :: else -> skip
+  fi;
+  if
+  :: stopReason[t] != K_NONE -> k = stopReason[t]
+  :: else -> skip
+  fi;
+  if
+#ifndef BAD_LATE_OVERWRITE
+  :: tstate[t] != T_RUNNING -> skip  /* abandoned by a shutdown that timed out: its outcome is recorded */
+#endif
+#ifdef BAD_FORGET_INTERRUPTED
+  :: tstate[t] == T_RUNNING && stopReason[t] != K_NONE -> tstate[t] = T_DONE; slots--; wake()
+  :: tstate[t] == T_RUNNING && stopReason[t] == K_NONE -> finish(t, k)
+#else
+  :: else -> finish(t, k)
+#endif
+  fi;
+#ifndef BAD_EARLY_RELEASE
+  stopReason[t] = K_NONE;            /* no longer read: the outcome holds the kind */
+#endif
+  k = 0
+}
+
+/* Engine.requestShutdown: synchronous and idempotent; a cancel cuts a drain short. */
+inline requestShutdown(mode) {
+  if
+  :: phase == CLOSED -> skip
+  :: phase != CLOSED && req != NONE ->
+     if
+     :: mode == CANCEL && req == DRAIN -> req = CANCEL; wake()
+     :: else -> skip
+     fi
+  :: else ->
+     req = mode;
+     phase = DRAINING;
+     do
+     :: len(waiters) > 0 ->
+        waiters?w_;
+        assert(tstate[w_] == T_WAITING);   /* I2 */
+        tstate[w_] = T_REJECTED            /* waiter.resume(fail(Closed)) */
+     :: else -> break
+     od;
+     w_ = 0;
+#ifndef BAD_NO_UNBOUND
+     unbound();                            /* I14: the Pile's bound is lifted */
+#endif
+     wake()
+  fi
+}
+
+/* Engine.cancelAll */
+inline cancelAll() {
+  /* taken out of the intake first, so that finishing them admits no waiting submitter */
+  do
+  :: len(intake) > 0 ->
+     intake?t_;
+     assert(tstate[t_] == T_QUEUED && !alive[t_]); /* I8: a queued task never ran */
+     finish(t_, K_INTERRUPTED)
+  :: else -> break
+  od;
+  t_ = 0;
+  do
+  :: t_ < TASKS ->
+     if
+     :: tstate[t_] == T_RUNNING && stopReason[t_] == K_NONE -> interruptRunning(t_, K_INTERRUPTED)
+     :: else -> skip
+     fi;
+     t_++
+  :: else -> break
+  od;
+  t_ = 0;
+#ifndef BAD_NO_UNBOUND
+  unbound()
+#else
+  skip
+#endif
+}
+
+/* Engine.abandonRunning: after the finalizer deadline, tasks whose fibers did not stop are recorded. */
+inline abandonRunning() {
+  t_ = 0;
+  do
+  :: t_ < TASKS ->
+     if
+     :: tstate[t_] == T_RUNNING ->
+        abandoned[t_] = 1;
+        nAbandonedAlive++;
+        k_ = K_INTERRUPTED;
+        if
+        :: stopReason[t_] != K_NONE -> k_ = stopReason[t_]
+        :: else -> skip
+        fi;
+        finish(t_, k_);
+        k_ = 0
+     :: else -> skip
+     fi;
+     t_++
+  :: else -> break
+  od;
+  t_ = 0
+}
+
+/* Engine.close (pile.close unbounds the buffer and ends the Pile once it is read) */
+inline close() {
+  phase = CLOSED;
+  pileClosed = 1;
+  unbound();
+  /* I1, I7, I8: the postcondition of every shutdown */
+  assert(len(intake) == 0 && len(waiters) == 0 && slots == 0);
+  assert(nAlive == nAbandonedAlive);      /* nothing runs but abandoned fibers */
+  assert(nFinished == nAccepted);
+  t_ = 0;
+  do
+  :: t_ < TASKS ->
+     assert(tstate[t_] == T_NEW || tstate[t_] == T_DONE || tstate[t_] == T_REJECTED || tstate[t_] == T_WITHDRAWN);
+     assert((tstate[t_] == T_DONE) == decided[t_]); /* exactly the accepted tasks have an outcome */
+     assert((tstate[t_] == T_DONE) == offered[t_]);
+     t_++
+  :: else -> break
+  od;
+  t_ = 0
+}
+
+/* ---------------------------------------------------------------------------------------------------- */
+/* processes                                                                                            */
+/* ---------------------------------------------------------------------------------------------------- */
+
+/*
+ * One task: first its submitter, in two steps (it sees the executor open, then offers: a shutdown can come in
+ * between), with `submit` (waits for room) or `trySubmit` (QueueFull); then its caller, who may cancel it
+ * through its handle; then its fiber, once the dispatcher started it.
+ */
+active [TASKS] proctype Task() {
+  byte t = _pid;
+  bit sawOpen;
+  assert(t < TASKS);
+  /* step 1: the caller sees the executor accepting */
+  sawOpen = accepting;
+  /* step 2: Engine.offer (tryOffer, then waitToOffer) */
+  atomic {
+#ifdef BAD_STALE_PHASE
+    if
+    :: !sawOpen ->
+#else
+    if
+    :: phase != OPEN ->
+#endif
+       tstate[t] = T_REJECTED                          /* Closed */
+    :: else ->
+       if
+       :: len(intake) < Q && len(waiters) == 0 -> accept(t)
+       :: else ->
+#if STRATEGY == 1
+          intake?<v_>;                                 /* sliding: the oldest queued task is evicted */
+          finish(v_, K_EVICTED);
+          v_ = 0;
+          accept(t)
+#elif STRATEGY == 2
+          tstate[t] = T_QUEUED;                        /* dropping: accepted and ended at once */
+          nAccepted++;
+          finish(t, K_DROPPED)
+#else
+          if
+          :: tstate[t] = T_REJECTED                    /* trySubmit: QueueFull */
+          :: waiters!t; tstate[t] = T_WAITING          /* submit: waits for room */
+          fi
+#endif
+       fi
+    fi;
+    sawOpen = 0
+  }
+  /* from here on, everything that can happen to the task; blocked here is a valid end */
+end_task:
+  do
+  /* the waiting submitter is interrupted: waitToOffer's finalizer (submitWaiters.remove). Once the hand-off
+     (admitWaiters) has happened, an interruption changes nothing in the engine: the task stays accepted. */
+  :: atomic {
+       tstate[t] == T_WAITING ->
+#ifndef BAD_WAITER_LEAK
+       waiters??eval(t);
+#endif
+       tstate[t] = T_WITHDRAWN
+     }
+  /* the caller cancels it (TaskHandle.cancel = Engine.cancelTask), while queued or running */
+  :: atomic {
+       cancelsLeft > 0 && (tstate[t] == T_QUEUED || (tstate[t] == T_RUNNING && stopReason[t] == K_NONE)) ->
+       cancelsLeft--;
+       stop(t, K_CANCELLED)
+     }
+  /* its fiber stops: by itself (success, failure, defect), or because it was interrupted (finalizers done) */
+  :: atomic {
+       alive[t] && !hung[t] ->
+       if
+       :: k_ = K_OK
+       :: k_ = K_FAIL
+       :: k_ = K_DIE
+       :: stopReason[t] != K_NONE -> k_ = K_INTERRUPTED
+       fi;
+       onAttemptExit(t, k_)
+     }
+  /* or, interrupted, its finalizer never ends */
+  :: atomic { alive[t] && !hung[t] && stopReason[t] != K_NONE -> hung[t] = 1; nHung++ }
+  od
+}
+
+/*
+ * The dispatcher fiber: Engine.run, then Engine.shutdownProtocol. Each step runs from a wake-up to the next
+ * suspension, as the fiber does (it suspends only in waitSignal / waitUntil).
+ */
+#define D_RUN 0      /* waitSignal, before shutdown */
+#define D_DRAIN 1    /* waitUntil(graceEnd) in the drain */
+#define D_CANCEL 2   /* waitUntil(finalizerEnd): running fibers were interrupted */
+#define D_DONE 3
+#define S_RUN 1
+#define S_DRAIN 2
+#define S_CANCEL 3
+#define S_WAITF 4
+#define S_FINAL 5
+#define S_PUMP 6
+byte dmode = D_RUN;
+hidden byte ds_;
+
+inline pump() {
+  do
+  :: canStart -> startOne()
+  :: else -> break
+  od
+}
+
+active proctype Dispatcher() {
+end_dispatcher:
+  do
+  :: atomic {
+       ((dmode == D_RUN && signalled) || (dmode == D_DRAIN && (signalled || (graceFinite && !graceExpired))) || dmode == D_CANCEL) ->
+       if
+       :: signalled -> signalled = 0; ds_ = dmode + 1                 /* woken (wake) */
+       :: dmode == D_DRAIN && graceFinite && !graceExpired ->
+          graceExpired = 1; ds_ = S_DRAIN                              /* the grace period ended (once) */
+       :: dmode == D_CANCEL -> ds_ = S_FINAL                           /* the finalizerTimeout deadline passed */
+       fi;
+       if
+       :: ds_ == S_CANCEL -> ds_ = S_WAITF                             /* woken while waiting for fibers */
+       :: else -> skip
+       fi;
+       do
+       :: ds_ == S_RUN ->                                              /* run: pump, unless shutdown was asked */
+          if
+          :: req == NONE -> ds_ = S_PUMP
+          :: req == DRAIN -> ds_ = S_DRAIN
+          :: req == CANCEL -> ds_ = S_CANCEL
+          fi
+       :: ds_ == S_DRAIN ->                                            /* the drain loop's head */
+          if
+          :: req != DRAIN || isIdle -> ds_ = S_CANCEL
+          :: else -> ds_ = S_PUMP
+          fi
+       :: ds_ == S_PUMP ->
+          pump();
+          if
+          :: req == NONE -> break                                      /* then waitSignal */
+          :: req != NONE && (isIdle || graceExpired) -> ds_ = S_CANCEL  /* the drain ends */
+          :: else -> dmode = D_DRAIN; break                             /* then waitUntil(graceEnd) */
+          fi
+       :: ds_ == S_CANCEL ->
+          if
+          :: req == DRAIN && isIdle ->                                  /* I7: the drain's postcondition */
+             assert(len(intake) == 0 && nAlive == 0 && slots == 0 && nFinished == nAccepted && len(waiters) == 0)
+          :: else -> skip
+          fi;
+          phase = CANCELLING;
+          cancelAll();
+          ds_ = S_WAITF
+       :: ds_ == S_WAITF ->                                            /* while (slots > 0) waitUntil(...) */
+          if
+          :: slots == 0 -> ds_ = S_FINAL
+          :: else -> dmode = D_CANCEL; break
+          fi
+       :: ds_ == S_FINAL ->
+          abandonRunning();
+          close();
+          dmode = D_DONE;
+          break
+       od;
+       ds_ = 0
+     }
+  :: dmode == D_DONE -> break
+  od
+}
+
+#if CONSUMER
+/*
+ * The Pile's consumer: pulls everything buffered at once (OutcomeBuffer.pull), at its own pace (any interleaving:
+ * slow or fast). With CONSUMER == 2 it may also be absent: it never reads at all.
+ */
+active proctype Consumer() {
+#if CONSUMER == 2
+  if
+  :: skip
+  :: consumerGone = 1; goto end_gone
+  fi;
+#endif
+end_consumer:
+  do
+  :: atomic {
+       len(items) > 0 ->
+       do
+       :: len(items) > 0 ->
+          items?c_;
+          assert(!consumed[c_]);                      /* I1: never delivered twice */
+          consumed[c_] = 1;
+          nConsumed++
+       :: else -> break
+       od;
+       c_ = 0;
+       refill()
+     }
+  :: atomic { len(items) == 0 && pileClosed -> break } /* the Pile ends */
+  od;
+  assert(nConsumed == nAccepted);                     /* I1: every accepted task's outcome was read, once */
+end_gone:
+  skip
+}
+#endif
+
+#if RATE > 0
+/* Time passing for the rate budget: one unit comes back at a time, and the dispatcher is woken. */
+active proctype Timer() {
+end_timer:
+  do
+  :: atomic { budget < RATE -> budget++; wake() }
+  od
+}
+#endif
+
+/*
+ * Executor.shutdown (or the scope closing): requestShutdown, then wait until closed. It may never come, come
+ * once, or twice (the second call in either mode: a cancel cuts a drain short, a drain changes nothing).
+ */
+active proctype Shutdowner() {
+  byte calls;
+  do
+  :: calls == 0 -> goto end_never                    /* no shutdown in this run */
+  :: calls < 2 ->
+     atomic {
+       if
+       :: m_ = DRAIN;
+          if
+          :: req == NONE -> graceFinite = 1
+          :: else -> skip
+          fi
+       :: m_ = DRAIN;                                  /* grace: Infinity */
+          if
+          :: req == NONE -> graceFinite = 0
+          :: else -> skip
+          fi
+       :: m_ = CANCEL
+       fi;
+       requestShutdown(m_);
+       m_ = 0;
+       calls++
+     }
+  :: calls > 0 -> break
+  od;
+  /* shutdownAndWait: returns once closed; a drain with infinite grace on a hung fiber waits forever, as asked */
+  (phase == CLOSED || stuckDrain);
+end_never:
+  skip
+}
+
+/* I10, I13 and the intake hand-off, in every state. */
+#define INVARIANT (slots <= C && nAlive <= C && nAlive - nAbandonedAlive <= slots && len(intake) <= Q && !(len(waiters) > 0 && len(intake) < Q && phase == OPEN))
+active proctype Invariants() {
+end_invariants:
+  atomic { !INVARIANT -> assert(INVARIANT) }
+}
+
+/* ---------------------------------------------------------------------------------------------------- */
+/* liveness (checked with weak fairness: pan -a -f -N name)                                             */
+/* ---------------------------------------------------------------------------------------------------- */
+
+/* Shutdown ends (I7, I8, I14), except a drain with infinite grace waiting on a fiber that never stops. */
+ltl drain_terminates { [] ((req == DRAIN) -> <> (phase == CLOSED || stuckDrain)) }
+ltl cancel_terminates { [] ((req == CANCEL) -> <> (phase == CLOSED)) }
+/* I16: a task that may start does start (or can no longer start: shutdown, cancel). */
+ltl progress { [] (canStart -> <> !canStart) }
+/* I1: with a consumer, every accepted task's outcome is eventually read, and nobody waits forever to submit;
+   unless the consumer is absent, or no shutdown comes and a finalizer hangs (its fiber keeps its slot until a
+   shutdown abandons it). Every term is stable once true, so this is "eventually, for good". */
+ltl delivered { <> [] ((nConsumed == nAccepted && len(waiters) == 0) || consumerGone || (req == NONE && nHung > 0)) }

@@ -1,0 +1,243 @@
+/**
+ * A Redis-backed `RateLimitStore`: rate budgets shared by several processes or machines.
+ *
+ * Every reservation is one Lua script, run atomically by Redis: it checks every claimed bucket, and charges
+ * them all or none, with the same algorithms as the in-memory store (sliding log, GCRA, token bucket). Effect's
+ * own `RateLimiterStore` offers fixed windows and token buckets, one budget per call; it cannot give the exact
+ * sliding window nor an all-or-nothing reservation over several budgets (see docs/decisions/0003).
+ *
+ * Needs the `Redis` service of `effect/persistence`, e.g. from `@effect/platform-node`'s
+ * `NodeRedis.layer({ url })`.
+ *
+ * @since 0.1.0
+ */
+import * as Effect from "effect/Effect"
+import * as Redis from "effect/persistence/Redis"
+import type { Claim, Reservation } from "./internal/limiter.ts"
+import type { RateLimitStore, ReserveResult } from "./RateLimit.ts"
+
+/**
+ * Options of `make`.
+ *
+ * @category models
+ * @since 0.1.0
+ */
+export interface Options {
+  /** Prefix of every key. Default `"pile:rl:"`. */
+  readonly prefix?: string | undefined
+  /**
+   * Which clock defines the windows: `"server"` (the default) uses Redis's `TIME`, so processes on machines
+   * with skewed clocks still share one time line; `"client"` uses the `now` the executor passes (its `Clock`),
+   * which tests drive with `TestClock`.
+   */
+  readonly time?: "server" | "client" | undefined
+}
+
+// KEYS: one per bucket. ARGV: now (client ms, or "" for server time), reservation id, then 6 per bucket:
+// algorithm, limit, window, burst, margin, amount.
+// Returns { 1, now } when reserved; { 0, now, retryAt, blocking bucket indexes... } when denied.
+const reserveLua = `
+local now
+if ARGV[1] == "" then
+  local t = redis.call("TIME")
+  now = tonumber(t[1]) * 1000 + tonumber(t[2]) / 1000
+else
+  now = tonumber(ARGV[1])
+end
+local id = ARGV[2]
+local n = #KEYS
+local inf = math.huge
+
+local function param(i, k) return ARGV[2 + (i - 1) * 6 + k] end
+
+local function earliest(i)
+  local key = KEYS[i]
+  local alg = param(i, 1)
+  local limit = tonumber(param(i, 2))
+  local window = tonumber(param(i, 3))
+  local burst = tonumber(param(i, 4))
+  local margin = tonumber(param(i, 5))
+  local amount = tonumber(param(i, 6))
+  if alg == "sliding-window" then
+    local expired = redis.call("ZRANGEBYSCORE", key, "-inf", now - window)
+    if #expired > 0 then
+      local amounts = redis.call("HMGET", key .. ":a", unpack(expired))
+      local freed = 0
+      for j = 1, #amounts do freed = freed + (tonumber(amounts[j]) or 0) end
+      redis.call("ZREM", key, unpack(expired))
+      redis.call("HDEL", key .. ":a", unpack(expired))
+      redis.call("INCRBYFLOAT", key .. ":u", -freed)
+    end
+    local used = tonumber(redis.call("GET", key .. ":u") or "0")
+    if used + amount <= limit then return now end
+    local entries = redis.call("ZRANGE", key, 0, -1, "WITHSCORES")
+    local freed = 0
+    for j = 1, #entries, 2 do
+      freed = freed + (tonumber(redis.call("HGET", key .. ":a", entries[j])) or 0)
+      if used - freed + amount <= limit then return tonumber(entries[j + 1]) + window end
+    end
+    return inf
+  elseif alg == "gcra" then
+    local interval = window / limit + margin
+    local tat = tonumber(redis.call("GET", key) or "-1e308")
+    return math.max(now, tat - (burst - 1) * interval)
+  else
+    local state = redis.call("HMGET", key, "t", "l")
+    local tokens = tonumber(state[1]) or burst
+    local last = tonumber(state[2]) or now
+    if now > last then tokens = math.min(burst, tokens + (now - last) * limit / window) end
+    if tokens >= amount then return now end
+    return now + (amount - tokens) * window / limit
+  end
+end
+
+local retryAt = now
+local blocking = {}
+for i = 1, n do
+  local e = earliest(i)
+  if e > now then
+    table.insert(blocking, i)
+    if e > retryAt then retryAt = e end
+  end
+end
+if #blocking > 0 then
+  local out = { 0, string.format("%.17g", now), string.format("%.17g", retryAt) }
+  for _, i in ipairs(blocking) do table.insert(out, i) end
+  return out
+end
+
+for i = 1, n do
+  local key = KEYS[i]
+  local alg = param(i, 1)
+  local limit = tonumber(param(i, 2))
+  local window = tonumber(param(i, 3))
+  local burst = tonumber(param(i, 4))
+  local margin = tonumber(param(i, 5))
+  local amount = tonumber(param(i, 6))
+  local ttl = math.ceil(window * 2 + 1000)
+  if alg == "sliding-window" then
+    redis.call("ZADD", key, now, id)
+    redis.call("HSET", key .. ":a", id, amount)
+    redis.call("INCRBYFLOAT", key .. ":u", amount)
+    redis.call("PEXPIRE", key, ttl)
+    redis.call("PEXPIRE", key .. ":a", ttl)
+    redis.call("PEXPIRE", key .. ":u", ttl)
+  elseif alg == "gcra" then
+    local interval = window / limit + margin
+    local tat = tonumber(redis.call("GET", key) or "-1e308")
+    tat = math.max(tat, now) + amount * interval
+    redis.call("SET", key, string.format("%.17g", tat), "PX", math.ceil(tat - now + ttl))
+  else
+    local state = redis.call("HMGET", key, "t", "l")
+    local tokens = tonumber(state[1]) or burst
+    local last = tonumber(state[2]) or now
+    if now > last then tokens = math.min(burst, tokens + (now - last) * limit / window) end
+    redis.call("HSET", key, "t", string.format("%.17g", tokens - amount), "l", string.format("%.17g", math.max(now, last)))
+    redis.call("PEXPIRE", key, ttl)
+  end
+end
+return { 1, string.format("%.17g", now) }
+`
+
+// KEYS: one per bucket. ARGV: reservation id, then 5 per bucket: algorithm, limit, window, margin, delta.
+const settleLua = `
+local id = ARGV[1]
+for i = 1, #KEYS do
+  local key = KEYS[i]
+  local base = 1 + (i - 1) * 5
+  local alg = ARGV[base + 1]
+  local limit = tonumber(ARGV[base + 2])
+  local window = tonumber(ARGV[base + 3])
+  local margin = tonumber(ARGV[base + 4])
+  local delta = tonumber(ARGV[base + 5])
+  if alg == "sliding-window" then
+    if redis.call("ZSCORE", key, id) then
+      redis.call("HINCRBYFLOAT", key .. ":a", id, delta)
+      redis.call("INCRBYFLOAT", key .. ":u", delta)
+    end
+  elseif alg == "gcra" then
+    local tat = redis.call("GET", key)
+    if tat then
+      local ttl = redis.call("PTTL", key)
+      redis.call("SET", key, string.format("%.17g", tonumber(tat) + delta * (window / limit + margin)), "PX", math.max(1, ttl))
+    end
+  else
+    if redis.call("EXISTS", key) == 1 then redis.call("HINCRBYFLOAT", key, "t", -delta) end
+  end
+end
+return 1
+`
+
+const reserveScript = Redis.script(
+  (keys: ReadonlyArray<string>, args: ReadonlyArray<string | number>) => [...keys, ...args],
+  { lua: reserveLua, numberOfKeys: (keys: ReadonlyArray<string>) => keys.length }
+).withReturnType<ReadonlyArray<number | string>>()
+
+const settleScript = Redis.script(
+  (keys: ReadonlyArray<string>, args: ReadonlyArray<string | number>) => [...keys, ...args],
+  { lua: settleLua, numberOfKeys: (keys: ReadonlyArray<string>) => keys.length }
+).withReturnType<number>()
+
+/**
+ * A Redis-backed store. Pass it to `Executor.make({ store })` in every process that shares the limits; the
+ * limits themselves are declared in each process, identically.
+ *
+ * **Gotchas**
+ *
+ * With `time: "client"`, the bound holds on the clocks of the processes: keep them synchronized. A denial is
+ * answered with the time its reservation could be granted, and the executor sleeps until then (no polling); a
+ * store failure defers the task and is retried a second later.
+ *
+ * @category constructors
+ * @since 0.1.0
+ */
+export const make = (options?: Options | undefined): Effect.Effect<RateLimitStore, never, Redis.Redis> =>
+  Effect.map(Redis.Redis, (redis) => {
+    const prefix = options?.prefix ?? "pile:rl:"
+    const serverTime = (options?.time ?? "server") === "server"
+    const reserve = redis.eval(reserveScript)
+    const settle = redis.eval(settleScript)
+    const keyOf = (claim: Claim) => prefix + claim.bucket.id
+    // Reservation ids are unique per executor; several processes share the keys, so qualify them.
+    const instance = globalThis.crypto.randomUUID()
+    return {
+      reserve: (
+        id: string,
+        claims: ReadonlyArray<Claim>,
+        now: number
+      ): Effect.Effect<ReserveResult, Redis.RedisError> => {
+        const args: Array<string | number> = [serverTime ? "" : String(now), `${instance}:${id}`]
+        for (const claim of claims) {
+          const b = claim.bucket
+          args.push(b.algorithm, b.limit, b.window, b.burst, b.margin, claim.amount)
+        }
+        return Effect.map(reserve(claims.map(keyOf), args), (reply): ReserveResult => {
+          const redisNow = Number(reply[1])
+          // Answers are on the store's clock: translate them to the caller's.
+          const shift = now - redisNow
+          if (Number(reply[0]) === 1) {
+            // `at` is the admission time on the store's clock (Redis's with server time).
+            const reservation: Reservation = { id, at: redisNow, claims, charged: claims.map((c) => c.amount) }
+            return { _tag: "Reserved", reservation }
+          }
+          const blocking = reply.slice(3).map((i) => claims[Number(i) - 1]!.bucket.id)
+          return { _tag: "Denied", retryAt: Number(reply[2]) + shift, blocking }
+        })
+      },
+      settle: (reservation: Reservation, actual: ReadonlyArray<number>) => {
+        const args: Array<string | number> = [`${instance}:${reservation.id}`]
+        const keys: Array<string> = []
+        reservation.claims.forEach((claim, i) => {
+          const next = actual[i]
+          if (next === undefined || !Number.isFinite(next) || next < 0) return
+          const delta = next - reservation.charged[i]!
+          if (delta === 0) return
+          reservation.charged[i] = next
+          const b = claim.bucket
+          keys.push(keyOf(claim))
+          args.push(b.algorithm, b.limit, b.window, b.margin, delta)
+        })
+        return keys.length === 0 ? Effect.void : Effect.asVoid(settle(keys, args))
+      }
+    }
+  })
