@@ -105,7 +105,7 @@ byte cancelsLeft = CANCELS;   /* caller cancels left (TaskHandle.cancel) */
 byte nAccepted, nFinished, nConsumed, nAlive, nAbandonedAlive, nHung;
 
 /* scratch variables of atomic steps: not part of the state */
-hidden byte t_, w_, v_, r_, c_, k_, m_;
+hidden byte t_, w_, v_, r_, c_, k_, m_, wait_;
 hidden byte held_;
 
 #if RATE > 0
@@ -137,6 +137,7 @@ inline accept(t) {
   tstate[t] = T_QUEUED;
   intake!t;
   nAccepted++;
+  printf("EV accept %d\n", t);
   wake()
 }
 
@@ -153,6 +154,7 @@ inline admitWaiters() {
 
 /* Engine.release: the slot is returned once the outcome is in the Pile. */
 inline release(t) {
+  printf("EV release %d\n", t);
   tstate[t] = T_DONE;
 #ifdef BAD_EARLY_RELEASE
   if
@@ -212,6 +214,7 @@ inline finish(t, k) {
      :: else -> skip
      fi;
      decided[t] = 1;
+     printf("EV finish %d %d\n", t, k);
      /* I4, I15: a task the executor stopped is recorded with the stop's kind, never as its own exit */
      assert(stopReason[t] == K_NONE || k == stopReason[t]);
      assert(k != K_NONE);
@@ -221,7 +224,7 @@ inline finish(t, k) {
      :: held_ ->
         if
         :: roomInPile -> items!t; release(t)
-        :: else -> blocked!t; tstate[t] = T_DELIVERING
+        :: else -> blocked!t; tstate[t] = T_DELIVERING; printf("EV blocked %d\n", t)
         fi
      :: else ->
         tstate[t] = T_DONE;
@@ -236,6 +239,7 @@ inline finish(t, k) {
 
 /* Engine.stop on a running task: sets stopReason and interrupts its fiber (the fiber sees stopReason). */
 inline interruptRunning(t, reason) {
+  printf("EV interrupt %d %d\n", t, reason);
   stopReason[t] = reason;
 #ifdef BAD_EARLY_RELEASE
   slots--;                           /* frees the slot when the interruption is asked, not when the fiber stops */
@@ -258,6 +262,7 @@ inline startOne() {
   intake?t_;
   admitWaiters();
   assert(tstate[t_] == T_QUEUED && !decided[t_] && !alive[t_]);
+  printf("EV start %d\n", t_);
   tstate[t_] = T_RUNNING;
   slots++;
   SPEND;
@@ -270,6 +275,7 @@ inline startOne() {
 
 /* Engine.onAttemptExit: the fiber stopped with its own exit `k`; the kind is the stop reason if there is one. */
 inline onAttemptExit(t, k) {
+  printf("EV exit %d %d\n", t, k);
   alive[t] = 0;
   nAlive--;
   if
@@ -303,17 +309,19 @@ inline requestShutdown(mode) {
   :: phase == CLOSED -> skip
   :: phase != CLOSED && req != NONE ->
      if
-     :: mode == CANCEL && req == DRAIN -> req = CANCEL; wake()
+     :: mode == CANCEL && req == DRAIN -> printf("EV shutdown %d 2\n", mode); req = CANCEL; wake()
      :: else -> skip
      fi
   :: else ->
+     printf("EV shutdown %d %d\n", mode, graceFinite);
      req = mode;
      phase = DRAINING;
      do
      :: len(waiters) > 0 ->
         waiters?w_;
         assert(tstate[w_] == T_WAITING);   /* I2 */
-        tstate[w_] = T_REJECTED            /* waiter.resume(fail(Closed)) */
+        tstate[w_] = T_REJECTED;           /* waiter.resume(fail(Closed)) */
+        printf("EV refused %d 0\n", w_)
      :: else -> break
      od;
      w_ = 0;
@@ -359,6 +367,7 @@ inline abandonRunning() {
   :: t_ < TASKS ->
      if
      :: tstate[t_] == T_RUNNING ->
+        printf("EV abandon %d\n", t_);
         abandoned[t_] = 1;
         nAbandonedAlive++;
         k_ = K_INTERRUPTED;
@@ -378,6 +387,7 @@ inline abandonRunning() {
 
 /* Engine.close (pile.close unbounds the buffer and ends the Pile once it is read) */
 inline close() {
+  printf("EV close\n");
   phase = CLOSED;
   pileClosed = 1;
   unbound();
@@ -414,53 +424,65 @@ active [TASKS] proctype Task() {
   sawOpen = accepting;
   /* step 2: Engine.offer (tryOffer, then waitToOffer) */
   atomic {
-#ifdef BAD_STALE_PHASE
+#if STRATEGY == 0
     if
-    :: !sawOpen ->
-#else
-    if
-    :: phase != OPEN ->
-#endif
-       tstate[t] = T_REJECTED                          /* Closed */
-    :: else ->
-       if
-       :: len(intake) < Q && len(waiters) == 0 -> accept(t)
-       :: else ->
-#if STRATEGY == 1
-          intake?<v_>;                                 /* sliding: the oldest queued task is evicted */
-          finish(v_, K_EVICTED);
-          v_ = 0;
-          accept(t)
-#elif STRATEGY == 2
-          tstate[t] = T_QUEUED;                        /* dropping: accepted and ended at once */
-          nAccepted++;
-          finish(t, K_DROPPED)
-#else
-          if
-          :: tstate[t] = T_REJECTED                    /* trySubmit: QueueFull */
-          :: waiters!t; tstate[t] = T_WAITING          /* submit: waits for room */
-          fi
-#endif
-       fi
+    :: wait_ = 1                                       /* submit: waits for room */
+    :: wait_ = 0                                       /* trySubmit: QueueFull when full */
     fi;
-    sawOpen = 0
+#endif
+    d_step {
+#ifdef BAD_STALE_PHASE
+      if
+      :: !sawOpen ->
+#else
+      if
+      :: phase != OPEN ->
+#endif
+         tstate[t] = T_REJECTED;                       /* Closed */
+         printf("EV refused %d 0\n", t)
+      :: else ->
+         if
+         :: len(intake) < Q && len(waiters) == 0 -> accept(t)
+         :: else ->
+#if STRATEGY == 1
+            intake?<v_>;                               /* sliding: the oldest queued task is evicted */
+            finish(v_, K_EVICTED);
+            v_ = 0;
+            accept(t)
+#elif STRATEGY == 2
+            tstate[t] = T_QUEUED;                      /* dropping: accepted and ended at once */
+            nAccepted++;
+            finish(t, K_DROPPED)
+#else
+            if
+            :: wait_ -> waiters!t; tstate[t] = T_WAITING; printf("EV waits %d\n", t)
+            :: else -> tstate[t] = T_REJECTED; printf("EV refused %d 1\n", t) /* QueueFull */
+            fi
+#endif
+         fi
+      fi;
+      sawOpen = 0;
+      wait_ = 0
+    }
   }
   /* from here on, everything that can happen to the task; blocked here is a valid end */
 end_task:
   do
   /* the waiting submitter is interrupted: waitToOffer's finalizer (submitWaiters.remove). Once the hand-off
      (admitWaiters) has happened, an interruption changes nothing in the engine: the task stays accepted. */
-  :: atomic {
+  :: d_step {
        tstate[t] == T_WAITING ->
 #ifndef BAD_WAITER_LEAK
        waiters??eval(t);
 #endif
-       tstate[t] = T_WITHDRAWN
+       tstate[t] = T_WITHDRAWN;
+       printf("EV withdrawn %d\n", t)
      }
   /* the caller cancels it (TaskHandle.cancel = Engine.cancelTask), while queued or running */
-  :: atomic {
+  :: d_step {
        cancelsLeft > 0 && (tstate[t] == T_QUEUED || (tstate[t] == T_RUNNING && stopReason[t] == K_NONE)) ->
        cancelsLeft--;
+       printf("EV cancel %d\n", t);
        stop(t, K_CANCELLED)
      }
   /* its fiber stops: by itself (success, failure, defect), or because it was interrupted (finalizers done) */
@@ -472,10 +494,10 @@ end_task:
        :: k_ = K_DIE
        :: stopReason[t] != K_NONE -> k_ = K_INTERRUPTED
        fi;
-       onAttemptExit(t, k_)
+       d_step { onAttemptExit(t, k_) }
      }
   /* or, interrupted, its finalizer never ends */
-  :: atomic { alive[t] && !hung[t] && stopReason[t] != K_NONE -> hung[t] = 1; nHung++ }
+  :: d_step { alive[t] && !hung[t] && stopReason[t] != K_NONE -> hung[t] = 1; nHung++; printf("EV hang %d\n", t) }
   od
 }
 
@@ -511,9 +533,12 @@ end_dispatcher:
        if
        :: signalled -> signalled = 0; ds_ = dmode + 1                 /* woken (wake) */
        :: dmode == D_DRAIN && graceFinite && !graceExpired ->
-          graceExpired = 1; ds_ = S_DRAIN                              /* the grace period ended (once) */
-       :: dmode == D_CANCEL -> ds_ = S_FINAL                           /* the finalizerTimeout deadline passed */
+          graceExpired = 1; ds_ = S_DRAIN;                             /* the grace period ended (once) */
+          printf("EV grace\n")
+       :: dmode == D_CANCEL -> ds_ = S_FINAL;                          /* the finalizerTimeout deadline passed */
+          printf("EV deadline\n")
        fi;
+       d_step {
        if
        :: ds_ == S_CANCEL -> ds_ = S_WAITF                             /* woken while waiting for fibers */
        :: else -> skip
@@ -544,6 +569,7 @@ end_dispatcher:
           :: else -> skip
           fi;
           phase = CANCELLING;
+          printf("EV cancelAll\n");
           cancelAll();
           ds_ = S_WAITF
        :: ds_ == S_WAITF ->                                            /* while (slots > 0) waitUntil(...) */
@@ -558,6 +584,7 @@ end_dispatcher:
           break
        od;
        ds_ = 0
+       }
      }
   :: dmode == D_DONE -> break
   od
@@ -572,18 +599,19 @@ active proctype Consumer() {
 #if CONSUMER == 2
   if
   :: skip
-  :: consumerGone = 1; goto end_gone
+  :: consumerGone = 1; printf("EV noConsumer\n"); goto end_gone
   fi;
 #endif
 end_consumer:
   do
-  :: atomic {
+  :: d_step {
        len(items) > 0 ->
        do
        :: len(items) > 0 ->
           items?c_;
           assert(!consumed[c_]);                      /* I1: never delivered twice */
           consumed[c_] = 1;
+          printf("EV read %d\n", c_);
           nConsumed++
        :: else -> break
        od;
@@ -603,7 +631,7 @@ end_gone:
 active proctype Timer() {
 end_timer:
   do
-  :: atomic { budget < RATE -> budget++; wake() }
+  :: d_step { budget < RATE -> budget++; wake() }
   od
 }
 #endif
@@ -631,9 +659,11 @@ active proctype Shutdowner() {
           fi
        :: m_ = CANCEL
        fi;
-       requestShutdown(m_);
-       m_ = 0;
-       calls++
+       d_step {
+         requestShutdown(m_);
+         m_ = 0;
+         calls++
+       }
      }
   :: calls > 0 -> break
   od;

@@ -598,6 +598,16 @@ export class Engine {
 
   private attemptEffect(task: Task): Effect.Effect<unknown, unknown> {
     let effect: Effect.Effect<unknown, unknown> = Effect.provideContext(task.effect, task.context)
+    const memory = this.config.store.memory
+    const reservation = task.reservation
+    if (memory !== undefined && reservation !== undefined) {
+      // The first step of the attempt's fiber (it cannot yield before it): the moment the task really starts.
+      const body = effect
+      effect = Effect.suspend(() => {
+        memory.anchor(reservation, this.now())
+        return body
+      })
+    }
     const breaker = this.config.breaker
     if (breaker !== undefined) {
       effect = breaker.breaker.execute(effect, { key: task.spec?.key ?? "default" })
@@ -868,14 +878,30 @@ export class Engine {
     })
   })
 
-  /** Waits for a wake-up, or until the clock reaches `until` (milliseconds), whichever comes first. */
+  /**
+   * Waits for a wake-up, or until the clock reaches `until` (milliseconds), whichever comes first.
+   *
+   * Node's timers fire on a cached whole-millisecond clock, typically about 1 ms late and sometimes early,
+   * which would make a pacer drift (slot after slot) or start early. So the dispatcher sleeps until about a
+   * millisecond before `until`, then yields to the event loop until the clock reaches it: it never starts
+   * early, and is late by a fraction of a millisecond. Returning early is always safe: the dispatcher re-checks
+   * the clock and waits again. A clock that does not move while yielding (`TestClock`) gets a plain sleep
+   * after a few yields.
+   */
   private waitUntil(until: number): Effect.Effect<void> {
     if (until === Number.POSITIVE_INFINITY) return this.waitSignal
-    // Timers fire on whole milliseconds and may wake early: round up, and the pump re-checks the clock.
-    const delay = Math.ceil(until - this.now())
-    if (delay <= 0) return Effect.void
-    return Effect.raceFirst(this.waitSignal, Effect.sleep(delay))
+    const now = this.now()
+    const remaining = until - now
+    if (remaining <= 0) return Effect.void
+    if (remaining > 2) return Effect.raceFirst(this.waitSignal, Effect.sleep(Math.floor(remaining - 1)))
+    // A clock that stood still since the last yield is virtual: yielding would never get there.
+    const moving = now !== this.approachedAt
+    this.approachedAt = now
+    return moving ? Effect.yieldNow : Effect.raceFirst(this.waitSignal, Effect.sleep(Math.ceil(remaining)))
   }
+
+  /** The clock's reading at the last yield while approaching a deadline. */
+  private approachedAt = Number.NaN
 
   /** Fires due timers and starts every task that may start now. */
   private readonly pump: Effect.Effect<void> = Effect.suspend(() => {

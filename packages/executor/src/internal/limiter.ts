@@ -49,7 +49,7 @@ export interface Denial {
 export const capacityOf = (bucket: Bucket): number => bucket.algorithm === "token-bucket" ? bucket.burst : bucket.limit
 
 interface LogEntry {
-  readonly at: number
+  at: number
   amount: number
 }
 
@@ -95,6 +95,12 @@ class SlidingState {
     this.used += amount
   }
 
+  /** Moves an admission to the time its task really started (later, never earlier). */
+  anchor(id: string, at: number): void {
+    const entry = this.byId.get(id)
+    if (entry !== undefined && at > entry.at) entry.at = at
+  }
+
   settle(id: string, delta: number): void {
     const entry = this.byId.get(id)
     if (entry === undefined) return // already out of the window: nothing left to correct
@@ -122,6 +128,11 @@ class GcraState {
 
   settle(bucket: Bucket, delta: number): void {
     this.tat += delta * this.interval(bucket)
+  }
+
+  /** Spacing counts from when the task really started: the next slot is at least one interval after it. */
+  anchor(bucket: Bucket, amount: number, at: number): void {
+    this.tat = Math.max(this.tat, at + amount * this.interval(bucket))
   }
 }
 
@@ -206,6 +217,19 @@ export class MemoryLimiter {
       else state.charge(claim.bucket, claim.amount, now)
     }
     return { id, at: now, claims, charged: claims.map((claim) => claim.amount) }
+  }
+
+  /**
+   * Re-anchors a reservation to the moment its task really started, which may be later than the reservation
+   * (the dispatcher can be descheduled between the two): the sliding log records the real start, and GCRA
+   * spaces the next start from it, so a late start never lets the next one come too close.
+   */
+  anchor(reservation: Reservation, at: number): void {
+    for (const claim of reservation.claims) {
+      const state = this.state(claim.bucket)
+      if (state instanceof SlidingState) state.anchor(reservation.id, at)
+      else if (state instanceof GcraState) state.anchor(claim.bucket, claim.amount, at)
+    }
   }
 
   /** Corrects the amounts charged by a reservation (to 0 to refund it), in the window it was charged in. */
