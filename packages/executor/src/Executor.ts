@@ -33,6 +33,7 @@ import {
   type Task,
   type TaskSpec
 } from "./internal/engine.ts"
+import { Instruments } from "./internal/instruments.ts"
 import * as Check from "./internal/options.ts"
 import { OutcomeBuffer } from "./internal/outcomeBuffer.ts"
 import type * as Outcome from "./Outcome.ts"
@@ -86,6 +87,13 @@ export interface Options<in E = unknown> {
    * every task that does not set its own. When it passes the task is interrupted; its outcome is `"timedOut"`.
    */
   readonly deadline?: Duration.Input | undefined
+  /**
+   * Effect metrics (`pile_*`, with an `executor` attribute and `key` where tasks have one), published from the
+   * executor's ledger after each dispatcher step. Default `true`. See the observability guide.
+   */
+  readonly metrics?: boolean | undefined
+  /** One span per attempt (`pile.task`), parented to the submitter's span. Default `true`. */
+  readonly tracing?: boolean | undefined
   /** Rate limits: budgets per key, reserved together before each attempt starts (see `RateLimit`). */
   readonly limits?: ReadonlyArray<RateLimit.Limit> | undefined
   /** Where rate budgets are kept: a fresh in-memory store by default, or a shared one (Redis). */
@@ -182,8 +190,10 @@ export interface Stats {
   readonly rejected: number
   /** Tasks in the queue. */
   readonly queued: number
-  /** Tasks out of the queue that wait before they can start (a retry delay, a rate budget). */
+  /** Tasks out of the queue that wait before they can start (a retry delay, a rate budget, a paused key). */
   readonly waiting: number
+  /** Of `waiting`, the tasks waiting for a retry delay (the rest wait for a rate budget or a paused key). */
+  readonly retrying: number
   /** Tasks whose fiber is running. */
   readonly running: number
   /** Tasks with an outcome. */
@@ -205,6 +215,32 @@ export interface Stats {
   /** Times a key was paused by a failure carrying retry-after (a 429). */
   readonly pauses: number
   readonly services: { readonly running: number; readonly restarts: number }
+}
+
+/**
+ * Options of `progress`.
+ *
+ * @category models
+ * @since 0.1.0
+ */
+export interface ProgressOptions {
+  /** Time between snapshots. Default 1 second. */
+  readonly interval?: Duration.Input | undefined
+}
+
+/**
+ * A progress snapshot: the stats, plus time and throughput.
+ *
+ * @category models
+ * @since 0.1.0
+ */
+export interface Progress extends Stats {
+  /** When the snapshot was taken (ms on the executor's clock). */
+  readonly at: number
+  /** Milliseconds since the first snapshot of this stream. */
+  readonly elapsed: number
+  /** Tasks finished per second since the previous snapshot (0 for the first). */
+  readonly throughput: number
 }
 
 /**
@@ -331,6 +367,12 @@ export interface Executor<A = unknown, E = unknown> {
   readonly resize: (concurrency: number) => Effect.Effect<void, ExecutorError.ExecutorError>
   /** A snapshot of the executor's state. */
   readonly stats: Effect.Effect<Stats>
+  /**
+   * Snapshots at a chosen interval (default 1 second), for progress bars and dashboards: the first at once,
+   * the last once the executor has shut down (then the stream ends). Each adds the throughput since the
+   * previous snapshot.
+   */
+  readonly progress: (options?: ProgressOptions | undefined) => Stream.Stream<Progress>
   /**
    * Starts a long-lived service in the executor's scope and returns once it signals readiness (Trio's
    * `nursery.start`).
@@ -470,7 +512,20 @@ export const make = <A = unknown, E = unknown>(
       ? undefined
       : new OutcomeBuffer<Outcome.Outcome<any, any, any>, any>(config.pile)
     const breaker = yield* makeBreaker(options?.circuitBreaker, config.whenOpen)
-    const engine = new Engine({ ...config, store: options?.store ?? RateLimit.memoryStore(), breaker }, clock, pile)
+    const instruments = options?.metrics === false
+      ? undefined
+      : new Instruments(config.name, yield* Effect.context<never>())
+    const engine = new Engine(
+      {
+        ...config,
+        store: options?.store ?? RateLimit.memoryStore(),
+        breaker,
+        instruments,
+        tracing: options?.tracing !== false
+      },
+      clock,
+      pile
+    )
     const dispatcher = yield* Effect.forkIn(engine.run, scope)
     engine.dispatcher = dispatcher
     engine.fibers.add(dispatcher)
@@ -606,9 +661,15 @@ class ExecutorImpl<A, E> implements Executor<A, E> {
   ): Effect.Effect<TaskHandle<A1, E1>, ExecutorError.ExecutorError, R> {
     return Effect.contextWith((context: Context.Context<R>) => {
       const spec = this.spec(options, options?.key, options?.cost)
-      if (Result.isFailure(spec)) return Effect.fail(spec.failure)
+      if (Result.isFailure(spec)) {
+        this.engine.reject(undefined)
+        return Effect.fail(spec.failure)
+      }
       const over = spec.success === undefined ? undefined : RateLimit.overLimit(spec.success.claims)
-      if (over !== undefined) return Effect.fail(costOverLimit(over, options?.key))
+      if (over !== undefined) {
+        this.engine.reject(undefined)
+        return Effect.fail(costOverLimit(over, options?.key))
+      }
       return this.engine.offer(
         this.engine.makeTask<A1, E1>(task, context, undefined, this.engine.pile, spec.success),
         wait
@@ -717,6 +778,31 @@ class ExecutorImpl<A, E> implements Executor<A, E> {
 
   get stats(): Effect.Effect<Stats> {
     return Effect.sync(() => snapshot(this.engine))
+  }
+
+  progress(options?: ProgressOptions | undefined): Stream.Stream<Progress> {
+    const interval = Check.duration("interval", options?.interval, 1000)
+    const millis = Result.isSuccess(interval) && interval.success > 0 ? interval.success : 1000
+    const engine = this.engine
+    let first: Progress | undefined
+    let previous: Progress | undefined
+    return Stream.tick(millis).pipe(
+      Stream.map(() => {
+        const stats = snapshot(engine)
+        const at = engine.clock.currentTimeMillisUnsafe()
+        const seconds = previous === undefined ? 0 : (at - previous.at) / 1000
+        const progress: Progress = {
+          ...stats,
+          at,
+          elapsed: first === undefined ? 0 : at - first.at,
+          throughput: previous === undefined || seconds <= 0 ? 0 : (stats.finished - previous.finished) / seconds
+        }
+        first ??= progress
+        previous = progress
+        return progress
+      }),
+      Stream.takeUntil((progress) => progress.phase === "closed")
+    )
   }
 
   start<V, E1, R>(
@@ -877,6 +963,7 @@ const snapshot = (engine: Engine): Stats => {
     rejected: c.rejected,
     queued: engine.intake.size,
     waiting: engine.pendingCount,
+    retrying: engine.sleeping.size,
     running: engine.running.size,
     finished,
     outcomes: { ...c.finished },

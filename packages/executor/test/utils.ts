@@ -36,3 +36,12 @@ export const makeGauge = Effect.gen(function*() {
     )
   return { current, peak, track }
 })
+
+/** An Exit without the annotations tracing adds to its cause, for comparisons in tests. */
+export const plain = <A, E>(exit: import("effect/Exit").Exit<A, E>): unknown => {
+  if (exit._tag === "Success") return { success: exit.value }
+  const failures = exit.cause.reasons.flatMap((r) => r._tag === "Fail" ? [r.error] : [])
+  if (failures.length > 0) return { failure: failures[0] }
+  const defects = exit.cause.reasons.flatMap((r) => r._tag === "Die" ? [r.defect] : [])
+  return defects.length > 0 ? { defect: defects[0] } : { interrupted: true }
+}

@@ -29,6 +29,7 @@ import * as ErrorPolicy from "../ErrorPolicy.ts"
 import * as ExecutorError from "../ExecutorError.ts"
 import * as Outcome from "../Outcome.ts"
 import type { Cost, RateLimitStore, ReserveResult } from "../RateLimit.ts"
+import type { Instruments } from "./instruments.ts"
 import type { Claim, Reservation } from "./limiter.ts"
 import { LinkedList, type Node } from "./linkedList.ts"
 import type { OutcomeBuffer } from "./outcomeBuffer.ts"
@@ -69,6 +70,12 @@ export interface Config {
   readonly finalizerTimeout: number
   readonly store: RateLimitStore
   readonly breaker: Breaker | undefined
+  /** The executor's name, for spans. */
+  readonly name: string
+  /** Effect metrics; undefined when turned off. */
+  readonly instruments: Instruments | undefined
+  /** Whether each attempt runs in a span parented to the submitter's. */
+  readonly tracing: boolean
 }
 
 /** What a task asked for beyond running: resolved from the executor's defaults and the submit options. */
@@ -118,6 +125,10 @@ export class Task<A = any, E = any> implements Node {
   waiters: Array<Waiter> | undefined = undefined
   /** The rate reservation of the running attempt, for settlement and refunds (I9). */
   reservation: Reservation | undefined = undefined
+  /** Clock readings (ms) for the wait and run-time histograms. */
+  acceptedAt = 0
+  dequeuedAt = 0
+  startedAt = 0
   /** Retry schedules' step functions, one per retry rule used by this task. */
   steps:
     | Map<ErrorPolicy.Rule, (now: number, input: unknown) => Effect.Effect<[unknown, Duration.Duration], unknown>>
@@ -353,7 +364,7 @@ export class Engine {
   /** Accepts or refuses `task` now; undefined when the submitter must wait for space. */
   private tryOffer<A, E>(task: Task<A, E>, wait: boolean): Task<A, E> | ExecutorError.ExecutorError | undefined {
     if (this.phase !== "open") {
-      this.counters.rejected++
+      this.reject(task)
       return this.closedError()
     }
     if (this.held < this.capacity && this.submitWaiters.size === 0) {
@@ -362,6 +373,7 @@ export class Engine {
     }
     if (this.strategy === "dropping") {
       this.counters.accepted++
+      this.config.instruments?.submitted(task.spec?.key)
       this.finish(task, Exit.interrupt(), "dropped")
       return task
     }
@@ -374,7 +386,7 @@ export class Engine {
       }
     }
     if (!wait) {
-      this.counters.rejected++
+      this.reject(task)
       return new ExecutorError.ExecutorError({ reason: new ExecutorError.QueueFull({ capacity: this.capacity }) })
     }
     return undefined
@@ -406,9 +418,16 @@ export class Engine {
     return oldest
   }
 
+  /** Counts a submission refused with an error. */
+  reject(task: Task | undefined): void {
+    this.counters.rejected++
+    this.config.instruments?.rejected(task?.spec?.key)
+  }
+
   /** Accepts a task that will never run: it ends at once as rejected (its cost can never fit). */
   acceptRejected(task: Task, rejection: ExecutorError.ExecutorError): void {
     this.counters.accepted++
+    this.config.instruments?.submitted(task.spec?.key)
     this.finish(task, Exit.interrupt(), "rejected", rejection)
   }
 
@@ -416,6 +435,11 @@ export class Engine {
     task.state = QUEUED
     this.intake.push(task)
     this.counters.accepted++
+    const instruments = this.config.instruments
+    if (instruments !== undefined) {
+      instruments.submitted(task.spec?.key)
+      task.acceptedAt = this.clock.currentTimeMillisUnsafe()
+    }
     if (this.held > this.counters.peakQueued) this.counters.peakQueued = this.held
     const deadlineAt = task.spec?.deadlineAt
     if (deadlineAt !== undefined) {
@@ -552,6 +576,11 @@ export class Engine {
     // 2. The intake's head: it starts at once unless it must wait in its key's line.
     const task = this.intake.shift()
     if (task === undefined) return undefined
+    const instruments = this.config.instruments
+    if (instruments !== undefined) {
+      task.dequeuedAt = this.clock.currentTimeMillisUnsafe()
+      instruments.observe(0, task.dequeuedAt - task.acceptedAt)
+    }
     const line = this.lineFor(task)
     if (line === undefined) {
       this.admitWaiters()
@@ -581,6 +610,12 @@ export class Engine {
     task.stopReason = undefined
     this.slots++
     this.running.add(task)
+    const instruments = this.config.instruments
+    if (instruments !== undefined) {
+      instruments.started(task.spec?.key)
+      task.startedAt = this.clock.currentTimeMillisUnsafe()
+      if (task.attempts === 1) instruments.observe(1, task.startedAt - task.dequeuedAt)
+    }
     const timeout = task.spec?.timeout
     if (timeout !== undefined) {
       const attempt = task.attempts
@@ -597,7 +632,11 @@ export class Engine {
   }
 
   private attemptEffect(task: Task): Effect.Effect<unknown, unknown> {
-    let effect: Effect.Effect<unknown, unknown> = Effect.provideContext(task.effect, task.context)
+    // Inside the submitter's context: the task's services, and its span as the attempt span's parent.
+    let effect: Effect.Effect<unknown, unknown> = Effect.provideContext(
+      this.config.tracing ? this.traced(task, task.effect) : task.effect,
+      task.context
+    )
     const memory = this.config.store.memory
     const reservation = task.reservation
     if (memory !== undefined && reservation !== undefined) {
@@ -616,6 +655,25 @@ export class Engine {
     task.decides = breaker !== undefined || (policy !== undefined && policy !== ErrorPolicy.record)
     if (!task.decides) return effect
     return Effect.flatMap(Effect.exit(effect), (exit) => this.decide(task, exit))
+  }
+
+  /** One span per attempt, parented to the submitter's span (the task runs in the submitter's context). */
+  private traced<R>(task: Task, effect: Effect.Effect<unknown, unknown, R>): Effect.Effect<unknown, unknown, R> {
+    const attributes: Record<string, unknown> = {
+      "pile.executor": this.config.name,
+      "pile.task.id": task.id,
+      "pile.task.attempt": task.attempts
+    }
+    const key = task.spec?.key
+    if (key !== undefined) attributes["pile.task.key"] = key
+    return Effect.withSpan(
+      Effect.onExit(
+        effect,
+        (exit) => Effect.annotateCurrentSpan("pile.task.outcome", task.stopReason ?? Outcome.kindOfExit(exit))
+      ),
+      "pile.task",
+      { attributes, kind: "internal" }
+    )
   }
 
   /** Consults the error policy about a failed attempt, inside the attempt's fiber (a schedule step is an effect). */
@@ -664,6 +722,9 @@ export class Engine {
     if (task.state !== RUNNING || task.fiber !== fiber) return // abandoned by a shutdown that timed out
     task.fiber = undefined
     this.running.delete(task)
+    if (this.config.instruments !== undefined) {
+      this.config.instruments.observe(2, this.clock.currentTimeMillisUnsafe() - task.startedAt)
+    }
     const decision: Decision = task.decides && fiberExit._tag === "Success"
       ? fiberExit.value as Decision
       : { exit: fiberExit }
@@ -710,6 +771,7 @@ export class Engine {
           return this.finish(task, exit, Outcome.kindOfExit(exit))
         }
         this.counters.retries++
+        this.config.instruments?.retried(task.spec?.key)
         return this.retryLater(task, delay)
       }
     }
@@ -806,6 +868,7 @@ export class Engine {
     task.result = outcome
     task.steps = undefined
     this.counters.finished[kind]++
+    this.config.instruments?.finished(task.spec?.key, kind)
     if (held) {
       // The slot is released once the outcome is in the sink: a full bounded Pile keeps it (backpressure).
       task.state = DELIVERING
@@ -914,7 +977,10 @@ export class Engine {
     this.timers.fireDue(this.now())
     while (true) {
       const next = this.admitNext()
-      if (next === undefined) return this.flushStoreOps
+      if (next === undefined) {
+        this.publish()
+        return this.flushStoreOps
+      }
       if (next === "again") continue
       if ("start" in next) return Effect.flatMap(this.start(next.start), () => this.pumpLoop)
       return Effect.flatMap(
@@ -989,7 +1055,7 @@ export class Engine {
     this.shutdownRequest = request
     this.phase = "draining"
     for (const waiter of this.submitWaiters.takeAll()) {
-      this.counters.rejected++
+      this.reject(waiter.task)
       waiter.resume(Effect.fail(this.closedError()))
     }
     this.pile?.unbound()
@@ -1082,10 +1148,20 @@ export class Engine {
   }
 
   /** The last step of every shutdown: nothing more will be delivered. */
+  /** Publishes the ledger to Effect's metrics (I20). */
+  publish(): void {
+    this.config.instruments?.publish({
+      queued: this.intake.size,
+      waiting: this.pendingCount,
+      running: this.running.size
+    })
+  }
+
   private close(): void {
     if (this.phase === "closed") return
     this.phase = "closed"
     this.timers.clear()
+    this.publish()
     const failure = this.escalation === undefined
       ? undefined
       : { error: new ExecutorError.ExecutorError({ reason: this.escalation }) }

@@ -1,0 +1,269 @@
+import { assert, describe, it } from "@effect/vitest"
+import { Effect, Fiber, Metric, Option, Ref, Schedule, Stream, Tracer } from "effect"
+import { PrometheusMetrics } from "effect/observability"
+import { TestClock } from "effect/testing"
+import * as fc from "fast-check"
+import * as ErrorPolicy from "../src/ErrorPolicy.ts"
+import * as Executor from "../src/Executor.ts"
+import { names } from "../src/internal/instruments.ts"
+import type * as Outcome from "../src/Outcome.ts"
+import { assertLedger } from "./utils.ts"
+
+/** Every test gets its own registry: the default one is process-global. */
+const isolated = <A, E, R>(effect: Effect.Effect<A, E, R>) =>
+  Effect.provideService(effect, Metric.MetricRegistry, new Map())
+
+/** The value of a counter or gauge series with these attributes (0 when absent). */
+const valueOf = (name: string, attributes: Record<string, string>) =>
+  Effect.map(Metric.snapshot, (snapshots) => {
+    const series = snapshots.find((s) =>
+      s.id === name && Object.entries(attributes).every(([k, v]) => s.attributes?.[k] === v) &&
+      Object.keys(s.attributes ?? {}).length === Object.keys(attributes).length
+    )
+    if (series === undefined) return 0
+    const state = series.state as { readonly count?: number; readonly value?: number }
+    return Number(state.count ?? state.value ?? 0)
+  })
+
+const histogramCount = (name: string, attributes: Record<string, string>) =>
+  Effect.map(Metric.snapshot, (snapshots) => {
+    const series = snapshots.find((s) => s.id === name && s.attributes?.["executor"] === attributes["executor"])
+    return series === undefined ? 0 : Number((series.state as { readonly count: number }).count)
+  })
+
+type Behaviour = "succeed" | "fail" | "die" | "interrupt" | "never" | "flaky"
+
+const behaviours: ReadonlyArray<Behaviour> = ["succeed", "fail", "die", "interrupt", "never", "flaky"]
+
+describe("metrics", () => {
+  it.effect("I20 every counter equals the outcomes the Pile delivered, and the gauges end at zero", () =>
+    isolated(Effect.gen(function*() {
+      const executor = yield* Executor.make({
+        name: "mix",
+        concurrency: 3,
+        capacity: 4,
+        shutdown: { mode: "cancel" },
+        policy: ErrorPolicy.retry(Schedule.spaced(3).pipe(Schedule.upTo({ times: 2 })))
+      })
+      const reader = yield* Effect.forkChild(Stream.runCollect(executor.pile))
+      const runs = yield* Ref.make(0)
+      const tasks = Array.from({ length: 40 }, (_, i) => {
+        const behaviour = behaviours[(i * 7) % behaviours.length]!
+        const key = i % 3 === 0 ? "a" : undefined
+        const body: Effect.Effect<number, string> = behaviour === "succeed"
+          ? Effect.as(Effect.sleep(i % 5), i)
+          : behaviour === "fail"
+          ? Effect.fail(`fail ${i}`)
+          : behaviour === "die"
+          ? Effect.die(i)
+          : behaviour === "interrupt"
+          ? Effect.interrupt
+          : behaviour === "never"
+          ? Effect.never
+          : Effect.flatMap(
+            Ref.getAndUpdate(runs, (n) => n + 1),
+            (n) => n % 2 === 0 ? Effect.fail("flaky") : Effect.succeed(n)
+          )
+        return { body, key, timeout: behaviour === "never" ? 20 : undefined }
+      })
+      yield* Effect.forkChild(Effect.forEach(tasks, (t) => executor.submit(t.body, { key: t.key, timeout: t.timeout })))
+      yield* TestClock.adjust(200)
+      yield* executor.shutdown({ mode: "cancel" })
+      const outcomes = yield* Fiber.join(reader)
+      const stats = yield* executor.stats
+      assert.strictEqual(outcomes.length, 40)
+      const delivered = new Map<Outcome.Kind, number>()
+      for (const o of outcomes) delivered.set(o.kind, (delivered.get(o.kind) ?? 0) + 1)
+      for (const [kind, count] of delivered) {
+        assert.strictEqual(yield* valueOf(names.outcomes, { executor: "mix", outcome: kind }), count, kind)
+      }
+      assert.isAbove(delivered.size, 3, "the mix produced several kinds")
+      assert.strictEqual(yield* valueOf(names.submitted, { executor: "mix" }), 40)
+      assert.strictEqual(yield* valueOf(names.retries, { executor: "mix" }), stats.retries)
+      assert.strictEqual(
+        yield* valueOf(names.attempts, { executor: "mix" }),
+        outcomes.reduce((n, o) => n + o.attempts, 0)
+      )
+      // Per key: the tasks with key "a".
+      const keyed = tasks.filter((t) => t.key === "a").length
+      assert.strictEqual(yield* valueOf(names.submitted, { executor: "mix", key: "a" }), keyed)
+      for (const gauge of [names.queued, names.waiting, names.running]) {
+        assert.strictEqual(yield* valueOf(gauge, { executor: "mix" }), 0, gauge)
+      }
+      assert.strictEqual(
+        yield* histogramCount(names.runTime, { executor: "mix" }),
+        yield* valueOf(names.attempts, { executor: "mix" })
+      )
+      assertLedger(stats)
+    })))
+
+  it.effect("I20 the gauges match the ledger while work waits", () =>
+    isolated(Effect.gen(function*() {
+      const executor = yield* Executor.make({
+        name: "g",
+        concurrency: 3,
+        shutdown: { mode: "cancel" },
+        limits: [{ key: "k", limit: 1, window: "1 minute" }]
+      })
+      yield* executor.submit(Effect.never)
+      yield* executor.submit(Effect.never, { key: "k" })
+      yield* executor.submit(Effect.never, { key: "k" })
+      yield* TestClock.adjust(1)
+      yield* executor.resize(2)
+      yield* executor.submit(Effect.void)
+      yield* TestClock.adjust(1)
+      const stats = yield* executor.stats
+      assert.deepStrictEqual(
+        [
+          yield* valueOf(names.queued, { executor: "g" }),
+          yield* valueOf(names.waiting, { executor: "g" }),
+          yield* valueOf(names.running, { executor: "g" })
+        ],
+        [stats.queued, stats.waiting, stats.running]
+      )
+      assert.deepStrictEqual(
+        [stats.queued, stats.waiting, stats.running],
+        [1, 1, 2],
+        "queued, waiting for rate, running"
+      )
+    })))
+
+  it.effect("Prometheus: the executor's metrics scrape as text from PrometheusMetrics", () =>
+    isolated(Effect.gen(function*() {
+      const executor = yield* Executor.make({ name: "prom", shutdown: { mode: "cancel" } })
+      yield* Stream.runDrain(executor.run([1, 2, 3], (n) => n === 2 ? Effect.fail("x") : Effect.succeed(n)))
+      yield* executor.shutdown()
+      const text = yield* PrometheusMetrics.format()
+      assert.match(text, /pile_tasks_submitted_total\{executor="prom"\} 3/)
+      assert.match(text, /pile_task_outcomes_total\{executor="prom",outcome="success"\} 2/)
+      assert.match(text, /pile_task_outcomes_total\{executor="prom",outcome="failure"\} 1/)
+      assert.match(text, /pile_tasks_running\{executor="prom"\} 0/)
+      assert.match(text, /pile_task_run_seconds_bucket\{executor="prom",le="/)
+    })))
+
+  it.effect("metrics: false publishes nothing", () =>
+    isolated(Effect.gen(function*() {
+      const executor = yield* Executor.make({ name: "quiet", metrics: false, shutdown: { mode: "cancel" } })
+      yield* (yield* executor.submit(Effect.void)).await
+      yield* executor.shutdown()
+      const snapshots = yield* Metric.snapshot
+      assert.isFalse(snapshots.some((s) => s.id.startsWith("pile_")))
+    })))
+})
+
+describe("ledger", () => {
+  it("I15 the ledger adds up at every snapshot while random work runs (retries, rate limits, cancels)", async () => {
+    const task = fc.record({
+      behaviour: fc.constantFrom(...behaviours),
+      delay: fc.integer({ min: 0, max: 10 }),
+      key: fc.constantFrom(undefined, "a", "b"),
+      cancelAt: fc.option(fc.integer({ min: 0, max: 30 }), { nil: undefined })
+    })
+    await fc.assert(
+      fc.asyncProperty(
+        fc.array(task, { maxLength: 20 }),
+        fc.integer({ min: 1, max: 4 }),
+        async (tasks, concurrency) => {
+          const program = isolated(
+            Effect.gen(function*() {
+              const executor = yield* Executor.make({
+                concurrency,
+                capacity: 5,
+                shutdown: { mode: "cancel" },
+                policy: ErrorPolicy.retry(Schedule.spaced(4).pipe(Schedule.upTo({ times: 2 }))),
+                limits: [{ perKey: true, limit: 2, window: 10 }]
+              })
+              yield* Effect.forkChild(Effect.forEach(tasks, (t) =>
+                Effect.flatMap(
+                  executor.submit(
+                    t.behaviour === "never"
+                      ? Effect.never
+                      : t.behaviour === "fail" || t.behaviour === "flaky"
+                      ? Effect.andThen(Effect.sleep(t.delay), Effect.fail("f"))
+                      : t.behaviour === "die"
+                      ? Effect.die("d")
+                      : t.behaviour === "interrupt"
+                      ? Effect.interrupt
+                      : Effect.sleep(t.delay),
+                    { key: t.key }
+                  ),
+                  (handle) =>
+                    t.cancelAt === undefined
+                      ? Effect.void
+                      : Effect.asVoid(Effect.forkChild(Effect.andThen(Effect.sleep(t.cancelAt), handle.cancel)))
+                )))
+              for (let i = 0; i < 60; i++) {
+                assertLedger(yield* executor.stats)
+                yield* TestClock.adjust(1)
+              }
+              yield* executor.shutdown({ mode: "cancel" })
+              const stats = yield* executor.stats
+              assertLedger(stats)
+              assert.strictEqual(stats.accepted, stats.finished, "after shutdown every accepted task has finished")
+            }).pipe(Effect.scoped, Effect.provide(TestClock.layer()))
+          )
+          await Effect.runPromise(program)
+        }
+      ),
+      { numRuns: 100 }
+    )
+  })
+})
+
+describe("progress", () => {
+  it.effect("progress gives a snapshot per interval with throughput, and ends after shutdown", () =>
+    Effect.gen(function*() {
+      const executor = yield* Executor.make({ concurrency: 2, shutdown: { mode: "cancel" } })
+      yield* executor.submitAll(Array.from({ length: 8 }, () => Effect.sleep(250)))
+      const reader = yield* Effect.forkChild(Stream.runCollect(executor.progress({ interval: "400 millis" })))
+      yield* TestClock.adjust("1200 millis")
+      yield* executor.shutdown()
+      yield* TestClock.adjust("400 millis")
+      const snapshots = yield* Fiber.join(reader)
+      assert.deepStrictEqual(snapshots.map((p) => p.elapsed), [0, 400, 800, 1200, 1600])
+      // Two at a time, 250 ms each: 2 done at 250, 4 at 500, 6 at 750, 8 at 1000.
+      assert.deepStrictEqual(snapshots.map((p) => p.finished), [0, 2, 6, 8, 8])
+      assert.deepStrictEqual(snapshots.map((p) => p.throughput), [0, 5, 10, 5, 0])
+      assert.strictEqual(snapshots.at(-1)!.phase, "closed")
+    }))
+})
+
+describe("tracing", () => {
+  it.effect("each attempt is a span parented to the submitter's span, with id, key, attempt and outcome", () =>
+    Effect.gen(function*() {
+      const ended: Array<Tracer.Span> = []
+      const tracer = Tracer.make({
+        span(options) {
+          const span = new Tracer.NativeSpan(options)
+          const end = span.end.bind(span)
+          span.end = (time, exit) => {
+            end(time, exit)
+            ended.push(span)
+          }
+          return span
+        }
+      })
+      const executor = yield* Executor.make({
+        name: "traced",
+        shutdown: { mode: "cancel" },
+        policy: ErrorPolicy.retry(Schedule.recurs(1))
+      })
+      const runs = yield* Ref.make(0)
+      const handle = yield* executor.submit(
+        Effect.flatMap(Ref.getAndUpdate(runs, (n) => n + 1), (n) => n === 0 ? Effect.fail("first") : Effect.succeed(n)),
+        { key: "api" }
+      ).pipe(Effect.withSpan("caller"), Effect.withTracer(tracer))
+      yield* handle.await
+      const caller = ended.find((s) => s.name === "caller")!
+      const attempts = ended.filter((s) => s.name === "pile.task")
+      assert.strictEqual(attempts.length, 2, "one span per attempt")
+      for (const [i, span] of attempts.entries()) {
+        assert.strictEqual(Option.getOrUndefined(span.parent)?.spanId, caller.spanId)
+        assert.strictEqual(span.attributes.get("pile.task.id"), handle.id)
+        assert.strictEqual(span.attributes.get("pile.task.key"), "api")
+        assert.strictEqual(span.attributes.get("pile.task.attempt"), i + 1)
+        assert.strictEqual(span.attributes.get("pile.executor"), "traced")
+      }
+      assert.deepStrictEqual(attempts.map((s) => s.attributes.get("pile.task.outcome")), ["failure", "success"])
+    }))
+})
