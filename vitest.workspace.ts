@@ -1,5 +1,6 @@
-// The test projects, one per package (plus slow or service-backed groups as they appear).
-// vitest 5 no longer reads this file on its own: vitest.config.ts imports it.
+// The test projects, one per package, plus the service-backed group (real servers and processes on real
+// time), which runs after the others. vitest 5 no longer reads this file on its own: vitest.config.ts imports it.
 export default [
-  "packages/executor"
+  "packages/executor",
+  "packages/executor/vitest.services.config.ts"
 ]

@@ -11,13 +11,14 @@ const RATE = 100
 const nginx = await startNginx(RATE)
 afterAll(() => nginx?.stop())
 
+const request = () => fetch(nginx!.url).then(async (r) => (await r.text(), r.status))
+
 describe.skipIf(nginx === undefined)("GCRA spacing against nginx limit_req", () => {
   it.live(
     "100 per second, burst 1: at least 95% accepted on the first try, at 95% of the rate or more",
     () =>
       Effect.gen(function*() {
         const total = 300
-        const request = () => fetch(nginx!.url).then(async (r) => (await r.text(), r.status))
         // Warm up the HTTP client (module loading, first connections) before measuring; let nginx's bucket drain.
         yield* Effect.promise(() => request())
         yield* Effect.sleep(50)

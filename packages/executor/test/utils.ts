@@ -1,6 +1,7 @@
 // Shared helpers for the executor's tests: reach the engine behind an executor, check the ledger, build tasks.
 import { assert } from "@effect/vitest"
 import { Effect, Ref } from "effect"
+import type * as Exit from "effect/Exit"
 import type * as Fiber from "effect/Fiber"
 import type { Executor, Stats } from "../src/Executor.ts"
 import type { Engine } from "../src/internal/engine.ts"
@@ -38,7 +39,7 @@ export const makeGauge = Effect.gen(function*() {
 })
 
 /** An Exit without the annotations tracing adds to its cause, for comparisons in tests. */
-export const plain = <A, E>(exit: import("effect/Exit").Exit<A, E>): unknown => {
+export const plain = <A, E>(exit: Exit.Exit<A, E>): unknown => {
   if (exit._tag === "Success") return { success: exit.value }
   const failures = exit.cause.reasons.flatMap((r) => r._tag === "Fail" ? [r.error] : [])
   if (failures.length > 0) return { failure: failures[0] }
