@@ -521,7 +521,8 @@ export const make = <A = unknown, E = unknown>(
         store: options?.store ?? RateLimit.memoryStore(),
         breaker,
         instruments,
-        tracing: options?.tracing !== false
+        tracing: options?.tracing !== false,
+        liveClock: clock === Context.get(Context.empty(), Clock.Clock)
       },
       clock,
       pile

@@ -92,4 +92,28 @@ describe("races", () => {
       assert.strictEqual(stats.finished, RUNS)
       assert.strictEqual(stats.outcomes.success + stats.outcomes.cancelled, RUNS)
     }))
+
+  // Real time: on TestClock the task's timer always fires first (it was set first); real timers race.
+  it.live(`I18 a deadline racing the task's own completion: exactly one outcome, never overwritten (${RUNS} runs)`, () =>
+    Effect.gen(function*() {
+      const executor = yield* Executor.make({ concurrency: 4, capacity: RUNS, shutdown: { mode: "cancel" } })
+      const engine = engineOf(executor)
+      const seen = { success: 0, timedOut: 0 }
+      for (let run = 0; run < RUNS; run++) {
+        // The body ends after about 2 ms; the deadline is 2 ms.
+        const handle = yield* executor.submit(Effect.as(Effect.sleep(2), run), { deadline: 2 })
+        const outcome = yield* handle.outcome
+        assert.include(["success", "timedOut"], outcome.kind, `run ${run}`)
+        if (outcome.kind === "timedOut") assert.isTrue(Exit.hasInterrupts(outcome.exit))
+        seen[outcome.kind as "success" | "timedOut"]++
+        yield* Effect.repeat(Effect.yieldNow, { times: 3 })
+        assert.strictEqual((yield* handle.outcome).kind, outcome.kind, "a late completion never overwrites the outcome")
+        assert.strictEqual(engine.slots, 0, `run ${run}: the slot is released exactly once`)
+      }
+      const stats = yield* executor.stats
+      assertLedger(stats)
+      assert.strictEqual(stats.outcomes.success + stats.outcomes.timedOut, RUNS)
+      assert.isAbove(seen.success, 0, "some runs completed first")
+      assert.isAbove(seen.timedOut, 0, "some runs hit the deadline first")
+    }))
 })

@@ -76,6 +76,11 @@ export interface Config {
   readonly instruments: Instruments | undefined
   /** Whether each attempt runs in a span parented to the submitter's. */
   readonly tracing: boolean
+  /**
+   * Whether the clock is Effect's live clock: only then are waits finished by yielding to the event loop (a
+   * virtual clock, `TestClock`, does not move while the dispatcher yields).
+   */
+  readonly liveClock: boolean
 }
 
 /** What a task asked for beyond running: resolved from the executor's defaults and the submit options. */
@@ -948,23 +953,16 @@ export class Engine {
    * which would make a pacer drift (slot after slot) or start early. So the dispatcher sleeps until about a
    * millisecond before `until`, then yields to the event loop until the clock reaches it: it never starts
    * early, and is late by a fraction of a millisecond. Returning early is always safe: the dispatcher re-checks
-   * the clock and waits again. A clock that does not move while yielding (`TestClock`) gets a plain sleep
-   * after a few yields.
+   * the clock and waits again. With any other clock (`TestClock`) it simply sleeps until `until`.
    */
   private waitUntil(until: number): Effect.Effect<void> {
     if (until === Number.POSITIVE_INFINITY) return this.waitSignal
-    const now = this.now()
-    const remaining = until - now
+    const remaining = until - this.now()
     if (remaining <= 0) return Effect.void
+    if (!this.config.liveClock) return Effect.raceFirst(this.waitSignal, Effect.sleep(Math.ceil(remaining)))
     if (remaining > 2) return Effect.raceFirst(this.waitSignal, Effect.sleep(Math.floor(remaining - 1)))
-    // A clock that stood still since the last yield is virtual: yielding would never get there.
-    const moving = now !== this.approachedAt
-    this.approachedAt = now
-    return moving ? Effect.yieldNow : Effect.raceFirst(this.waitSignal, Effect.sleep(Math.ceil(remaining)))
+    return Effect.yieldNow
   }
-
-  /** The clock's reading at the last yield while approaching a deadline. */
-  private approachedAt = Number.NaN
 
   /** Fires due timers and starts every task that may start now. */
   private readonly pump: Effect.Effect<void> = Effect.suspend(() => {
