@@ -5,6 +5,13 @@
  * Its whole life is one `Scope`: `make` needs one, and closing it shuts the executor down (drain, then cancel
  * after a grace period). `layer` provides it as a service.
  *
+ * The contract in short: tasks start first come, first served, within the concurrency cap and rate limits;
+ * outcomes come out in completion order; `submit` suspends only while the queue is full; a task is owned by
+ * the executor, not by the fiber that submitted it, so interrupting a submitter or a waiter never cancels a
+ * task (its handle's `cancel` does); closing the scope drains (or cancels) and returns only once every task
+ * has its outcome and every fiber the executor forked has ended. docs/concepts/concurrency-contract.md states
+ * it for every entry point.
+ *
  * @since 0.1.0
  */
 import * as Cause from "effect/Cause"
@@ -48,6 +55,32 @@ import * as RateLimit from "./RateLimit.ts"
  * Options of `make` and `layer`. Every field is optional; a bad value fails `make` with an `ExecutorError`
  * whose reason is `InvalidOption`.
  *
+ * **Example**
+ *
+ * ```ts
+ * import { ErrorPolicy, Executor } from "@pile/executor"
+ * import { Effect, Schedule } from "effect"
+ * import assert from "node:assert/strict"
+ *
+ * const options: Executor.Options = {
+ *   name: "crawler",
+ *   concurrency: 8, // at most 8 tasks run at once
+ *   capacity: 100, // at most 100 wait to start; submit suspends beyond that
+ *   limits: [{ perKey: true, limit: 10, window: "1 second" }], // 10 per second for each host
+ *   policy: ErrorPolicy.retry(Schedule.exponential("100 millis").pipe(Schedule.upTo({ times: 3 }))),
+ *   timeout: "30 seconds", // per attempt
+ *   shutdown: { mode: "drain", grace: "10 seconds" } // what closing the scope does
+ * }
+ *
+ * const program = Effect.gen(function*() {
+ *   const executor = yield* Executor.make(options)
+ *   const stats = yield* executor.stats
+ *   assert.deepEqual([executor.name, stats.concurrency, stats.capacity], ["crawler", 8, 100])
+ * }).pipe(Effect.scoped)
+ *
+ * await Effect.runPromise(program)
+ * ```
+ *
  * @category models
  * @since 0.1.0
  */
@@ -88,12 +121,15 @@ export interface Options<in E = unknown> {
    */
   readonly deadline?: Duration.Input | undefined
   /**
-   * Effect metrics (`pile_*`, with an `executor` attribute and `key` where tasks have one), published from the
-   * executor's ledger after each dispatcher step. Default `true`. See the observability guide.
+   * Effect metrics (`pile_*`, with an `executor` attribute and `key` where tasks have one), read from the
+   * executor's ledger whenever they are scraped. Default `true`. See the observability guide.
    */
   readonly metrics?: boolean | undefined
-  /** One span per attempt (`pile.task`), parented to the submitter's span. Default `true`. */
-  readonly tracing?: boolean | undefined
+  /**
+   * One span per attempt (`pile.task`), parented to the submitter's span. Default `"auto"`: only when the
+   * submitter installed a tracer (Effect's default tracer records spans no one exports, at a cost per task).
+   */
+  readonly tracing?: boolean | "auto" | undefined
   /** Rate limits: budgets per key, reserved together before each attempt starts (see `RateLimit`). */
   readonly limits?: ReadonlyArray<RateLimit.Limit> | undefined
   /** Where rate budgets are kept: a fresh in-memory store by default, or a shared one (Redis). */
@@ -115,6 +151,32 @@ export interface Options<in E = unknown> {
 /**
  * Per-task options of `submit` and `trySubmit`; each overrides the executor's default.
  *
+ * **Example**
+ *
+ * ```ts
+ * import { ErrorPolicy, Executor } from "@pile/executor"
+ * import { Effect, Exit, Schedule } from "effect"
+ * import assert from "node:assert/strict"
+ *
+ * const program = Effect.gen(function*() {
+ *   const executor = yield* Executor.make({
+ *     limits: [{ key: "gpt", budget: "tokens", limit: 100_000, window: "1 minute" }]
+ *   })
+ *   const options: Executor.TaskOptions<{ readonly tokens: number }, string> = {
+ *     key: "gpt", // the key's budgets and 429 pauses apply
+ *     cost: { tokens: 2_000 }, // an estimate, reserved before the task starts
+ *     settle: (exit) => (Exit.isSuccess(exit) ? { tokens: exit.value.tokens } : undefined), // the real cost
+ *     policy: ErrorPolicy.retry(Schedule.recurs(2)),
+ *     timeout: "10 seconds", // per attempt
+ *     deadline: "1 minute" // for the whole task, from submission
+ *   }
+ *   const handle = yield* executor.submit(Effect.succeed({ tokens: 1_234 }), options)
+ *   assert.equal((yield* handle.join).tokens, 1_234)
+ * }).pipe(Effect.scoped)
+ *
+ * await Effect.runPromise(program)
+ * ```
+ *
  * @category models
  * @since 0.1.0
  */
@@ -130,8 +192,11 @@ export interface TaskOptions<in out A, in out E> {
    * the difference with the reserved cost is refunded or charged to the window it was reserved in.
    */
   readonly settle?: ((exit: Exit.Exit<A, E>) => RateLimit.Cost | undefined) | undefined
+  /** The task's error policy, instead of the executor's. */
   readonly policy?: ErrorPolicy.ErrorPolicy<E> | undefined
+  /** A time limit per attempt, instead of the executor's: the attempt is interrupted, the task `"timedOut"`. */
   readonly timeout?: Duration.Input | undefined
+  /** A deadline from submission across queue wait, rate waits, attempts and retries (I18). */
   readonly deadline?: Duration.Input | undefined
 }
 
@@ -141,10 +206,34 @@ export interface TaskOptions<in out A, in out E> {
  * - `"drain"` stops admission, lets every queued and running task finish, and after `grace` cancels the rest.
  * - `"cancel"` stops admission and interrupts everything now.
  *
+ * Given to `shutdown`, or to `make` as what closing the scope does (default: drain, 30 second grace).
+ *
+ * **Example**
+ *
+ * ```ts
+ * import { Executor, type Outcome } from "@pile/executor"
+ * import { Effect } from "effect"
+ * import assert from "node:assert/strict"
+ *
+ * const program = Effect.gen(function*() {
+ *   const executor = yield* Executor.make({ concurrency: 1 })
+ *   const running = yield* executor.submit(Effect.never)
+ *   const queued = yield* executor.submit(Effect.succeed("never started"))
+ *   const options: Executor.ShutdownOptions = { mode: "cancel" }
+ *   yield* executor.shutdown(options)
+ *   const kinds: Array<Outcome.Kind> = [(yield* running.outcome).kind, (yield* queued.outcome).kind]
+ *   assert.deepEqual(kinds, ["interrupted", "interrupted"])
+ *   assert.equal((yield* queued.outcome).attempts, 0)
+ * }).pipe(Effect.scoped)
+ *
+ * await Effect.runPromise(program)
+ * ```
+ *
  * @category models
  * @since 0.1.0
  */
 export interface ShutdownOptions {
+  /** `"drain"` (finish accepted work, within `grace`) or `"cancel"` (interrupt everything now). */
   readonly mode?: ShutdownMode | undefined
   /** The longest a drain may take before what is left is cancelled. Default 30 seconds. */
   readonly grace?: Duration.Input | undefined
@@ -152,6 +241,33 @@ export interface ShutdownOptions {
 
 /**
  * The handle of a submitted task.
+ *
+ * **Details**
+ *
+ * The handle observes the task; it does not own it. Waiting on it (`outcome`, `await`, `join`) never affects
+ * the task: interrupting a fiber that waits only stops that wait. `cancel` is the only way to stop one task.
+ * Every waiter gets the same outcome, once it is decided.
+ *
+ * **Example**
+ *
+ * ```ts
+ * import { Executor } from "@pile/executor"
+ * import { Effect, Exit } from "effect"
+ * import assert from "node:assert/strict"
+ *
+ * const program = Effect.gen(function*() {
+ *   const executor = yield* Executor.make()
+ *   const handle = yield* executor.submit(Effect.as(Effect.sleep("10 millis"), 42))
+ *   assert.equal(yield* handle.poll, undefined) // not finished yet; poll does not wait
+ *   assert.equal(yield* handle.join, 42) // waits, then succeeds or fails as the task did
+ *   assert.deepEqual(yield* handle.await, Exit.succeed(42))
+ *   assert.equal((yield* handle.poll)?.kind, "success")
+ *   yield* handle.cancel // finished already: nothing happens
+ *   assert.equal((yield* handle.outcome).kind, "success")
+ * }).pipe(Effect.scoped)
+ *
+ * await Effect.runPromise(program)
+ * ```
  *
  * @category models
  * @since 0.1.0
@@ -178,13 +294,37 @@ export interface TaskHandle<A, E> {
  * A plain snapshot of the executor's state. The numbers always add up (I15):
  * `submitted = accepted + rejected` and `accepted = queued + waiting + running + finished`.
  *
+ * **Example**
+ *
+ * ```ts
+ * import { Executor } from "@pile/executor"
+ * import { Effect } from "effect"
+ * import assert from "node:assert/strict"
+ *
+ * const program = Effect.gen(function*() {
+ *   const executor = yield* Executor.make({ concurrency: 1 })
+ *   yield* executor.submit(Effect.never)
+ *   yield* executor.submit(Effect.void)
+ *   yield* Effect.yieldNow // let the dispatcher start the first task
+ *   const stats: Executor.Stats = yield* executor.stats
+ *   assert.deepEqual([stats.phase, stats.running, stats.queued, stats.finished], ["open", 1, 1, 0])
+ *   assert.equal(stats.submitted, stats.accepted + stats.rejected)
+ *   assert.equal(stats.accepted, stats.queued + stats.waiting + stats.running + stats.finished)
+ *   yield* executor.shutdown({ mode: "cancel" })
+ * }).pipe(Effect.scoped)
+ *
+ * await Effect.runPromise(program)
+ * ```
+ *
  * @category models
  * @since 0.1.0
  */
 export interface Stats {
+  /** `"open"`, `"draining"`, `"cancelling"` or `"closed"` (see docs/lifecycle.md). */
   readonly phase: Phase
   /** Submissions decided so far: accepted or rejected. */
   readonly submitted: number
+  /** Submissions taken in: each has a handle and will have exactly one outcome (I1). */
   readonly accepted: number
   /** Submissions refused with an error (closed, queue full): they have no handle and no outcome. */
   readonly rejected: number
@@ -204,7 +344,9 @@ export interface Stats {
   readonly blockedSubmitters: number
   /** The most tasks the queue ever held. */
   readonly peakQueued: number
+  /** The queue capacity Q. */
   readonly capacity: number
+  /** The concurrency cap C, as last set by `make` or `resize`. */
   readonly concurrency: number
   /** Outcomes in the executor-wide Pile's buffer, not yet read. */
   readonly pileBuffered: number
@@ -214,11 +356,29 @@ export interface Stats {
   readonly retries: number
   /** Times a key was paused by a failure carrying retry-after (a 429). */
   readonly pauses: number
+  /** Services started with `start` that are running, and how many times they were restarted. */
   readonly services: { readonly running: number; readonly restarts: number }
 }
 
 /**
  * Options of `progress`.
+ *
+ * **Example**
+ *
+ * ```ts
+ * import { Executor } from "@pile/executor"
+ * import { Effect, Stream } from "effect"
+ * import assert from "node:assert/strict"
+ *
+ * const program = Effect.gen(function*() {
+ *   const executor = yield* Executor.make()
+ *   const options: Executor.ProgressOptions = { interval: "10 millis" }
+ *   const snapshots = yield* Stream.runCollect(Stream.take(executor.progress(options), 3))
+ *   assert.equal(snapshots.length, 3)
+ * }).pipe(Effect.scoped)
+ *
+ * await Effect.runPromise(program)
+ * ```
  *
  * @category models
  * @since 0.1.0
@@ -230,6 +390,26 @@ export interface ProgressOptions {
 
 /**
  * A progress snapshot: the stats, plus time and throughput.
+ *
+ * **Example**
+ *
+ * ```ts
+ * import { Executor } from "@pile/executor"
+ * import { Effect, Stream } from "effect"
+ * import assert from "node:assert/strict"
+ *
+ * const program = Effect.gen(function*() {
+ *   const executor = yield* Executor.make()
+ *   const [first, second]: ReadonlyArray<Executor.Progress> = yield* Stream.runCollect(
+ *     Stream.take(executor.progress({ interval: "20 millis" }), 2)
+ *   )
+ *   assert.equal(first!.elapsed, 0)
+ *   assert.equal(first!.throughput, 0) // no previous snapshot
+ *   assert.ok(second!.at > first!.at)
+ * }).pipe(Effect.scoped)
+ *
+ * await Effect.runPromise(program)
+ * ```
  *
  * @category models
  * @since 0.1.0
@@ -245,6 +425,30 @@ export interface Progress extends Stats {
 
 /**
  * Options of `start`.
+ *
+ * **Example**
+ *
+ * ```ts
+ * import { Executor } from "@pile/executor"
+ * import { Effect, Schedule } from "effect"
+ * import assert from "node:assert/strict"
+ *
+ * let runs = 0
+ * // Ready at once; fails after readiness the first time it runs, then keeps running.
+ * const listener = (ready: (port: number) => Effect.Effect<void>) =>
+ *   Effect.andThen(ready(8080), Effect.suspend(() => (++runs === 1 ? Effect.fail("connection lost") : Effect.never)))
+ *
+ * const program = Effect.gen(function*() {
+ *   const executor = yield* Executor.make()
+ *   const options: Executor.ServiceOptions = { name: "listener", restart: Schedule.recurs(3) }
+ *   const service = yield* executor.start(listener, options)
+ *   assert.equal(service.value, 8080)
+ *   yield* Effect.sleep("10 millis")
+ *   assert.deepEqual((yield* executor.stats).services, { running: 1, restarts: 1 })
+ * }).pipe(Effect.scoped)
+ *
+ * await Effect.runPromise(program)
+ * ```
  *
  * @category models
  * @since 0.1.0
@@ -262,10 +466,32 @@ export interface ServiceOptions {
 /**
  * A running service.
  *
+ * **Example**
+ *
+ * ```ts
+ * import { Executor } from "@pile/executor"
+ * import { Effect } from "effect"
+ * import assert from "node:assert/strict"
+ *
+ * const program = Effect.gen(function*() {
+ *   const executor = yield* Executor.make()
+ *   const service: Executor.ServiceHandle<string> = yield* executor.start(
+ *     (ready: (status: string) => Effect.Effect<void>) => Effect.andThen(ready("listening"), Effect.never),
+ *     { name: "heartbeat" }
+ *   )
+ *   assert.deepEqual([service.name, service.value], ["heartbeat", "listening"])
+ *   yield* service.stop
+ *   assert.equal((yield* executor.stats).services.running, 0)
+ * }).pipe(Effect.scoped)
+ *
+ * await Effect.runPromise(program)
+ * ```
+ *
  * @category models
  * @since 0.1.0
  */
 export interface ServiceHandle<V> {
+  /** The service's name, from `ServiceOptions.name` or `"service-<n>"`. */
   readonly name: string
   /** The value the service passed to `ready`. */
   readonly value: V
@@ -275,6 +501,29 @@ export interface ServiceHandle<V> {
 
 /**
  * Options of the batch form `run`.
+ *
+ * **Example**
+ *
+ * ```ts
+ * import { Executor, Pile } from "@pile/executor"
+ * import { Effect } from "effect"
+ * import assert from "node:assert/strict"
+ *
+ * const program = Effect.gen(function*() {
+ *   const executor = yield* Executor.make({ limits: [{ perKey: true, limit: 100, window: "1 second" }] })
+ *   const options: Executor.RunOptions<string, number, never> = {
+ *     key: (url) => new URL(url).host, // each host gets its own 100 per second
+ *     buffer: 16, // at most 16 unread outcomes before finished tasks hold their slots
+ *     timeout: "5 seconds"
+ *   }
+ *   const lengths = yield* Pile.collect(
+ *     executor.run(["https://a.example/x", "https://b.example/yy"], (url) => Effect.succeed(url.length), options)
+ *   )
+ *   assert.deepEqual(lengths, [19, 20])
+ * }).pipe(Effect.scoped)
+ *
+ * await Effect.runPromise(program)
+ * ```
  *
  * @category models
  * @since 0.1.0
@@ -289,10 +538,15 @@ export interface RunOptions<in out I, in out A, in out E> {
   readonly key?: ((input: I) => string | undefined) | undefined
   /** Each input's cost. A cost over a limit ends that input's task at once as `"rejected"` (`CostOverLimit`). */
   readonly cost?: ((input: I) => RateLimit.Cost | undefined) | undefined
+  /** Extra limits for the batch's tasks, on top of the executor's. */
   readonly limits?: ReadonlyArray<RateLimit.Limit> | undefined
+  /** Each input's actual cost once an attempt ended (see `TaskOptions.settle`). */
   readonly settle?: ((exit: Exit.Exit<A, E>, input: I) => RateLimit.Cost | undefined) | undefined
+  /** The batch's error policy, instead of the executor's. */
   readonly policy?: ErrorPolicy.ErrorPolicy<E> | undefined
+  /** A time limit per attempt. */
   readonly timeout?: Duration.Input | undefined
+  /** A deadline per task, from its submission. */
   readonly deadline?: Duration.Input | undefined
 }
 
@@ -512,21 +766,31 @@ export const make = <A = unknown, E = unknown>(
       ? undefined
       : new OutcomeBuffer<Outcome.Outcome<any, any, any>, any>(config.pile)
     const breaker = yield* makeBreaker(options?.circuitBreaker, config.whenOpen)
-    const instruments = options?.metrics === false
-      ? undefined
-      : new Instruments(config.name, yield* Effect.context<never>())
+    // The gauges read the engine when scraped; it exists by then.
+    let engineRef: Engine | undefined
+    const instruments = options?.metrics === false ? undefined : new Instruments(
+      config.name,
+      yield* Effect.context<never>(),
+      {
+        queued: () => engineRef?.intake.size ?? 0,
+        waiting: () => engineRef?.pendingCount ?? 0,
+        running: () => engineRef?.running.size ?? 0
+      }
+    )
+    if (instruments !== undefined) yield* Scope.addFinalizer(scope, Effect.sync(() => instruments.remove()))
     const engine = new Engine(
       {
         ...config,
         store: options?.store ?? RateLimit.memoryStore(),
         breaker,
         instruments,
-        tracing: options?.tracing !== false,
+        tracing: options?.tracing ?? "auto",
         liveClock: clock === Context.get(Context.empty(), Clock.Clock)
       },
       clock,
       pile
     )
+    engineRef = engine
     const dispatcher = yield* Effect.forkIn(engine.run, scope)
     engine.dispatcher = dispatcher
     engine.fibers.add(dispatcher)
@@ -615,6 +879,13 @@ class ExecutorImpl<A, E> implements Executor<A, E> {
     this.name = config.name
     this.config = config
     this.engine = engine
+  }
+
+  /** Whether the executor's own defaults give every task a spec (limits, a policy, a timeout, a breaker). */
+  private get needsSpec(): boolean {
+    const config = this.config
+    return config.limits.length > 0 || config.policy !== ErrorPolicy.record || config.timeout !== undefined ||
+      config.deadline !== undefined || this.engine.config.breaker !== undefined
   }
 
   /** Resolves a task's options into its spec; undefined when it asks for nothing (the fast path). */
@@ -719,31 +990,62 @@ class ExecutorImpl<A, E> implements Executor<A, E> {
       const batch = new Batch<B, E1, I, EI>(engine, capacity)
       engine.sinks.add(batch)
       const settle = options?.settle
+      // What every input's task asks for; nothing at all (the fast path) when neither the batch nor the
+      // executor needs a spec.
+      const shared: TaskOptions<B, E1> = {
+        policy: options?.policy,
+        timeout: options?.timeout,
+        deadline: options?.deadline,
+        limits: options?.limits
+      }
+      const perInput = options?.key !== undefined || options?.cost !== undefined || settle !== undefined ||
+        options?.policy !== undefined || options?.timeout !== undefined || options?.deadline !== undefined ||
+        options?.limits !== undefined || this.needsSpec
       let index = 0
-      const submitOne = (input: I) =>
+      /** Offers one input: undefined once its task is accepted (or rejected into the batch), else the wait. */
+      const offerOne = (input: I): Effect.Effect<void, ExecutorError.ExecutorError> | undefined => {
+        let spec: TaskSpec | undefined
+        let key: string | undefined
+        if (perInput) {
+          key = options?.key?.(input)
+          const taskOptions = settle === undefined
+            ? shared
+            : { ...shared, settle: (exit: Exit.Exit<B, E1>) => settle(exit, input) }
+          const resolved = this.spec(taskOptions, key, options?.cost?.(input))
+          if (Result.isFailure(resolved)) return Effect.fail(resolved.failure)
+          spec = resolved.success
+        }
+        const task = engine.makeTask<B, E1>(f(input, index++), context, input, batch, spec)
+        const over = spec === undefined ? undefined : RateLimit.overLimit(spec.claims)
+        if (over !== undefined) {
+          // One input whose cost can never fit must not stop the batch: its outcome says why.
+          engine.acceptRejected(task, costOverLimit(over, key))
+          batch.track(task)
+          return undefined
+        }
+        const decided = engine.tryOffer(task, true)
+        if (decided === task) {
+          batch.track(task)
+          return undefined
+        }
+        if (decided !== undefined) return Effect.fail(decided as ExecutorError.ExecutorError)
+        return Effect.map(engine.waitToOffer(task), (accepted) => batch.track(accepted))
+      }
+      // Inputs are offered synchronously while the queue has room; the feeder suspends only to wait for
+      // room, and yields to other fibers every 1024 inputs.
+      const feedIterator = (iterator: Iterator<I>): Effect.Effect<void, ExecutorError.ExecutorError> =>
         Effect.suspend(() => {
-          const key = options?.key?.(input)
-          const taskOptions: TaskOptions<B, E1> = {
-            policy: options?.policy,
-            timeout: options?.timeout,
-            deadline: options?.deadline,
-            limits: options?.limits,
-            settle: settle === undefined ? undefined : (exit) => settle(exit, input)
+          for (let n = 0; n < 1024; n++) {
+            const next = iterator.next()
+            if (next.done === true) return Effect.void
+            const waiting = offerOne(next.value)
+            if (waiting !== undefined) return Effect.andThen(waiting, feedIterator(iterator))
           }
-          const spec = this.spec(taskOptions, key, options?.cost?.(input))
-          if (Result.isFailure(spec)) return Effect.fail(spec.failure)
-          const task = engine.makeTask<B, E1>(f(input, index++), context, input, batch, spec.success)
-          const over = spec.success === undefined ? undefined : RateLimit.overLimit(spec.success.claims)
-          if (over !== undefined) {
-            // One input whose cost can never fit must not stop the batch: its outcome says why.
-            engine.acceptRejected(task, costOverLimit(over, key))
-            return Effect.sync(() => batch.track(task))
-          }
-          return Effect.map(engine.offer(task, true), (accepted) => batch.track(accepted))
+          return Effect.andThen(Effect.yieldNow, feedIterator(iterator))
         })
       const feed = Stream.isStream(inputs)
-        ? Stream.runForEach(inputs, submitOne)
-        : Effect.forEach(inputs, submitOne, { discard: true })
+        ? Stream.runForEachArray(inputs, (chunk) => feedIterator(chunk[Symbol.iterator]()))
+        : feedIterator(inputs[Symbol.iterator]())
       const feeder = yield* Effect.forkIn(feed, scope, { startImmediately: true })
       feeder.addObserver((exit) => batch.fed(exit))
       yield* Scope.addFinalizer(scope, Effect.suspend(() => batch.cancel()))
@@ -876,23 +1178,21 @@ class ExecutorImpl<A, E> implements Executor<A, E> {
  * closes once the feeder is done and every accepted task's outcome has entered the buffer.
  */
 class Batch<B, E, I, EI> extends OutcomeBuffer<Outcome.Outcome<B, E, I>, ExecutorError.ExecutorError | EI> {
-  private readonly live = new Map<number, Task>()
   private trackedCount = 0
   private feederExit: Exit.Exit<void, ExecutorError.ExecutorError | EI> | undefined = undefined
-
   readonly engine: Engine
+
   constructor(engine: Engine, capacity: number) {
     super(capacity)
     this.engine = engine
   }
 
-  track(task: Task): void {
+  /** Counts a task accepted for this batch (its outcome will come to this buffer). */
+  track(_task: Task): void {
     this.trackedCount++
-    if (task.result === undefined) this.live.set(task.id, task)
   }
 
   override offer(outcome: Outcome.Outcome<B, E, I>, release: () => void): boolean {
-    this.live.delete(outcome.id)
     const accepted = super.offer(outcome, release)
     this.maybeClose()
     return accepted
@@ -921,11 +1221,19 @@ class Batch<B, E, I, EI> extends OutcomeBuffer<Outcome.Outcome<B, E, I>, Executo
     this.close()
   }
 
-  /** The consumer is gone: cancel the batch's remaining tasks and wait for them to stop. */
+  /**
+   * The consumer is gone: cancel the batch's remaining tasks and wait for them to stop. The live tasks are
+   * found in the engine (queued, waiting or running), so nothing is kept per task meanwhile.
+   */
   cancel(): Effect.Effect<void> {
     this.engine.sinks.delete(this)
-    const tasks = Array.from(this.live.values())
-    this.live.clear()
+    const engine = this.engine
+    const tasks: Array<Task> = []
+    for (let task = engine.intake.head; task !== undefined; task = task.next as Task | undefined) {
+      if (task.sink === this) tasks.push(task)
+    }
+    for (const task of engine.pendingTasks()) if (task.sink === this) tasks.push(task)
+    for (const task of engine.running) if (task.sink === this) tasks.push(task)
     if (tasks.length === 0) return Effect.void
     return Effect.forEach(tasks, (task) => task.cancel, { discard: true })
   }

@@ -46,6 +46,34 @@ export type { Algorithm, Bucket, Claim, Reservation }
  * - `perKey: true`: every key gets its own copy (tasks without a key are not counted);
  * - neither: every task shares one budget (an overall limit).
  *
+ * Give limits to `Executor.make({ limits })` for every task, or per task or batch (`limits` option); equal
+ * declarations share one budget. A limit with `perKey` or `key` counts only tasks with a key. Invalid values
+ * fail with `ExecutorError` reason `InvalidOption` naming the path, e.g. `limits[2].window`.
+ *
+ * **Example**
+ *
+ * ```ts
+ * import { Executor, Pile, type RateLimit } from "@pile/executor"
+ * import { Clock, Effect } from "effect"
+ * import assert from "node:assert/strict"
+ *
+ * const limits: ReadonlyArray<RateLimit.Limit> = [
+ *   { key: "search", limit: 2, window: "100 millis" }, // requests of key "search"
+ *   { key: "search", budget: "tokens", limit: 1_000, window: "1 minute" } // tokens of key "search"
+ * ]
+ *
+ * const program = Effect.gen(function*() {
+ *   const executor = yield* Executor.make({ concurrency: 8, limits })
+ *   const starts = yield* Pile.collect(
+ *     executor.run([1, 2, 3], () => Clock.currentTimeMillis, { key: () => "search", cost: () => ({ tokens: 10 }) })
+ *   )
+ *   // Sliding window: the third start waits until the first leaves the 100 ms window.
+ *   assert.ok(starts[2]! - starts[0]! >= 99, `starts: ${starts}`)
+ * }).pipe(Effect.scoped)
+ *
+ * await Effect.runPromise(program)
+ * ```
+ *
  * @category models
  * @since 0.1.0
  */
@@ -72,6 +100,28 @@ export interface Limit {
  * A task's cost per budget, e.g. `{ tokens: 1200 }`. A budget missing here costs 1 for `"requests"` and 0
  * (not counted) for any other budget.
  *
+ * Costs are finite numbers >= 0 (otherwise `InvalidOption`); a cost larger than a limit's capacity fails at
+ * once with `CostOverLimit`. With `settle`, the reserved cost is an estimate corrected after the attempt.
+ *
+ * **Example**
+ *
+ * ```ts
+ * import { Executor, type RateLimit } from "@pile/executor"
+ * import { Effect } from "effect"
+ * import assert from "node:assert/strict"
+ *
+ * const program = Effect.gen(function*() {
+ *   const executor = yield* Executor.make({
+ *     limits: [{ key: "gpt", budget: "tokens", limit: 10_000, window: "1 minute" }]
+ *   })
+ *   const cost: RateLimit.Cost = { tokens: 1200 } // requests: 1, by default
+ *   const handle = yield* executor.submit(Effect.succeed("answer"), { key: "gpt", cost })
+ *   assert.equal(yield* handle.join, "answer")
+ * }).pipe(Effect.scoped)
+ *
+ * await Effect.runPromise(program)
+ * ```
+ *
  * @category models
  * @since 0.1.0
  */
@@ -80,6 +130,39 @@ export type Cost = Readonly<Record<string, number>>
 /**
  * The result of a reservation: granted, or denied with the earliest time (ms on the store's clock) it could
  * be granted.
+ *
+ * The executor sleeps until `retryAt` (or until something changes) before asking again: a denial defers a
+ * task, never drops it, never polls.
+ *
+ * **Example**
+ *
+ * ```ts
+ * import { Executor, RateLimit } from "@pile/executor"
+ * import { Effect } from "effect"
+ * import assert from "node:assert/strict"
+ *
+ * // Count denials around the in-memory store.
+ * const inner = RateLimit.memoryStore()
+ * const results: Array<RateLimit.ReserveResult["_tag"]> = []
+ * const store: RateLimit.RateLimitStore = {
+ *   reserve: (id, claims, now) => Effect.tap(inner.reserve(id, claims, now), (result) => Effect.sync(() => results.push(result._tag))),
+ *   settle: inner.settle
+ * }
+ *
+ * const program = Effect.gen(function*() {
+ *   const executor = yield* Executor.make({ limits: [{ limit: 1, window: "50 millis" }], store })
+ *   const a = yield* executor.submit(Effect.void)
+ *   const b = yield* executor.submit(Effect.void)
+ *   yield* a.await
+ *   yield* b.await
+ *   // The second task was denied (the executor slept until the window had passed), then reserved.
+ *   assert.equal(results.filter((tag) => tag === "Reserved").length, 2)
+ *   assert.equal(results[1], "Denied")
+ *   assert.equal(results.at(-1), "Reserved")
+ * }).pipe(Effect.scoped)
+ *
+ * await Effect.runPromise(program)
+ * ```
  *
  * @category models
  * @since 0.1.0
@@ -98,6 +181,35 @@ export type ReserveResult =
  * granted reservation (0 refunds it). A store failure is retried by the executor (the task waits; it is
  * never dropped).
  *
+ * Two stores ship: `memoryStore` (the default, one per executor) and `RateLimitRedis.make` (shared by
+ * processes). A custom store, or a wrapper around one, implements `reserve` and `settle` and leaves `memory`
+ * unset: the dispatcher then reserves through the effect, one reservation at a time, and a task starts one
+ * round trip after its reservation.
+ *
+ * **Example**
+ *
+ * ```ts
+ * import { Executor, Pile, RateLimit } from "@pile/executor"
+ * import { Effect } from "effect"
+ * import assert from "node:assert/strict"
+ *
+ * // A wrapper that counts reservations; pass the same store to every executor that shares the limits.
+ * const inner = RateLimit.memoryStore()
+ * let reservations = 0
+ * const store: RateLimit.RateLimitStore = {
+ *   reserve: (id, claims, now) => Effect.andThen(Effect.sync(() => reservations++), inner.reserve(id, claims, now)),
+ *   settle: (reservation, actual) => inner.settle(reservation, actual)
+ * }
+ *
+ * const program = Effect.gen(function*() {
+ *   const executor = yield* Executor.make({ limits: [{ limit: 100, window: "1 second" }], store })
+ *   assert.equal((yield* Pile.collect(executor.run([1, 2, 3], (n) => Effect.succeed(n)))).length, 3)
+ *   assert.equal(reservations, 3)
+ * }).pipe(Effect.scoped)
+ *
+ * await Effect.runPromise(program)
+ * ```
+ *
  * @category models
  * @since 0.1.0
  */
@@ -110,6 +222,44 @@ export interface RateLimitStore {
 
 /**
  * A fresh in-memory store. Each executor gets its own unless you pass one to several executors.
+ *
+ * **When to use**
+ *
+ * To share budgets between several executors of one process (say, a batch executor and a service executor
+ * that call the same API); within one executor you never need it.
+ *
+ * **Details**
+ *
+ * Synchronous: the dispatcher reserves without suspending, on the executor's `Clock` (so `TestClock` drives
+ * the windows). Executors that share the store and declare equal limits share their budgets.
+ *
+ * **Gotchas**
+ *
+ * The limits are not part of the store: every executor must declare them (identically) for them to apply.
+ * For several processes, use `RateLimitRedis.make`.
+ *
+ * **Example**
+ *
+ * ```ts
+ * import { Executor, Pile, RateLimit } from "@pile/executor"
+ * import { Effect } from "effect"
+ * import assert from "node:assert/strict"
+ *
+ * const program = Effect.gen(function*() {
+ *   const store = RateLimit.memoryStore()
+ *   const limits: ReadonlyArray<RateLimit.Limit> = [{ limit: 2, window: "1 minute" }]
+ *   const a = yield* Executor.make({ limits, store })
+ *   const b = yield* Executor.make({ limits, store })
+ *   yield* Pile.collect(a.run([1, 2], (n) => Effect.succeed(n))) // uses the shared budget of 2
+ *   const late = yield* b.submit(Effect.succeed(3))
+ *   yield* Effect.sleep("20 millis")
+ *   assert.equal(yield* late.poll, undefined) // still waiting for the shared budget
+ *   assert.equal((yield* b.stats).waiting, 1)
+ *   yield* b.shutdown({ mode: "cancel" })
+ * }).pipe(Effect.scoped)
+ *
+ * await Effect.runPromise(program)
+ * ```
  *
  * @category constructors
  * @since 0.1.0

@@ -19,6 +19,17 @@ import type { RateLimitStore, ReserveResult } from "./RateLimit.ts"
 /**
  * Options of `make`.
  *
+ * **Example**
+ *
+ * ```ts
+ * import type { RateLimitRedis } from "@pile/executor"
+ * import assert from "node:assert/strict"
+ *
+ * // One prefix per application sharing the Redis server; windows on Redis's clock (the default).
+ * const options: RateLimitRedis.Options = { prefix: "crawler:rl:", time: "server" }
+ * assert.equal(options.prefix, "crawler:rl:")
+ * ```
+ *
  * @category models
  * @since 0.1.0
  */
@@ -182,12 +193,50 @@ const settleScript = Redis.script(
  * A Redis-backed store. Pass it to `Executor.make({ store })` in every process that shares the limits; the
  * limits themselves are declared in each process, identically.
  *
+ * **When to use**
+ *
+ * When several processes or machines call the same API and must stay, together, under its limits: workers
+ * of one job, replicas of one service, shards of one batch (`pile run --redis ... --shard i/n`).
+ *
+ * **Details**
+ *
+ * - Each reservation is one Lua script that Redis runs atomically: every claimed bucket is checked, then all
+ *   are charged or none, with the same algorithms as the in-memory store (sliding log, GCRA, token bucket).
+ *   Settlement is a second script.
+ * - Windows are on Redis's clock (`TIME`) by default, so machines with skewed clocks share one time line.
+ * - A task starts one round trip after its reservation: the bound holds on the admission times Redis
+ *   granted. Reservations go through the dispatcher one at a time.
+ * - The store needs the `Redis` service of `effect/persistence`, e.g. `NodeRedis.layer({ url })` from
+ *   `@effect/platform-node`; the connection's lifetime is the layer's.
+ *
  * **Gotchas**
  *
  * With `time: "client"`, the bound holds on the clocks of the processes: keep them synchronized. A denial is
  * answered with the time its reservation could be granted, and the executor sleeps until then (no polling); a
- * store failure defers the task and is retried a second later.
+ * store failure defers the task and is retried a second later. Only budgets are shared: each process keeps
+ * its own queue, concurrency cap and key pauses.
  *
+ * **Example**
+ *
+ * ```ts
+ * // compile only: needs a Redis server (test/RateLimitRedis.test.ts runs three processes against a real one)
+ * import { NodeRedis } from "@effect/platform-node"
+ * import { Executor, Pile, RateLimitRedis } from "@pile/executor"
+ * import { Effect } from "effect"
+ * import assert from "node:assert/strict"
+ *
+ * const program = Effect.gen(function*() {
+ *   const store = yield* RateLimitRedis.make({ prefix: "myapp:rl:" })
+ *   // Every process declares the same limits: together they start at most 3,000 tasks per minute.
+ *   const executor = yield* Executor.make({ limits: [{ limit: 3_000, window: "1 minute" }], store })
+ *   const values = yield* Pile.collect(executor.run([1, 2, 3], (n) => Effect.succeed(n * 2)))
+ *   assert.deepEqual(values, [2, 4, 6])
+ * }).pipe(Effect.scoped, Effect.provide(NodeRedis.layer({ url: "redis://127.0.0.1:6379" })))
+ *
+ * await Effect.runPromise(program)
+ * ```
+ *
+ * @see RateLimit: the models and their exact bounds
  * @category constructors
  * @since 0.1.0
  */

@@ -16,7 +16,7 @@
  */
 import * as Cause from "effect/Cause"
 import type * as Clock from "effect/Clock"
-import type * as Context from "effect/Context"
+import * as Context from "effect/Context"
 import * as Deferred from "effect/Deferred"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
@@ -25,6 +25,7 @@ import type * as Fiber from "effect/Fiber"
 import type { CircuitBreaker } from "effect/persistence"
 import * as Predicate from "effect/Predicate"
 import * as Schedule from "effect/Schedule"
+import * as Tracer from "effect/Tracer"
 import * as ErrorPolicy from "../ErrorPolicy.ts"
 import * as ExecutorError from "../ExecutorError.ts"
 import * as Outcome from "../Outcome.ts"
@@ -74,8 +75,8 @@ export interface Config {
   readonly name: string
   /** Effect metrics; undefined when turned off. */
   readonly instruments: Instruments | undefined
-  /** Whether each attempt runs in a span parented to the submitter's. */
-  readonly tracing: boolean
+  /** Whether each attempt runs in a span parented to the submitter's; "auto": when a tracer is installed. */
+  readonly tracing: boolean | "auto"
   /**
    * Whether the clock is Effect's live clock: only then are waits finished by yielding to the event loop (a
    * virtual clock, `TestClock`, does not move while the dispatcher yields).
@@ -367,7 +368,7 @@ export class Engine {
   }
 
   /** Accepts or refuses `task` now; undefined when the submitter must wait for space. */
-  private tryOffer<A, E>(task: Task<A, E>, wait: boolean): Task<A, E> | ExecutorError.ExecutorError | undefined {
+  tryOffer<A, E>(task: Task<A, E>, wait: boolean): Task<A, E> | ExecutorError.ExecutorError | undefined {
     if (this.phase !== "open") {
       this.reject(task)
       return this.closedError()
@@ -397,7 +398,7 @@ export class Engine {
     return undefined
   }
 
-  private waitToOffer<A, E>(task: Task<A, E>): Effect.Effect<Task<A, E>, ExecutorError.ExecutorError> {
+  waitToOffer<A, E>(task: Task<A, E>): Effect.Effect<Task<A, E>, ExecutorError.ExecutorError> {
     return Effect.callback<Task<A, E>, ExecutorError.ExecutorError>((resume) => {
       const waiter: SubmitWaiter = {
         task,
@@ -539,7 +540,8 @@ export class Engine {
   {
     if (this.phase !== "open" && this.phase !== "draining") return undefined
     if (this.slots >= this.concurrency) return undefined
-    const now = this.now()
+    // Reading the clock costs: only lines need it (instant tasks without limits never do).
+    const now = this.lines.size === 0 ? 0 : this.now()
     // 1. The oldest head of a line that may go now. Line tasks are older than the intake's.
     let best: Line | undefined
     for (const line of this.lines.values()) {
@@ -609,7 +611,7 @@ export class Engine {
   }
 
   /** Starts one attempt of `task` in its own fiber. Runs in the dispatcher fiber. */
-  private start(task: Task): Effect.Effect<void> {
+  private start(task: Task): void {
     task.state = RUNNING
     task.attempts++
     task.stopReason = undefined
@@ -628,20 +630,17 @@ export class Engine {
         if (task.state === RUNNING && task.attempts === attempt) this.stop(task, "timedOut")
       }, task)
     }
-    // Detached on purpose: the engine owns task fibers (docs/decisions/0002). Its shutdown interrupts and
-    // awaits each of them, bounded by finalizerTimeout; a scope would await a stuck finalizer forever.
-    return Effect.map(
-      Effect.forkDetach(this.attemptEffect(task), { startImmediately: true }),
-      (fiber) => this.attach(task, fiber)
-    )
+    // The attempt's fiber runs with exactly the submitter's context (its services, tracer, clock and span),
+    // and starts at once. It is owned by the engine, not by a scope (docs/decisions/0002): shutdown interrupts
+    // and awaits each one, bounded by finalizerTimeout; a scope would await a stuck finalizer forever.
+    this.attach(task, Effect.runForkWith(task.context)(this.attemptEffect(task)))
   }
 
-  private attemptEffect(task: Task): Effect.Effect<unknown, unknown> {
-    // Inside the submitter's context: the task's services, and its span as the attempt span's parent.
-    let effect: Effect.Effect<unknown, unknown> = Effect.provideContext(
-      this.config.tracing ? this.traced(task, task.effect) : task.effect,
-      task.context
-    )
+  /** The effect of one attempt; it runs in the submitter's context (its requirements are met there). */
+  private attemptEffect(task: Task): Effect.Effect<unknown, unknown, any> {
+    let effect: Effect.Effect<unknown, unknown, any> = this.isTraced(task)
+      ? this.traced(task, task.effect)
+      : task.effect
     const memory = this.config.store.memory
     const reservation = task.reservation
     if (memory !== undefined && reservation !== undefined) {
@@ -661,6 +660,22 @@ export class Engine {
     if (!task.decides) return effect
     return Effect.flatMap(Effect.exit(effect), (exit) => this.decide(task, exit))
   }
+
+  /**
+   * Spans cost an allocation or two per attempt: with `tracing: "auto"` they are made only when the submitter
+   * installed a tracer (Effect's default one records spans nobody exports).
+   */
+  private isTraced(task: Task): boolean {
+    const tracing = this.config.tracing
+    if (tracing !== "auto") return tracing
+    if (task.context === this.tracedContext) return this.tracedAnswer
+    this.tracedContext = task.context
+    this.tracedAnswer = Context.get(task.context, Tracer.Tracer) !== defaultTracer
+    return this.tracedAnswer
+  }
+
+  private tracedContext: Context.Context<any> | undefined = undefined
+  private tracedAnswer = false
 
   /** One span per attempt, parented to the submitter's span (the task runs in the submitter's context). */
   private traced<R>(task: Task, effect: Effect.Effect<unknown, unknown, R>): Effect.Effect<unknown, unknown, R> {
@@ -972,20 +987,23 @@ export class Engine {
   })
 
   private readonly pumpLoop: Effect.Effect<void> = Effect.suspend(() => {
-    this.timers.fireDue(this.now())
-    while (true) {
+    if (this.timers.size > 0) this.timers.fireDue(this.now())
+    // Starting is synchronous: a long run of instant tasks yields to other fibers every so often.
+    for (let started = 0; started < 512;) {
       const next = this.admitNext()
-      if (next === undefined) {
-        this.publish()
-        return this.flushStoreOps
-      }
+      if (next === undefined) return this.flushStoreOps
       if (next === "again") continue
-      if ("start" in next) return Effect.flatMap(this.start(next.start), () => this.pumpLoop)
-      return Effect.flatMap(
-        this.reserveAsync(next.reserve, next.line),
-        (reserved) => reserved ? Effect.flatMap(this.start(next.reserve), () => this.pumpLoop) : this.pumpLoop
-      )
+      if ("start" in next) {
+        this.start(next.start)
+        started++
+        continue
+      }
+      return Effect.flatMap(this.reserveAsync(next.reserve, next.line), (reserved) => {
+        if (reserved) this.start(next.reserve)
+        return this.pumpLoop
+      })
     }
+    return Effect.andThen(Effect.yieldNow, this.pumpLoop)
   })
 
   /** Reserves a line head's budgets through an asynchronous store (Redis); true when it may start. */
@@ -1146,20 +1164,10 @@ export class Engine {
   }
 
   /** The last step of every shutdown: nothing more will be delivered. */
-  /** Publishes the ledger to Effect's metrics (I20). */
-  publish(): void {
-    this.config.instruments?.publish({
-      queued: this.intake.size,
-      waiting: this.pendingCount,
-      running: this.running.size
-    })
-  }
-
   private close(): void {
     if (this.phase === "closed") return
     this.phase = "closed"
     this.timers.clear()
-    this.publish()
     const failure = this.escalation === undefined
       ? undefined
       : { error: new ExecutorError.ExecutorError({ reason: this.escalation }) }
@@ -1185,5 +1193,7 @@ export class Engine {
 }
 
 const noop = (): void => {}
+
+const defaultTracer = Context.get(Context.empty(), Tracer.Tracer)
 
 let engineSerial = 0

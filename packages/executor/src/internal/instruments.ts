@@ -1,48 +1,17 @@
 /**
- * The executor's Effect metrics. The engine counts everything in its own ledger (plain numbers, no allocation
- * on the hot path); the dispatcher publishes the ledger to Effect's `MetricRegistry` after each of its steps
- * and at shutdown, so exporters (Prometheus, OTLP) see the same numbers as `stats` (invariant I20).
+ * The executor's Effect metrics, read from its own ledger when they are scraped.
+ *
+ * The engine counts everything in plain numbers (no allocation on the hot path) and registers each series in
+ * Effect's `MetricRegistry` with `Metric.registerUnsafe`, whose `get` computes the state on demand. So a
+ * snapshot, a Prometheus scrape or an OTLP export always sees exactly the ledger (invariant I20), and a task
+ * costs a few integer increments, not a registry update per event. The series are removed when the executor's
+ * scope closes.
  */
 import type * as Context from "effect/Context"
 import * as Metric from "effect/Metric"
-import type * as Outcome from "../Outcome.ts"
+import * as Outcome from "../Outcome.ts"
 
-const seconds = Metric.exponentialBoundaries({ start: 0.001, factor: 2, count: 18 })
-
-const outcomes = Metric.counter("pile_task_outcomes_total", {
-  description: "Tasks finished, by outcome kind (success, failure, defect, interrupted, cancelled, timedOut, ...)",
-  incremental: true
-})
-const submitted = Metric.counter("pile_tasks_submitted_total", {
-  description: "Tasks accepted by the executor",
-  incremental: true
-})
-const rejected = Metric.counter("pile_submissions_rejected_total", {
-  description: "Submissions refused with an error (closed, queue full, cost over limit)",
-  incremental: true
-})
-const attempts = Metric.counter("pile_task_attempts_total", {
-  description: "Attempts started (a task's first run and each retry)",
-  incremental: true
-})
-const retries = Metric.counter("pile_task_retries_total", { description: "Attempts retried", incremental: true })
-const queued = Metric.gauge("pile_tasks_queued", { description: "Tasks in the queue" })
-const waiting = Metric.gauge("pile_tasks_waiting", {
-  description: "Tasks out of the queue waiting for a rate budget, a paused key or a retry delay"
-})
-const running = Metric.gauge("pile_tasks_running", { description: "Tasks whose attempt is running" })
-const queueWait = Metric.histogram("pile_task_queue_wait_seconds", {
-  description: "Time from acceptance to leaving the queue",
-  boundaries: seconds
-})
-const rateWait = Metric.histogram("pile_task_rate_wait_seconds", {
-  description: "Time from leaving the queue to the first attempt's start (rate budgets, paused keys, a slot)",
-  boundaries: seconds
-})
-const runTime = Metric.histogram("pile_task_run_seconds", {
-  description: "Duration of each attempt",
-  boundaries: seconds
-})
+const secondsBoundaries = Metric.exponentialBoundaries({ start: 0.001, factor: 2, count: 18 })
 
 /** The names, for docs and tests. */
 export const names = {
@@ -59,101 +28,129 @@ export const names = {
   runTime: "pile_task_run_seconds"
 } as const
 
-/** Counts of one series: the whole executor, or one key. */
-class Series {
+const counter = (name: string, description: string) => Metric.counter(name, { description, incremental: true })
+
+const metrics = {
+  outcomes: counter(names.outcomes, "Tasks finished, by outcome kind (success, failure, defect, interrupted, ...)"),
+  submitted: counter(names.submitted, "Tasks accepted by the executor"),
+  rejected: counter(names.rejected, "Submissions refused with an error (closed, queue full, cost over limit)"),
+  attempts: counter(names.attempts, "Attempts started (a task's first run and each retry)"),
+  retries: counter(names.retries, "Attempts retried"),
+  queued: Metric.gauge(names.queued, { description: "Tasks in the queue" }),
+  waiting: Metric.gauge(names.waiting, {
+    description: "Tasks out of the queue waiting for a rate budget, a paused key or a retry delay"
+  }),
+  running: Metric.gauge(names.running, { description: "Tasks whose attempt is running" }),
+  queueWait: Metric.histogram(names.queueWait, {
+    description: "Time from acceptance to leaving the queue",
+    boundaries: secondsBoundaries
+  }),
+  rateWait: Metric.histogram(names.rateWait, {
+    description: "Time from leaving the queue to the first attempt's start (rate budgets, paused keys, a slot)",
+    boundaries: secondsBoundaries
+  }),
+  runTime: Metric.histogram(names.runTime, { description: "Duration of each attempt", boundaries: secondsBoundaries })
+}
+
+/** A histogram kept locally; its state is built only when read. */
+class Histogram {
+  private readonly values = new Uint32Array(secondsBoundaries.length + 1)
+  private count = 0
+  private sum = 0
+  private min = Number.MAX_VALUE
+  private max = -Number.MAX_VALUE
+
+  observe(seconds: number): void {
+    let i = 0
+    while (i < secondsBoundaries.length && seconds > secondsBoundaries[i]!) i++
+    this.values[i]!++
+    this.count++
+    this.sum += seconds
+    if (seconds < this.min) this.min = seconds
+    if (seconds > this.max) this.max = seconds
+  }
+
+  state(): Metric.HistogramState {
+    let cumulated = 0
+    const buckets = secondsBoundaries.map((boundary, i): [number, number] => {
+      cumulated += this.values[i]!
+      return [boundary, cumulated]
+    })
+    return { buckets, count: this.count, min: this.min, max: this.max, sum: this.sum }
+  }
+}
+
+/** The counts of one series: the whole executor, or one key. */
+class Counts {
   submitted = 0
   rejected = 0
   attempts = 0
   retries = 0
-  readonly outcomes = new Map<Outcome.Kind, number>()
-  // What was published so far.
-  private published = { submitted: 0, rejected: 0, attempts: 0, retries: 0, outcomes: new Map<Outcome.Kind, number>() }
-  readonly metrics: {
-    readonly submitted: Metric.Metric<number, unknown>
-    readonly rejected: Metric.Metric<number, unknown>
-    readonly attempts: Metric.Metric<number, unknown>
-    readonly retries: Metric.Metric<number, unknown>
-    readonly outcome: (kind: Outcome.Kind) => Metric.Metric<number, unknown>
-  }
-
-  constructor(attributes: Record<string, string>) {
-    const byKind = new Map<Outcome.Kind, Metric.Metric<number, unknown>>()
-    this.metrics = {
-      submitted: Metric.withAttributes(submitted, attributes),
-      rejected: Metric.withAttributes(rejected, attributes),
-      attempts: Metric.withAttributes(attempts, attributes),
-      retries: Metric.withAttributes(retries, attributes),
-      outcome: (kind) => {
-        let metric = byKind.get(kind)
-        if (metric === undefined) {
-          metric = Metric.withAttributes(outcomes, { ...attributes, outcome: kind })
-          byKind.set(kind, metric)
-        }
-        return metric
-      }
-    }
-  }
-
-  publish(context: Context.Context<never>): void {
-    const p = this.published
-    if (this.submitted > p.submitted) this.metrics.submitted.updateUnsafe(this.submitted - p.submitted, context)
-    if (this.rejected > p.rejected) this.metrics.rejected.updateUnsafe(this.rejected - p.rejected, context)
-    if (this.attempts > p.attempts) this.metrics.attempts.updateUnsafe(this.attempts - p.attempts, context)
-    if (this.retries > p.retries) this.metrics.retries.updateUnsafe(this.retries - p.retries, context)
-    p.submitted = this.submitted
-    p.rejected = this.rejected
-    p.attempts = this.attempts
-    p.retries = this.retries
-    for (const [kind, count] of this.outcomes) {
-      const before = p.outcomes.get(kind) ?? 0
-      if (count > before) this.metrics.outcome(kind).updateUnsafe(count - before, context)
-      p.outcomes.set(kind, count)
-    }
-  }
+  readonly outcomes: Record<Outcome.Kind, number> = Object.fromEntries(Outcome.kinds.map((k) => [k, 0])) as Record<
+    Outcome.Kind,
+    number
+  >
 }
+
+export interface Gauges {
+  readonly queued: () => number
+  readonly waiting: () => number
+  readonly running: () => number
+}
+
+const ignore = (): void => {}
 
 export class Instruments {
   private readonly context: Context.Context<never>
-  private readonly attributes: Record<string, string>
-  private readonly all: Series
-  private readonly keys = new Map<string, Series>()
-  private readonly gauges: {
-    readonly queued: Metric.Metric<number, unknown>
-    readonly waiting: Metric.Metric<number, unknown>
-    readonly running: Metric.Metric<number, unknown>
-  }
-  private readonly histograms: {
-    readonly queueWait: Metric.Metric<number, unknown>
-    readonly rateWait: Metric.Metric<number, unknown>
-    readonly runTime: Metric.Metric<number, unknown>
-  }
-  /** Observations waiting to be published, in seconds: [histogram index, value] pairs. */
-  private observations: Array<number> = []
+  private readonly executor: string
+  private readonly all = new Counts()
+  private readonly keys = new Map<string, Counts>()
+  private readonly histograms = { queueWait: new Histogram(), rateWait: new Histogram(), runTime: new Histogram() }
+  private readonly registrations: Array<Metric.Registration> = []
 
-  constructor(executor: string, context: Context.Context<never>) {
+  constructor(executor: string, context: Context.Context<never>, gauges: Gauges) {
     this.context = context
-    this.attributes = { executor }
-    this.all = new Series(this.attributes)
-    this.gauges = {
-      queued: Metric.withAttributes(queued, this.attributes),
-      waiting: Metric.withAttributes(waiting, this.attributes),
-      running: Metric.withAttributes(running, this.attributes)
-    }
-    this.histograms = {
-      queueWait: Metric.withAttributes(queueWait, this.attributes),
-      rateWait: Metric.withAttributes(rateWait, this.attributes),
-      runTime: Metric.withAttributes(runTime, this.attributes)
+    this.executor = executor
+    const attributes = { executor }
+    this.registerCounts(this.all, attributes)
+    this.register(metrics.queued, attributes, () => ({ value: gauges.queued() }))
+    this.register(metrics.waiting, attributes, () => ({ value: gauges.waiting() }))
+    this.register(metrics.running, attributes, () => ({ value: gauges.running() }))
+    this.register(metrics.queueWait, attributes, () => this.histograms.queueWait.state())
+    this.register(metrics.rateWait, attributes, () => this.histograms.rateWait.state())
+    this.register(metrics.runTime, attributes, () => this.histograms.runTime.state())
+  }
+
+  private register<State>(metric: Metric.Metric<any, State>, attributes: Record<string, string>, get: () => State) {
+    this.registrations.push(
+      Metric.registerUnsafe(Metric.withAttributes(metric, attributes), this.context, {
+        get,
+        update: ignore,
+        modify: ignore
+      })
+    )
+  }
+
+  private registerCounts(counts: Counts, attributes: Record<string, string>): void {
+    const count = (read: () => number) => () => ({ count: read(), incremental: true })
+    this.register(metrics.submitted, attributes, count(() => counts.submitted))
+    this.register(metrics.rejected, attributes, count(() => counts.rejected))
+    this.register(metrics.attempts, attributes, count(() => counts.attempts))
+    this.register(metrics.retries, attributes, count(() => counts.retries))
+    for (const kind of Outcome.kinds) {
+      this.register(metrics.outcomes, { ...attributes, outcome: kind }, count(() => counts.outcomes[kind]))
     }
   }
 
-  private series(key: string | undefined): Series | undefined {
+  private series(key: string | undefined): Counts | undefined {
     if (key === undefined) return undefined
-    let series = this.keys.get(key)
-    if (series === undefined) {
-      series = new Series({ ...this.attributes, key })
-      this.keys.set(key, series)
+    let counts = this.keys.get(key)
+    if (counts === undefined) {
+      counts = new Counts()
+      this.keys.set(key, counts)
+      this.registerCounts(counts, { executor: this.executor, key })
     }
-    return series
+    return counts
   }
 
   submitted(key: string | undefined): void {
@@ -181,31 +178,24 @@ export class Instruments {
   }
 
   finished(key: string | undefined, kind: Outcome.Kind): void {
-    this.all.outcomes.set(kind, (this.all.outcomes.get(kind) ?? 0) + 1)
+    this.all.outcomes[kind]++
     const s = this.series(key)
-    if (s !== undefined) s.outcomes.set(kind, (s.outcomes.get(kind) ?? 0) + 1)
+    if (s !== undefined) s.outcomes[kind]++
   }
 
-  /** Buffers a duration (milliseconds) for histogram 0 (queue wait), 1 (rate wait) or 2 (run time). */
+  /** Records a duration in milliseconds: queue wait (0), rate wait (1) or an attempt's run time (2). */
   observe(histogram: 0 | 1 | 2, millis: number): void {
-    this.observations.push(histogram, millis / 1000)
+    const h = histogram === 0
+      ? this.histograms.queueWait
+      : histogram === 1
+      ? this.histograms.rateWait
+      : this.histograms.runTime
+    h.observe(millis / 1000)
   }
 
-  /** Publishes everything counted since the last call, and the gauges' current values. */
-  publish(state: { readonly queued: number; readonly waiting: number; readonly running: number }): void {
-    const context = this.context
-    this.all.publish(context)
-    for (const series of this.keys.values()) series.publish(context)
-    const observations = this.observations
-    if (observations.length > 0) {
-      this.observations = []
-      const histograms = [this.histograms.queueWait, this.histograms.rateWait, this.histograms.runTime]
-      for (let i = 0; i < observations.length; i += 2) {
-        histograms[observations[i]!]!.updateUnsafe(observations[i + 1]!, context)
-      }
-    }
-    this.gauges.queued.updateUnsafe(state.queued, context)
-    this.gauges.waiting.updateUnsafe(state.waiting, context)
-    this.gauges.running.updateUnsafe(state.running, context)
+  /** Removes every series from the registry (the executor's scope closed). */
+  remove(): void {
+    for (const registration of this.registrations) registration.remove()
+    this.registrations.length = 0
   }
 }

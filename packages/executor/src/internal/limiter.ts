@@ -6,9 +6,67 @@
  * Times are milliseconds (fractions allowed) on the executor's `Clock`.
  */
 
+/**
+ * A rate-limit model: `"sliding-window"` (exact: no window of length W admits more than L), `"gcra"`
+ * (spacing: starts W / L apart, up to `burst` back to back) or `"token-bucket"` (bursts of up to B, then r per
+ * millisecond). Re-exported by `RateLimit`.
+ *
+ * **Example**
+ *
+ * ```ts
+ * import { Executor, Pile, type RateLimit } from "@pile/executor"
+ * import { Clock, Effect } from "effect"
+ * import assert from "node:assert/strict"
+ *
+ * // 20 per second with burst 1: starts are spaced 50 ms apart.
+ * const algorithm: RateLimit.Algorithm = "gcra"
+ *
+ * const program = Effect.gen(function*() {
+ *   const executor = yield* Executor.make({ limits: [{ limit: 20, window: "1 second", algorithm, burst: 1 }] })
+ *   const starts = yield* Pile.collect(executor.run([1, 2, 3], () => Clock.currentTimeMillis))
+ *   assert.ok(starts[1]! - starts[0]! >= 49 && starts[2]! - starts[1]! >= 49, `starts: ${starts}`)
+ * }).pipe(Effect.scoped)
+ *
+ * await Effect.runPromise(program)
+ * ```
+ *
+ * @category models
+ * @since 0.1.0
+ */
 export type Algorithm = "sliding-window" | "gcra" | "token-bucket"
 
-/** One limit instance: "limit units per window", for one key. */
+/**
+ * One limit instance: "limit units per window", for one key. A store receives buckets inside claims; their
+ * `id` is stable across processes for the same declaration and key. Re-exported by `RateLimit`.
+ *
+ * **Example**
+ *
+ * ```ts
+ * import { Executor, RateLimit } from "@pile/executor"
+ * import { Effect } from "effect"
+ * import assert from "node:assert/strict"
+ *
+ * // A store that records the buckets each reservation claims, around the in-memory store.
+ * const inner = RateLimit.memoryStore()
+ * const seen: Array<RateLimit.Bucket> = []
+ * const store: RateLimit.RateLimitStore = {
+ *   reserve: (id, claims, now) => Effect.andThen(Effect.sync(() => seen.push(...claims.map((c) => c.bucket))), inner.reserve(id, claims, now)),
+ *   settle: inner.settle
+ * }
+ *
+ * const program = Effect.gen(function*() {
+ *   const executor = yield* Executor.make({ limits: [{ key: "api", limit: 5, window: "1 second" }], store })
+ *   yield* (yield* executor.submit(Effect.void, { key: "api" })).await
+ *   assert.equal(seen[0]!.budget, "requests")
+ *   assert.deepEqual([seen[0]!.algorithm, seen[0]!.limit, seen[0]!.window], ["sliding-window", 5, 1000])
+ * }).pipe(Effect.scoped)
+ *
+ * await Effect.runPromise(program)
+ * ```
+ *
+ * @category models
+ * @since 0.1.0
+ */
 export interface Bucket {
   /** Stable across processes for the same declaration and key (the Redis store keys on it). */
   readonly id: string
@@ -24,12 +82,83 @@ export interface Bucket {
   readonly margin: number
 }
 
+/**
+ * What a task asks of one bucket: `amount` units (its cost for the bucket's budget). A reservation is a list
+ * of claims, granted all or nothing. Re-exported by `RateLimit`.
+ *
+ * **Example**
+ *
+ * ```ts
+ * import { Executor, RateLimit } from "@pile/executor"
+ * import { Effect } from "effect"
+ * import assert from "node:assert/strict"
+ *
+ * const inner = RateLimit.memoryStore()
+ * const claimed: Array<string> = []
+ * const store: RateLimit.RateLimitStore = {
+ *   reserve: (id, claims: ReadonlyArray<RateLimit.Claim>, now) =>
+ *     Effect.andThen(Effect.sync(() => claimed.push(...claims.map((c) => `${c.bucket.budget}=${c.amount}`))), inner.reserve(id, claims, now)),
+ *   settle: inner.settle
+ * }
+ *
+ * const program = Effect.gen(function*() {
+ *   const executor = yield* Executor.make({
+ *     limits: [{ limit: 60, window: "1 minute" }, { budget: "tokens", limit: 10_000, window: "1 minute" }],
+ *     store
+ *   })
+ *   yield* (yield* executor.submit(Effect.void, { cost: { tokens: 1200 } })).await
+ *   // One request and 1,200 tokens, reserved together.
+ *   assert.deepEqual(claimed, ["requests=1", "tokens=1200"])
+ * }).pipe(Effect.scoped)
+ *
+ * await Effect.runPromise(program)
+ * ```
+ *
+ * @category models
+ * @since 0.1.0
+ */
 export interface Claim {
   readonly bucket: Bucket
   readonly amount: number
 }
 
-/** Handle of a granted reservation, kept by the task for settlement. */
+/**
+ * Handle of a granted reservation, kept by the task for settlement: a store returns it from `reserve` and
+ * receives it back in `settle`. Re-exported by `RateLimit`.
+ *
+ * **Example**
+ *
+ * ```ts
+ * import { Executor, RateLimit } from "@pile/executor"
+ * import { Effect, Exit } from "effect"
+ * import assert from "node:assert/strict"
+ *
+ * // A store that logs settlements: which reservation, what was charged, what was actually used.
+ * const inner = RateLimit.memoryStore()
+ * const settled: Array<[Array<number>, ReadonlyArray<number>]> = []
+ * const store: RateLimit.RateLimitStore = {
+ *   reserve: inner.reserve,
+ *   settle: (reservation: RateLimit.Reservation, actual) =>
+ *     Effect.andThen(Effect.sync(() => settled.push([[...reservation.charged], actual])), inner.settle(reservation, actual))
+ * }
+ *
+ * const program = Effect.gen(function*() {
+ *   const executor = yield* Executor.make({ limits: [{ budget: "tokens", limit: 10_000, window: "1 minute" }], store })
+ *   const handle = yield* executor.submit(Effect.succeed({ usage: 300 }), {
+ *     cost: { tokens: 1000 }, // the estimate
+ *     settle: (exit) => (Exit.isSuccess(exit) ? { tokens: exit.value.usage } : undefined)
+ *   })
+ *   yield* handle.await
+ *   yield* executor.shutdown() // settlements through a custom store are flushed by the dispatcher
+ *   assert.deepEqual(settled, [[[1000], [300]]])
+ * }).pipe(Effect.scoped)
+ *
+ * await Effect.runPromise(program)
+ * ```
+ *
+ * @category models
+ * @since 0.1.0
+ */
 export interface Reservation {
   readonly id: string
   /** When it was granted, on the store's clock: the admission time the rate bound is about. */
