@@ -7,7 +7,7 @@ import * as ErrorPolicy from "../src/ErrorPolicy.ts"
 import * as Executor from "../src/Executor.ts"
 import { names } from "../src/internal/instruments.ts"
 import type * as Outcome from "../src/Outcome.ts"
-import { assertLedger } from "./utils.ts"
+import { assertLedger, runs } from "./utils.ts"
 
 /** Every test gets its own registry: the default one is process-global. */
 const isolated = <A, E, R>(effect: Effect.Effect<A, E, R>) =>
@@ -205,7 +205,7 @@ describe("ledger", () => {
           await Effect.runPromise(program)
         }
       ),
-      { numRuns: 100 }
+      { numRuns: runs(100) }
     )
   })
 })

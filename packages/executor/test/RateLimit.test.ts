@@ -5,7 +5,7 @@ import * as fc from "fast-check"
 import * as ErrorPolicy from "../src/ErrorPolicy.ts"
 import * as Executor from "../src/Executor.ts"
 import type * as RateLimit from "../src/RateLimit.ts"
-import { assertLedger } from "./utils.ts"
+import { assertLedger, runs } from "./utils.ts"
 
 const make = <A = unknown, E = unknown>(options?: Executor.Options<E>) =>
   Executor.make<A, E>({ shutdown: { mode: "cancel" }, ...options })
@@ -87,7 +87,7 @@ describe("rate limits", () => {
         assert.isAtMost(maxInWindow(tokens(log), p.window * 2), p.tokenLimit)
         assertLedger(stats)
       }),
-      { numRuns: 150 }
+      { numRuns: runs(150) }
     )
   })
 
@@ -116,7 +116,7 @@ describe("rate limits", () => {
           assert.isAtMost(maxInWindow(requests(log), window), limit)
         }
       ),
-      { numRuns: 100 }
+      { numRuns: runs(100) }
     )
   })
 
@@ -153,7 +153,7 @@ describe("rate limits", () => {
           }
         }
       ),
-      { numRuns: 100 }
+      { numRuns: runs(100) }
     )
   })
 

@@ -9,7 +9,7 @@ import * as fc from "fast-check"
 import * as ErrorPolicy from "../src/ErrorPolicy.ts"
 import * as Executor from "../src/Executor.ts"
 import * as RateLimit from "../src/RateLimit.ts"
-import { assertLedger, engineOf } from "./utils.ts"
+import { assertLedger, engineOf, runs } from "./utils.ts"
 
 type Behaviour = "succeed" | "fail" | "failOnce" | "die" | "interrupt" | "never"
 
@@ -217,7 +217,7 @@ describe("random programs", () => {
           assertLedger(r.stats)
           assert.strictEqual(r.stats.phase, "closed")
         }),
-        { numRuns: 200 }
+        { numRuns: runs(200) }
       )
     },
     180_000

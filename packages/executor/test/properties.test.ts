@@ -6,7 +6,7 @@ import { TestClock } from "effect/testing"
 import * as fc from "fast-check"
 import * as Executor from "../src/Executor.ts"
 import type * as Outcome from "../src/Outcome.ts"
-import { assertLedger, engineOf, liveFibers } from "./utils.ts"
+import { assertLedger, engineOf, liveFibers, runs } from "./utils.ts"
 
 type Behaviour = "succeed" | "fail" | "die" | "interrupt" | "never" | "stuckFinalizer"
 
@@ -156,7 +156,7 @@ describe("properties", () => {
   it(
     "I1 every accepted task yields exactly one outcome, and I5 nothing outlives the executor (random programs)",
     async () => {
-      await fc.assert(fc.asyncProperty(program, check), { numRuns: 300 })
+      await fc.assert(fc.asyncProperty(program, check), { numRuns: runs(300) })
     },
     120_000
   )

@@ -46,3 +46,9 @@ export const plain = <A, E>(exit: Exit.Exit<A, E>): unknown => {
   const defects = exit.cause.reasons.flatMap((r) => r._tag === "Die" ? [r.defect] : [])
   return defects.length > 0 ? { defect: defects[0] } : { interrupted: true }
 }
+
+/**
+ * How many runs a property or race suite makes: the given number, or a tenth of it (at least 10) under
+ * mutation testing (PILE_MUTATION=1), where every mutant reruns the suites.
+ */
+export const runs = (n: number): number => process.env["PILE_MUTATION"] === "1" ? Math.max(10, Math.round(n / 10)) : n
