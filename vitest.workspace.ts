@@ -2,5 +2,6 @@
 // time), which runs after the others. vitest 5 no longer reads this file on its own: vitest.config.ts imports it.
 export default [
   "packages/executor",
+  "packages/cli",
   "packages/executor/vitest.services.config.ts"
 ]

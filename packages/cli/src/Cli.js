@@ -1,0 +1,355 @@
+/**
+ * The `pile` command line, built with Effect's CLI module: `pile run` (a JSONL batch of HTTP requests under
+ * rate limits) and `pile demo` (the same against an embedded mock API). `main` is the whole program, ready
+ * for `NodeRuntime.runMain`.
+ *
+ * Exit codes: 0 every request succeeded; 1 some requests failed, or input lines were invalid or duplicated;
+ * 2 usage or setup error (bad flag, missing input, unwritable or existing output, Redis unreachable):
+ * nothing was sent; 3 the run stopped on an error after it started (the output stays consistent: resume
+ * it); 130 stopped by Ctrl-C or SIGTERM (resume it).
+ *
+ * @since 0.1.0
+ */
+import * as NodeHttpClient from "@effect/platform-node/NodeHttpClient";
+import * as NodeServices from "@effect/platform-node/NodeServices";
+import * as Argument from "effect/cli/Argument";
+import * as CliConfig from "effect/cli/CliConfig";
+import * as CliError from "effect/cli/CliError";
+import * as CliOutput from "effect/cli/CliOutput";
+import * as Command from "effect/cli/Command";
+import * as Flag from "effect/cli/Flag";
+import * as GlobalFlag from "effect/cli/GlobalFlag";
+import * as Data from "effect/Data";
+import * as Effect from "effect/Effect";
+import * as Layer from "effect/Layer";
+import * as Option from "effect/Option";
+import * as References from "effect/References";
+import * as Result from "effect/Result";
+import * as Runtime from "effect/Runtime";
+import { limitsOf, parseDuration, parseShard } from "./internal/flags.js";
+import * as Report from "./internal/report.js";
+import * as Run from "./Run.js";
+/**
+ * The version `pile --version` prints.
+ *
+ * **When to use**
+ *
+ * To report which `pile` produced a result.
+ *
+ * **Details**
+ *
+ * The version of the `@pile/cli` package.
+ *
+ * **Gotchas**
+ *
+ * None.
+ *
+ * **Example**
+ *
+ * ```ts
+ * import assert from "node:assert/strict"
+ * import { Cli } from "@pile/cli"
+ *
+ * assert.equal(Cli.version, "0.1.0")
+ * ```
+ *
+ * @category constants
+ * @since 0.1.0
+ */
+export const version = "0.1.0";
+/**
+ * The failure that ends `main` with a given process exit code (other than 0). It carries Effect's
+ * `Runtime.errorExitCode`, so `NodeRuntime.runMain` exits with `code`, and is marked as already reported.
+ *
+ * **When to use**
+ *
+ * Match it when you run `main` yourself instead of through `NodeRuntime.runMain`.
+ *
+ * **Details**
+ *
+ * `code` is one of the exit codes listed in this module's description.
+ *
+ * **Gotchas**
+ *
+ * The message for the user has already been printed when this fails `main`.
+ *
+ * **Example**
+ *
+ * ```ts
+ * import assert from "node:assert/strict"
+ * import { Runtime } from "effect"
+ * import { Cli } from "@pile/cli"
+ *
+ * const error = new Cli.ExitCode({ code: 3 })
+ * assert.equal(Runtime.getErrorExitCode(error), 3) // what NodeRuntime.runMain exits with
+ * assert.equal(Runtime.getErrorReported(error), false) // and it does not log it again
+ * ```
+ *
+ * @category errors
+ * @since 0.1.0
+ */
+export class ExitCode extends Data.TaggedError("ExitCode") {
+    [Runtime.errorReported] = false;
+    get [Runtime.errorExitCode]() {
+        return this.code;
+    }
+    get message() {
+        return `exit code ${this.code}`;
+    }
+}
+const usage = (command, message) => Effect.andThen(Effect.sync(() => process.stderr.write(`pile ${command}: ${message}\n`)), Effect.fail(new ExitCode({ code: 2 })));
+const fromResult = (command, result) => Result.isSuccess(result) ? Effect.succeed(result.success) : usage(command, result.failure);
+const exitWith = (code) => code === 0 ? Effect.void : Effect.fail(new ExitCode({ code }));
+const print = (summary, flags) => Effect.sync(() => {
+    if (flags.json)
+        process.stdout.write(Report.json(summary));
+    else if (!flags.quiet)
+        process.stdout.write(Report.table(summary));
+});
+const causeMessage = (error) => {
+    const cause = error.cause;
+    if (cause instanceof AggregateError && cause.errors.length > 0)
+        return String(cause.errors[0]?.message ?? cause);
+    if (cause instanceof Error)
+        return cause.message || cause.name;
+    return error instanceof Error ? error.message : String(error);
+};
+/** A Redis-backed store for the run's scope; connection problems are a setup error (exit 2). */
+const redisStore = (url, prefix) => Effect.gen(function* () {
+    // Loaded on demand: the Redis client costs startup time to every run that does not use it.
+    const [NodeRedis, Redis, RateLimitRedis] = yield* Effect.promise(() => Promise.all([
+        import("@effect/platform-node/NodeRedis"),
+        import("effect/persistence/Redis"),
+        import("@pile/executor/RateLimitRedis")
+    ]));
+    const context = yield* Layer.build(NodeRedis.layer({ url }));
+    const store = yield* RateLimitRedis.make({ prefix }).pipe(Effect.provideContext(context));
+    // Fail now rather than with every request: the server must answer.
+    yield* Effect.provideContext(Redis.Redis.use((redis) => redis.send("PING")), context);
+    return store;
+}).pipe(
+// node-redis reports connection errors as log warnings as well: the one-line error below says it.
+Effect.provideService(References.MinimumLogLevel, "None"), Effect.catch((error) => usage("run", `cannot use Redis at ${url}: ${causeMessage(error)}`)));
+const runFlags = {
+    input: Argument.String("input").pipe(Argument.withDescription("The JSONL file of requests, one JSON object per line (- for standard input)")),
+    out: Flag.String("out").pipe(Flag.withAlias("o"), Flag.withMetavar("file"), Flag.withDescription("Where to write one JSON record per finished request (JSONL)")),
+    concurrency: Flag.Int("concurrency").pipe(Flag.withAlias("c"), Flag.withDefault(16), Flag.withDescription("Requests in flight at most")),
+    rate: Flag.String("rate").pipe(Flag.withMetavar("n/unit"), Flag.atLeast(0), Flag.withDescription("A request limit, e.g. 100/s, 5000/min, 20000/h; repeat it for several")),
+    burst: Flag.Int("burst").pipe(Flag.optional, Flag.withDescription("Space requests evenly, allowing n back to back (1: evenly spaced), for leaky-bucket servers")),
+    rpm: Flag.Int("rpm").pipe(Flag.optional, Flag.withDescription("Requests per minute (same as --rate n/min)")),
+    tpm: Flag.Int("tpm").pipe(Flag.optional, Flag.withDescription("Tokens per minute: each line's tokens, or an estimate for chat-completion bodies")),
+    retries: Flag.Int("retries").pipe(Flag.withDefault(5), Flag.withDescription("Retries per request for 429, 5xx, timeouts and connection errors")),
+    timeout: Flag.String("timeout").pipe(Flag.withDefault("60s"), Flag.withMetavar("duration"), Flag.withDescription("Per attempt, until the whole response is read: 500ms, 30s, 2m")),
+    grace: Flag.String("grace").pipe(Flag.withDefault("30s"), Flag.withMetavar("duration"), Flag.withDescription("After Ctrl-C, how long requests in flight may take to finish")),
+    resume: Flag.Boolean("resume").pipe(Flag.withDefault(false), Flag.withDescription("Continue an interrupted run: skip the ids that already have a record in --out")),
+    overwrite: Flag.Boolean("overwrite").pipe(Flag.withDefault(false), Flag.withDescription("Replace --out if it already has records")),
+    redis: Flag.String("redis").pipe(Flag.optional, Flag.withMetavar("url"), Flag.withDescription("Share the rate limits with every pile using this Redis, e.g. redis://host:6379")),
+    redisPrefix: Flag.String("redis-prefix").pipe(Flag.withDefault("pile:rl:"), Flag.withDescription("Prefix of the Redis keys: processes share limits only with the same prefix")),
+    shard: Flag.String("shard").pipe(Flag.optional, Flag.withMetavar("i/n"), Flag.withDescription("Take only the ids of shard i of n (1 <= i <= n), by a stable hash of the id")),
+    quiet: Flag.Boolean("quiet").pipe(Flag.withAlias("q"), Flag.withDefault(false), Flag.withDescription("No progress and no summary table (errors and warnings are still printed)")),
+    json: Flag.Boolean("json").pipe(Flag.withDefault(false), Flag.withDescription("Print the summary as one JSON object on stdout instead of the table"))
+};
+/**
+ * `pile run <input> --out <file>`: sends every request of a JSONL file under rate limits and writes one
+ * record per finished request.
+ *
+ * **When to use**
+ *
+ * Mount it in your own command tree, or run it through `main`.
+ *
+ * **Details**
+ *
+ * Flags are converted to `Run.Options`: each `--rate n/unit` and `--rpm n` is a request limit over that
+ * window (exact sliding window; with `--burst b`, GCRA spacing with `b` back to back), `--tpm n` a token
+ * limit per minute. `--redis` keeps those budgets in Redis, shared by every process with the same limits and
+ * `--redis-prefix`. The summary goes to stdout (a table, or JSON with `--json`), progress to stderr.
+ *
+ * **Gotchas**
+ *
+ * Without `--resume` or `--overwrite`, an output that already has records is refused (exit 2) rather than
+ * mixed with a new run.
+ *
+ * **Example**
+ *
+ * ```ts
+ * // compile only: mounting the command does not run it
+ * import { Command } from "effect/cli"
+ * import { Cli } from "@pile/cli"
+ *
+ * export const tool = Command.make("tool").pipe(Command.withSubcommands([Cli.run]))
+ * ```
+ *
+ * @category commands
+ * @since 0.1.0
+ */
+export const run = Command.make("run", runFlags, (flags) => Effect.gen(function* () {
+    const limits = yield* fromResult("run", limitsOf(flags));
+    const timeout = yield* fromResult("run", parseDuration("--timeout", flags.timeout));
+    const grace = yield* fromResult("run", parseDuration("--grace", flags.grace));
+    const shard = Option.isSome(flags.shard) ? yield* fromResult("run", parseShard(flags.shard.value)) : undefined;
+    if (flags.concurrency < 1)
+        return yield* usage("run", `--concurrency must be >= 1, got ${flags.concurrency}`);
+    if (flags.retries < 0)
+        return yield* usage("run", `--retries must be >= 0, got ${flags.retries}`);
+    const store = Option.isSome(flags.redis)
+        ? yield* redisStore(flags.redis.value, flags.redisPrefix)
+        : undefined;
+    const summary = yield* Run.run({
+        input: flags.input,
+        output: flags.out,
+        concurrency: flags.concurrency,
+        limits,
+        retries: flags.retries,
+        timeout,
+        grace,
+        resume: flags.resume,
+        overwrite: flags.overwrite,
+        shard,
+        store,
+        progress: flags.quiet ? "none" : "auto",
+        signals: true,
+        onSummary: (summary) => print(summary, flags)
+    }).pipe(Effect.catchTag("RunError", (error) => usage("run", error.message)));
+    return yield* exitWith(summary.exitCode);
+}).pipe(Effect.scoped)).pipe(Command.withDescription("Send every request of a JSONL file under rate limits, with retries, and write one JSON record per " +
+    "finished request to --out, as they complete. Resumable after a crash with --resume."), Command.withExamples([
+    { command: "pile run requests.jsonl --out results.jsonl --rpm 500 --tpm 90000", description: "An LLM batch" },
+    { command: "pile run requests.jsonl --out results.jsonl --resume", description: "Finish an interrupted run" },
+    {
+        command: "pile run requests.jsonl --out part1.jsonl --shard 1/2 --redis redis://10.0.0.5:6379 --rate 100/s",
+        description: "One of two machines sharing one limit"
+    }
+]));
+/**
+ * `pile demo`: starts an embedded mock API with its own RPM and TPM limits, latency jitter and a few 500s,
+ * generates a batch of chat-like requests, runs them with limits just under the server's, and prints the
+ * summary next to the server's own counters.
+ *
+ * **When to use**
+ *
+ * To see `pile` work end to end in under a minute, with nothing to set up (`pnpm demo`).
+ *
+ * **Details**
+ *
+ * The input and the output are written to a temporary directory (or `--out`), and their paths printed. The
+ * demo exits 0 when every request has a record and the server answered no 429 that pile did not count.
+ *
+ * **Gotchas**
+ *
+ * `--out` is overwritten.
+ *
+ * **Example**
+ *
+ * ```ts
+ * // compile only: mounting the command does not run it
+ * import { Command } from "effect/cli"
+ * import { Cli } from "@pile/cli"
+ *
+ * export const tool = Command.make("tool").pipe(Command.withSubcommands([Cli.demo]))
+ * ```
+ *
+ * @category commands
+ * @since 0.1.0
+ */
+export const demo = Command.make("demo", {
+    requests: Flag.Int("requests").pipe(Flag.withDefault(300), Flag.withDescription("How many chat-completion requests to send")),
+    out: Flag.String("out").pipe(Flag.withAlias("o"), Flag.optional, Flag.withDescription("Where to write the results")),
+    concurrency: Flag.Int("concurrency").pipe(Flag.withAlias("c"), Flag.withDefault(16)),
+    quiet: Flag.Boolean("quiet").pipe(Flag.withAlias("q"), Flag.withDefault(false)),
+    json: Flag.Boolean("json").pipe(Flag.withDefault(false))
+}, (flags) => Effect.gen(function* () {
+    if (flags.requests < 1)
+        return yield* usage("demo", `--requests must be >= 1, got ${flags.requests}`);
+    if (flags.concurrency < 1)
+        return yield* usage("demo", `--concurrency must be >= 1, got ${flags.concurrency}`);
+    // Loaded on demand, with the HTTP server it needs.
+    const Demo = yield* Effect.promise(() => import("./internal/demo.js"));
+    const code = yield* Demo.demo({
+        requests: flags.requests,
+        out: Option.getOrUndefined(flags.out),
+        concurrency: flags.concurrency,
+        quiet: flags.quiet,
+        json: flags.json
+    }).pipe(Effect.catchTag("RunError", (error) => usage("demo", error.message)), Effect.catchTags({
+        PlatformError: (error) => usage("demo", `cannot prepare the demo files: ${error.message}`),
+        ServeError: (error) => usage("demo", `cannot start the mock API: ${causeMessage(error)}`)
+    }));
+    return yield* exitWith(code);
+})).pipe(Command.withDescription("Run a batch against an embedded mock API that enforces its own RPM and TPM, and print the summary"));
+/**
+ * The root command, `pile`, with its subcommands `run` and `demo`.
+ *
+ * **When to use**
+ *
+ * To run the command line with your own services (tests, another runtime); otherwise use `main`.
+ *
+ * **Details**
+ *
+ * Built with `effect/cli`: `--help` and `--version` are built in.
+ *
+ * **Gotchas**
+ *
+ * Running it needs the `Command.Environment` services and an `HttpClient`.
+ *
+ * **Example**
+ *
+ * ```ts
+ * // compile only: running it needs the Node services and sends requests
+ * import { Command } from "effect/cli"
+ * import { Cli } from "@pile/cli"
+ *
+ * export const program = Command.runWith(Cli.command, { version: Cli.version })(["run", "in.jsonl", "--out", "out.jsonl"])
+ * ```
+ *
+ * @category commands
+ * @since 0.1.0
+ */
+export const command = Command.make("pile").pipe(Command.withDescription("Run batches of HTTP requests under rate limits, resumably"), Command.withSubcommands([run, demo]));
+/** Usage errors as two short lines on stderr, not the whole help. */
+const presenter = {
+    present: (event) => Effect.gen(function* () {
+        const formatter = yield* CliOutput.Formatter;
+        switch (event._tag) {
+            case "Help":
+                return process.stdout.write(formatter.formatHelpDoc(event.helpDoc) + "\n");
+            case "Version":
+                return process.stdout.write(formatter.formatVersion(event.name, event.version) + "\n");
+            case "InvalidInvocation": {
+                const command = event.commandPath.join(" ");
+                const messages = event.errors.map((error) => error.message.split("\n")[0]).join("; ");
+                return process.stderr.write(`${command}: ${messages}\nRun "${command} --help" for usage.\n`);
+            }
+        }
+    }).pipe(Effect.asVoid)
+};
+/**
+ * The whole `pile` program: parses `process.argv`, runs the command, and fails with `ExitCode` for every
+ * exit code but 0.
+ *
+ * **When to use**
+ *
+ * `bin.ts` runs it with `NodeRuntime.runMain(Cli.main)`.
+ *
+ * **Details**
+ *
+ * Provides the Node services (file system, stdio, terminal) and the undici HTTP client. Usage errors print
+ * one line and a pointer to `--help`, and exit 2.
+ *
+ * **Gotchas**
+ *
+ * Reads the arguments from `process.argv`.
+ *
+ * **Example**
+ *
+ * ```ts
+ * // compile only: it reads process.argv and exits the process
+ * import { NodeRuntime } from "@effect/platform-node"
+ * import { Cli } from "@pile/cli"
+ *
+ * NodeRuntime.runMain(Cli.main)
+ * ```
+ *
+ * @category running
+ * @since 0.1.0
+ */
+export const main = Command.run(command, { version }).pipe(Effect.catchIf(CliError.isCliError, () => Effect.fail(new ExitCode({ code: 2 }))), Effect.provide(Layer.mergeAll(NodeServices.layer, NodeHttpClient.layerUndici, CliConfig.layer({ builtIns: [GlobalFlag.Help, GlobalFlag.Version] }), CliOutput.layerPresenter(presenter))));

@@ -1,0 +1,144 @@
+/**
+ * One HTTP attempt of `pile run`, with its typed errors and the error policy that retries them.
+ *
+ * An attempt sends the request, reads the whole body and classifies the answer: 2xx succeeds; 429 is
+ * `RateLimited` (its `retryAfter` makes the executor wait at least that long and pause the key); 5xx is
+ * `ServerError`; any other status is `HttpStatus` (recorded, not retried). A timeout (`Timeout`) and a failed
+ * connection (`Transport`) are retried too.
+ */
+import * as ErrorPolicy from "@pile/executor/ErrorPolicy";
+import * as Clock from "effect/Clock";
+import * as Data from "effect/Data";
+import * as Duration from "effect/Duration";
+import * as Effect from "effect/Effect";
+import * as HttpClient from "effect/http/HttpClient";
+import * as HttpClientRequest from "effect/http/HttpClientRequest";
+import * as Schedule from "effect/Schedule";
+/** 429: retried after at least `retryAfter` ms; the executor pauses the request's key for that long. */
+export class RateLimited extends Data.TaggedError("RateLimited") {
+    get message() {
+        return `HTTP 429 Too Many Requests (retry after ${Math.round(this.retryAfter)} ms)`;
+    }
+}
+/** 5xx: retried; a `Retry-After` header is honoured (and pauses the key) when present. */
+export class ServerError extends Data.TaggedError("ServerError") {
+    get message() {
+        return `HTTP ${this.status}`;
+    }
+}
+/** Any other status that is not 2xx: recorded, never retried. */
+export class HttpStatus extends Data.TaggedError("HttpStatus") {
+    get message() {
+        return `HTTP ${this.status}`;
+    }
+}
+/** No complete response within the timeout: retried. */
+export class Timeout extends Data.TaggedError("Timeout") {
+    get message() {
+        return `no complete response within ${this.timeoutMs} ms`;
+    }
+}
+/** The request could not be sent or its response not read: retried. */
+export class Transport extends Data.TaggedError("Transport") {
+    get message() {
+        return this.detail;
+    }
+}
+/** An input line that is not a valid request: recorded without being sent. */
+export class InvalidInput extends Data.TaggedError("InvalidInput") {
+    get message() {
+        return this.detail;
+    }
+}
+export const errorType = (error) => error._tag;
+const isRetryable = (error) => error._tag === "RateLimited" || error._tag === "ServerError" || error._tag === "Timeout" ||
+    error._tag === "Transport";
+/**
+ * Retries retryable errors `retries` times on one schedule shared by every kind of error (so `--retries`
+ * bounds the attempts of a request, whatever failed): exponential backoff from 500 ms, jittered, each delay
+ * capped at 30 seconds, and never shorter than the error's `retryAfter`.
+ */
+export const policy = (retries) => retries <= 0 ? ErrorPolicy.record : ErrorPolicy.retry(Schedule.exponential("500 millis").pipe(Schedule.modifyDelay(({ duration }) => Effect.succeed(Duration.min(duration, Duration.seconds(30)))), Schedule.jittered, Schedule.upTo({ times: retries })), { while: isRetryable });
+/** Milliseconds to wait from `retry-after-ms` (OpenAI, Azure), or `retry-after` (seconds, or an HTTP date). */
+export const retryAfterOf = (headers, now) => {
+    const ms = headers["retry-after-ms"];
+    if (ms !== undefined && ms.trim() !== "" && Number.isFinite(Number(ms)) && Number(ms) >= 0)
+        return Number(ms);
+    const value = headers["retry-after"];
+    if (value === undefined || value.trim() === "")
+        return undefined;
+    const seconds = Number(value);
+    if (Number.isFinite(seconds))
+        return seconds >= 0 ? seconds * 1000 : undefined;
+    const date = Date.parse(value);
+    return Number.isNaN(date) ? undefined : Math.max(0, date - now);
+};
+/** A 429 without a retry-after header still pauses the key for this long. */
+export const defaultRetryAfter = 1000;
+const parseBody = (text) => {
+    if (text === "")
+        return null;
+    try {
+        return JSON.parse(text);
+    }
+    catch {
+        return text;
+    }
+};
+const describeTransport = (error) => {
+    const cause = error.reason.cause;
+    const inner = cause instanceof Error
+        ? (cause.cause instanceof Error
+            ? `${cause.message}: ${cause.cause.message}`
+            : cause.message)
+        : undefined;
+    return inner === undefined || inner === "" ? error.message : `${error.reason._tag}: ${inner}`;
+};
+const toHttpRequest = (request) => {
+    let contentType;
+    const headers = {};
+    for (const [name, value] of Object.entries(request.headers)) {
+        if (name.toLowerCase() === "content-type")
+            contentType = value;
+        else
+            headers[name] = value;
+    }
+    const base = HttpClientRequest.make(request.method)(request.url, { headers });
+    if (request.body === undefined)
+        return base;
+    return typeof request.body === "string"
+        ? HttpClientRequest.bodyText(base, request.body, contentType ?? "text/plain; charset=utf-8")
+        : HttpClientRequest.bodyText(base, JSON.stringify(request.body), contentType ?? "application/json");
+};
+/**
+ * One attempt: sends `request`, reads the whole response within `timeoutMs`, and classifies it.
+ * Follows up to 10 redirects.
+ */
+export const send = (request, timeoutMs, onStatus) => Effect.gen(function* () {
+    const client = HttpClient.followRedirects(yield* HttpClient.HttpClient, 10);
+    const started = yield* Clock.currentTimeMillis;
+    const response = yield* client.execute(toHttpRequest(request));
+    const text = yield* response.text;
+    const now = yield* Clock.currentTimeMillis;
+    const status = response.status;
+    onStatus(status);
+    const answered = { status, latencyMs: now - started, body: parseBody(text) };
+    if (status >= 200 && status < 300)
+        return answered;
+    if (status === 429) {
+        return yield* new RateLimited({
+            ...answered,
+            retryAfter: retryAfterOf(response.headers, now) ?? defaultRetryAfter
+        });
+    }
+    if (status >= 500) {
+        const retryAfter = retryAfterOf(response.headers, now);
+        return yield* new ServerError(retryAfter === undefined ? answered : { ...answered, retryAfter });
+    }
+    return yield* new HttpStatus(answered);
+}).pipe(Effect.catchTag("HttpClientError", (error) => Effect.fail(new Transport({ detail: describeTransport(error) }))), Effect.timeoutOrElse({
+    duration: Duration.millis(timeoutMs),
+    orElse: () => Effect.fail(new Timeout({ timeoutMs }))
+}), 
+// No trace headers are added to the user's requests, and no spans are kept per request.
+Effect.provideService(HttpClient.TracerDisabledWhen, () => true));
