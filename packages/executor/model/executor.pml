@@ -8,10 +8,13 @@
  * stops, a consumer that pulls, a timer) is a separate step that interleaves freely.
  *
  * Sizes (override with -DNAME=value): Q intake capacity, C concurrency cap, TASKS submitted tasks, B Pile
- * capacity, RATE rate budget (0 = no rate limit), CONSUMER (1 = a Pile consumer exists, 0 = absent),
- * STRATEGY (0 suspend, 1 sliding, 2 dropping), CANCELS (caller cancels through a handle).
+ * capacity, RATE rate budget (0 = no rate limit), CONSUMER (2 = present or absent, chosen at the start;
+ * 1 = present; 0 = absent), STRATEGY (0 suspend, 1 sliding, 2 dropping), CANCELS (caller cancels).
  * Seeded bugs (each must make SPIN report an error): BAD_NO_UNBOUND, BAD_FORGET_INTERRUPTED, BAD_STALE_PHASE,
- * BAD_EARLY_RELEASE, BAD_WAITER_LEAK, BAD_NO_WAKE, BAD_LATE_OVERWRITE. See README.md.
+ * BAD_EARLY_RELEASE, BAD_WAITER_LEAK, BAD_NO_WAKE, BAD_LATE_OVERWRITE, BAD_ADMIT_AT_CAP, BAD_PULL_NO_REFILL.
+ * See README.md.
+ * Run: scripts/verify-model.ts (pnpm verify:model), or by hand: spin -a -DTASKS=3 executor.pml;
+ * gcc -O2 -DSAFETY -DNOCLAIM -o pan pan.c; ./pan   (liveness: gcc -O2 -DNFAIR=3; ./pan -a -f -N progress)
  */
 
 #ifndef Q
@@ -30,7 +33,7 @@
 #define RATE 1
 #endif
 #ifndef CONSUMER
-#define CONSUMER 1
+#define CONSUMER 2
 #endif
 #ifndef STRATEGY
 #define STRATEGY 0
@@ -75,7 +78,9 @@ byte phase = OPEN;
 byte req = NONE;              /* shutdownRequest.mode */
 bit graceFinite;              /* the drain's grace is finite (a "grace expired" event exists) */
 bit graceExpired;             /* fires at most once */
-chan intake = [Q] of { byte }; /* Engine.intake, FIFO; `??` removes from the middle (LinkedList.remove) */
+/* Engine.intake, FIFO; `??` removes from the middle (LinkedList.remove). With a rate limit, it also stands for
+   the key line that fresh tasks wait in for their budget: the engine bounds both together (held <= capacity). */
+chan intake = [Q] of { byte };
 chan waiters = [TASKS] of { byte }; /* Engine.submitWaiters, FIFO */
 byte slots;                   /* Engine.slots */
 byte budget = RATE;           /* the rate budget: one unit per start, refilled by the Timer */
@@ -104,9 +109,9 @@ byte cancelsLeft = CANCELS;   /* caller cancels left (TaskHandle.cancel) */
 /* ---- counters (functions of the arrays above, kept for the properties) */
 byte nAccepted, nFinished, nConsumed, nAlive, nAbandonedAlive, nHung;
 
-/* scratch variables of atomic steps: not part of the state */
-hidden byte t_, w_, v_, r_, c_, k_, m_, wait_;
-hidden byte held_;
+/* scratch variables of atomic steps, always 0 between steps (so they add no states; not `hidden`, for BFS) */
+byte t_, w_, v_, r_, c_, k_, m_, wait_;
+byte held_;
 
 #if RATE > 0
 #define BUDGET_OK (budget > 0)
@@ -118,7 +123,11 @@ hidden byte held_;
 
 #define accepting (phase == OPEN)
 #define isIdle (len(intake) == 0 && slots == 0)
+#ifdef BAD_ADMIT_AT_CAP
+#define canStart (slots <= C && (phase == OPEN || phase == DRAINING) && len(intake) > 0 && BUDGET_OK)
+#else
 #define canStart (slots < C && (phase == OPEN || phase == DRAINING) && len(intake) > 0 && BUDGET_OK)
+#endif
 /* A drain with infinite grace waits, by design, for a fiber whose finalizer never ends (a cancel ends it). */
 #define stuckDrain (req == DRAIN && !graceFinite && nHung > 0)
 
@@ -152,7 +161,7 @@ inline admitWaiters() {
   w_ = 0
 }
 
-/* Engine.release: the slot is returned once the outcome is in the Pile. */
+/* Engine.release: the slot is returned once the outcome is in the Pile (intake stands for intake + lines). */
 inline release(t) {
   printf("EV release %d\n", t);
   tstate[t] = T_DONE;
@@ -248,7 +257,7 @@ inline interruptRunning(t, reason) {
   skip
 }
 
-/* Engine.stop (Engine.cancelTask is stop(task, "cancelled")) */
+/* Engine.stop (TaskHandle.cancel is stop(task, "cancelled")) */
 inline stop(t, reason) {
   if
   :: tstate[t] == T_QUEUED -> finish(t, reason)
@@ -257,7 +266,7 @@ inline stop(t, reason) {
   fi
 }
 
-/* Engine.nextStartable + Engine.start (+ attach): one task leaves the intake and its fiber starts. */
+/* Engine.admitNext (one admission) + Engine.start (+ attach): one task leaves the intake and its fiber starts. */
 inline startOne() {
   intake?t_;
   admitWaiters();
@@ -461,7 +470,13 @@ active [TASKS] proctype Task() {
 #endif
          fi
       fi;
-      sawOpen = 0;
+#ifdef BAD_STALE_PHASE
+      if
+      :: sawOpen && phase != OPEN -> printf("EV stale %d\n", t)  /* shutdown came between its two steps */
+      :: else -> skip
+      fi;
+#endif
+      sawOpen = 0;                                     /* (read by BAD_STALE_PHASE only: tryOffer checks again) */
       wait_ = 0
     }
   }
@@ -478,7 +493,7 @@ end_task:
        tstate[t] = T_WITHDRAWN;
        printf("EV withdrawn %d\n", t)
      }
-  /* the caller cancels it (TaskHandle.cancel = Engine.cancelTask), while queued or running */
+  /* the caller cancels it (TaskHandle.cancel = Engine.stop(task, "cancelled")), while queued or running */
   :: d_step {
        cancelsLeft > 0 && (tstate[t] == T_QUEUED || (tstate[t] == T_RUNNING && stopReason[t] == K_NONE)) ->
        cancelsLeft--;
@@ -516,7 +531,7 @@ end_task:
 #define S_FINAL 5
 #define S_PUMP 6
 byte dmode = D_RUN;
-hidden byte ds_;
+byte ds_;
 
 inline pump() {
   do
@@ -531,7 +546,13 @@ end_dispatcher:
   :: atomic {
        ((dmode == D_RUN && signalled) || (dmode == D_DRAIN && (signalled || (graceFinite && !graceExpired))) || dmode == D_CANCEL) ->
        if
-       :: signalled -> signalled = 0; ds_ = dmode + 1                 /* woken (wake) */
+       :: signalled ->                                                 /* woken (wake) */
+          signalled = 0;
+          if
+          :: dmode == D_RUN -> ds_ = S_RUN
+          :: dmode == D_DRAIN -> ds_ = S_DRAIN
+          :: else -> ds_ = S_WAITF
+          fi
        :: dmode == D_DRAIN && graceFinite && !graceExpired ->
           graceExpired = 1; ds_ = S_DRAIN;                             /* the grace period ended (once) */
           printf("EV grace\n")
@@ -539,10 +560,6 @@ end_dispatcher:
           printf("EV deadline\n")
        fi;
        d_step {
-       if
-       :: ds_ == S_CANCEL -> ds_ = S_WAITF                             /* woken while waiting for fibers */
-       :: else -> skip
-       fi;
        do
        :: ds_ == S_RUN ->                                              /* run: pump, unless shutdown was asked */
           if
@@ -616,7 +633,11 @@ end_consumer:
        :: else -> break
        od;
        c_ = 0;
+#ifndef BAD_PULL_NO_REFILL
        refill()
+#else
+       skip                                           /* blocked deliveries wait for a shutdown */
+#endif
      }
   :: atomic { len(items) == 0 && pileClosed -> break } /* the Pile ends */
   od;
@@ -673,11 +694,18 @@ end_never:
   skip
 }
 
-/* I10, I13 and the intake hand-off, in every state. */
+/* I10, I13 and the intake hand-off, in every state: the monitor can step exactly when one of them is false. */
 #define INVARIANT (slots <= C && nAlive <= C && nAlive - nAbandonedAlive <= slots && len(intake) <= Q && !(len(waiters) > 0 && len(intake) < Q && phase == OPEN))
 active proctype Invariants() {
 end_invariants:
-  atomic { !INVARIANT -> assert(INVARIANT) }
+  atomic {
+    !INVARIANT ->
+    assert(slots <= C);                                    /* I10: slots in use never exceed the cap */
+    assert(nAlive <= C);                                   /* I10: fibers really running (abandoned ones too) */
+    assert(nAlive - nAbandonedAlive <= slots);             /* I10: a task keeps its slot until its fiber stops */
+    assert(len(intake) <= Q);                              /* I13 */
+    assert(!(len(waiters) > 0 && len(intake) < Q && phase == OPEN)) /* I2, I13: no waiting while there is room */
+  }
 }
 
 /* ---------------------------------------------------------------------------------------------------- */
@@ -690,6 +718,9 @@ ltl cancel_terminates { [] ((req == CANCEL) -> <> (phase == CLOSED)) }
 /* I16: a task that may start does start (or can no longer start: shutdown, cancel). */
 ltl progress { [] (canStart -> <> !canStart) }
 /* I1: with a consumer, every accepted task's outcome is eventually read, and nobody waits forever to submit;
-   unless the consumer is absent, or no shutdown comes and a finalizer hangs (its fiber keeps its slot until a
-   shutdown abandons it). Every term is stable once true, so this is "eventually, for good". */
-ltl delivered { <> [] ((nConsumed == nAccepted && len(waiters) == 0) || consumerGone || (req == NONE && nHung > 0)) }
+   unless the consumer is absent, or a finalizer hangs while no shutdown comes (the hung task keeps its slot
+   until a shutdown abandons it) or while a drain with infinite grace waits for it (stuckDrain). With finitely
+   many tasks each term changes finitely often, so "infinitely often" here means "eventually, for good".
+   (Written []<> rather than <>[]: with weak fairness, pan misses a <>[] violation that shows only as a final
+   state repeated forever.) */
+ltl delivered { [] <> ((nConsumed == nAccepted && len(waiters) == 0) || consumerGone || (req == NONE && nHung > 0) || stuckDrain) }
