@@ -160,7 +160,7 @@ describe("ErrorPolicy", () => {
       assert.strictEqual(outcome.attempts, 3)
     }))
 
-  it.effect("interruptions and the executor's Closed error are never retried", () =>
+  it.effect("I21 interruptions and the executor's Closed error are never retried", () =>
     Effect.gen(function*() {
       const executor = yield* make()
       const policy = ErrorPolicy.retry(Schedule.recurs(5))

@@ -303,6 +303,37 @@ describe("lifetime", () => {
     }))
 })
 
+describe("progress", () => {
+  it.effect("I16 when work is queued and a slot frees up, the next task starts without anyone asking", () =>
+    Effect.gen(function*() {
+      const executor = yield* make({ concurrency: 1 })
+      yield* executor.submit(Effect.sleep(10))
+      const next = yield* executor.submit(Effect.succeed("next"))
+      yield* TestClock.adjust(10)
+      assert.strictEqual(yield* next.join, "next")
+    }))
+
+  it.effect("I16 a failure of the executor's own machinery closes admission and gives every task an outcome", () =>
+    Effect.gen(function*() {
+      const executor = yield* make({ concurrency: 1 })
+      const running = yield* executor.submit(Effect.never)
+      const queued = yield* executor.submit(Effect.never)
+      yield* TestClock.adjust(1)
+      // The dispatcher fiber dies as if a bug in the engine threw.
+      engineOf(executor).dispatcher!.interruptUnsafe()
+      yield* Effect.yieldNow
+      assert.deepStrictEqual([(yield* running.outcome).kind, (yield* queued.outcome).kind], [
+        "interrupted",
+        "interrupted"
+      ])
+      assert.strictEqual(reasonOf(yield* Effect.exit(executor.submit(Effect.void))), "Closed")
+      assert.strictEqual((yield* executor.stats).phase, "closed")
+      const error = yield* Effect.flip(executor.join)
+      assert.strictEqual(error.reason._tag, "Escalated")
+      assert.strictEqual((error.reason as ExecutorError.Escalated).source, "executor")
+    }))
+})
+
 describe("limits", () => {
   it.effect("I9 every slot is released exactly once, on every path", () =>
     Effect.gen(function*() {
