@@ -554,28 +554,136 @@ export interface RunOptions<in out I, in out A, in out E> {
  * The executor. `A` and `E` bound what tasks may return and fail with; the service provided by `layer` is an
  * `Executor<unknown, unknown>`, and each `submit` keeps its task's own types in the handle.
  *
+ * **Details**
+ *
+ * Two ways in, two ways out:
+ *
+ * - `submit` / `trySubmit` / `submitAll` for work that arrives over time (a service); each task's outcome goes
+ *   to its handle and to the executor-wide `pile`.
+ * - `run(inputs, f)` for a batch; its outcomes go to the batch's own Pile, which is the stream it returns.
+ *
+ * Both share the executor's queue, concurrency cap, rate limits and error policy. Each member below states its
+ * concurrency contract: the order of results, what suspends, what interruption does, what shutdown does.
+ *
+ * **Example**
+ *
+ * ```ts
+ * import { Executor, Pile } from "@pile/executor"
+ * import { Effect } from "effect"
+ * import assert from "node:assert/strict"
+ *
+ * // Library code takes the executor as a parameter (or from the context) and never owns its lifetime.
+ * const lengths = (executor: Executor.Executor, words: ReadonlyArray<string>) =>
+ *   Pile.collect(executor.run(words, (word) => Effect.succeed(word.length)))
+ *
+ * const program = Effect.gen(function*() {
+ *   const executor = yield* Executor.make({ concurrency: 2 })
+ *   assert.deepEqual(yield* lengths(executor, ["a", "bb", "ccc"]), [1, 2, 3])
+ * }).pipe(Effect.scoped)
+ *
+ * await Effect.runPromise(program)
+ * ```
+ *
  * @category models
  * @since 0.1.0
  */
 export interface Executor<A = unknown, E = unknown> {
+  /** The `name` option: in metrics (`executor` attribute), spans and messages. */
   readonly name: string
   /**
    * Puts a task in the queue, waiting while the queue is full, and returns its handle once accepted.
    *
+   * **When to use**
+   *
+   * For work that arrives over time from many fibers (requests of a server, messages of a consumer), when
+   * each caller wants its own task's result. For a known list of inputs, `run` is simpler.
+   *
    * **Details**
    *
    * - Suspends while the queue is full (strategy `"suspend"`); never waits with `"dropping"` or `"sliding"`.
+   *   Waiting submitters get places in the order they came (I11).
    * - Interrupting a waiting submitter leaves nothing queued.
-   * - Fails with `ExecutorError` `Closed` once shutdown has begun (I6).
+   * - Fails with `ExecutorError` `Closed` once shutdown has begun (I6), even for a submitter already waiting,
+   *   and for a task that submits while the executor drains.
+   * - Succeeds as soon as the task is accepted, not when it finishes: wait on the handle for that. Tasks
+   *   start in submission order, as slots and rate budgets allow.
    * - The task runs later, in its own fiber, with the services of the submitter (its context is captured
    *   here), including its tracer and clock.
+   * - The task belongs to the executor, not to the submitter: interrupting the submitting fiber afterwards
+   *   does not cancel it (use the handle's `cancel`). When the executor's scope closes, it is drained or
+   *   cancelled with everything else, and always gets an outcome.
    * - The task's failure or defect becomes its outcome; nothing else notices (I4).
+   *
+   * **Gotchas**
+   *
+   * Every outcome also goes to the executor-wide `pile`, which by default keeps outcomes until someone reads
+   * them. If you only use handles, make the executor with `pile: "none"` so unread outcomes do not pile up.
+   *
+   * **Example**
+   *
+   * ```ts
+   * import { Executor } from "@pile/executor"
+   * import { Context, Effect } from "effect"
+   * import assert from "node:assert/strict"
+   *
+   * const Tenant = Context.Service<string>("Tenant")
+   *
+   * const program = Effect.gen(function*() {
+   *   const executor = yield* Executor.make({ concurrency: 4, pile: "none" })
+   *   // The task reads a service: it runs with the submitter's context.
+   *   const handle = yield* executor.submit(Effect.map(Tenant, (t) => `report for ${t}`)).pipe(
+   *     Effect.provideService(Tenant, "acme")
+   *   )
+   *   assert.equal(yield* handle.join, "report for acme")
+   * }).pipe(Effect.scoped)
+   *
+   * await Effect.runPromise(program)
+   * ```
    */
   readonly submit: <A1 extends A, E1 extends E, R>(
     task: Effect.Effect<A1, E1, R>,
     options?: TaskOptions<A1, E1> | undefined
   ) => Effect.Effect<TaskHandle<A1, E1>, ExecutorError.ExecutorError, R>
-  /** Like `submit`, but never waits: a full queue fails with `ExecutorError` `QueueFull`. */
+  /**
+   * Like `submit`, but never waits: a full queue fails with `ExecutorError` `QueueFull`.
+   *
+   * **When to use**
+   *
+   * At the edge of a system, to shed load: answer "busy" at once instead of making a caller wait.
+   *
+   * **Details**
+   *
+   * Never suspends. With the strategy `"suspend"` a full queue fails it with `QueueFull` (the task is not
+   * accepted, `stats.rejected` counts it); with `"dropping"` or `"sliding"` it behaves as `submit`. Everything
+   * else (order, ownership, shutdown) is as for `submit`.
+   *
+   * **Gotchas**
+   *
+   * Submitters waiting in `submit` keep their turn: `trySubmit` never takes a place ahead of them.
+   *
+   * **Example**
+   *
+   * ```ts
+   * import { Executor } from "@pile/executor"
+   * import { Effect } from "effect"
+   * import assert from "node:assert/strict"
+   *
+   * const program = Effect.gen(function*() {
+   *   const executor = yield* Executor.make({ concurrency: 1, capacity: 1 })
+   *   yield* executor.submit(Effect.never)
+   *   yield* Effect.yieldNow // the first task starts
+   *   yield* executor.submit(Effect.never) // and the second fills the queue
+   *   const answer = yield* executor.trySubmit(Effect.succeed("done")).pipe(
+   *     Effect.as("accepted"),
+   *     Effect.catchTag("ExecutorError", (error) => Effect.succeed(error.reason._tag))
+   *   )
+   *   assert.equal(answer, "QueueFull")
+   *   yield* executor.shutdown({ mode: "cancel" })
+   * }).pipe(Effect.scoped)
+   *
+   * await Effect.runPromise(program)
+   * ```
+   */
   readonly trySubmit: <A1 extends A, E1 extends E, R>(
     task: Effect.Effect<A1, E1, R>,
     options?: TaskOptions<A1, E1> | undefined
@@ -583,6 +691,41 @@ export interface Executor<A = unknown, E = unknown> {
   /**
    * Submits every task of an iterable or a stream, in order, waiting for space as needed; succeeds with how
    * many were accepted. The outcomes go to the executor-wide `pile`.
+   *
+   * **When to use**
+   *
+   * To feed a stream of work into a long-lived executor whose results you read from `pile` (a producer and a
+   * consumer running side by side).
+   *
+   * **Details**
+   *
+   * `Effect.forEach(tasks, submit)` (or `Stream.runForEach` for a stream): one submission at a time, each
+   * suspending while the queue is full, so a stream is pulled only as fast as the executor takes work.
+   * Interrupting it stops submitting; the tasks already accepted keep running. Once shutdown begins it fails
+   * with `Closed`; a failing input stream fails it with the stream's error.
+   *
+   * **Gotchas**
+   *
+   * It returns no handles: read the outcomes from `pile`, which ends only after the executor has shut down.
+   *
+   * **Example**
+   *
+   * ```ts
+   * import { Executor } from "@pile/executor"
+   * import { Effect, Stream } from "effect"
+   * import assert from "node:assert/strict"
+   *
+   * const program = Effect.gen(function*() {
+   *   const executor = yield* Executor.make({ concurrency: 2 })
+   *   const accepted = yield* executor.submitAll(Stream.range(1, 5).pipe(Stream.map((n) => Effect.succeed(n * n))))
+   *   assert.equal(accepted, 5)
+   *   yield* executor.shutdown() // drain, then the Pile ends
+   *   const outcomes = yield* Stream.runCollect(executor.pile)
+   *   assert.deepEqual(outcomes.map((o) => o.kind), ["success", "success", "success", "success", "success"])
+   * }).pipe(Effect.scoped)
+   *
+   * await Effect.runPromise(program)
+   * ```
    */
   readonly submitAll: <A1 extends A, E1 extends E, R, EX = never, RX = never>(
     tasks: Iterable<Effect.Effect<A1, E1, R>> | Stream.Stream<Effect.Effect<A1, E1, R>, EX, RX>
@@ -599,6 +742,51 @@ export interface Executor<A = unknown, E = unknown> {
    * down (or the input stream fails) before every input was submitted, the Pile delivers the outcome of every
    * accepted task and then fails with that error. If the consumer stops early, the batch's remaining tasks are
    * cancelled and awaited.
+   *
+   * **When to use**
+   *
+   * For a known set (or a stream) of inputs: a crawl, a batch of LLM prompts, a data migration. Read the
+   * outcomes as they complete, or end with `Pile.collect`.
+   *
+   * **Details**
+   *
+   * - Order: outcomes in completion order, each with its `input`; tasks start in input order.
+   * - Suspends: a feeder fiber submits the inputs, waiting while the executor's queue is full, so a stream of
+   *   inputs is read only as fast as the executor takes work. When the batch's buffer (`buffer`, default 256
+   *   unread outcomes) is full, finished tasks keep their concurrency slots until the consumer reads: a slow
+   *   consumer slows the batch down instead of growing memory.
+   * - Interruption: interrupting the consumer (or stopping early, `Stream.take`) closes the batch: the feeder
+   *   stops, and the batch's remaining tasks are cancelled and awaited before the stream's scope closes.
+   * - Shutdown: a drain finishes the accepted tasks and delivers their outcomes; inputs not yet submitted are
+   *   not run, and the Pile then fails with `Closed`. After an escalation it fails with `Escalated`, after the
+   *   last outcome.
+   * - The batch's outcomes go to its own Pile only, not to the executor-wide `pile`; an input whose cost can
+   *   never fit a limit ends as `"rejected"` without stopping the batch.
+   *
+   * **Gotchas**
+   *
+   * - The stream is a description: nothing runs until it is consumed, and consuming it twice runs the batch
+   *   twice.
+   * - `f` is called when an input is submitted; the effect it returns runs when the task starts.
+   *
+   * **Example**
+   *
+   * ```ts
+   * import { Executor } from "@pile/executor"
+   * import { Effect, Stream } from "effect"
+   * import assert from "node:assert/strict"
+   *
+   * const program = Effect.gen(function*() {
+   *   const executor = yield* Executor.make({ concurrency: 3 })
+   *   const outcomes = yield* Stream.runCollect(
+   *     executor.run([30, 10, 20], (ms) => ms === 20 ? Effect.fail("twenty") : Effect.as(Effect.sleep(ms), ms))
+   *   )
+   *   // Completion order: the failure first (at once), then 10 ms, then 30 ms.
+   *   assert.deepEqual(outcomes.map((o) => [o.input, o.kind]), [[20, "failure"], [10, "success"], [30, "success"]])
+   * }).pipe(Effect.scoped)
+   *
+   * await Effect.runPromise(program)
+   * ```
    */
   readonly run: <I, B extends A, E1 extends E, R, EI = never, RI = never>(
     inputs: Iterable<I> | Stream.Stream<I, EI, RI>,
@@ -609,22 +797,212 @@ export interface Executor<A = unknown, E = unknown> {
    * The executor-wide Pile: the outcome of every task given to `submit`, `trySubmit` and `submitAll`, in
    * completion order. Single-consumer: each outcome is delivered once (use `Stream.broadcast` to fan out).
    * It ends after shutdown, once every outcome has been read; it fails with `Escalated` after an escalation.
+   *
+   * **When to use**
+   *
+   * For one long-lived consumer of everything the executor finishes: a results writer, a progress reporter,
+   * a dead-letter sink.
+   *
+   * **Details**
+   *
+   * - Order: completion order, one outcome per pull.
+   * - Suspends: the reader waits while nothing is buffered. With `pile: { capacity }` a full buffer makes
+   *   finished tasks keep their slots until the reader catches up; the default buffer is unbounded.
+   * - Interruption: stopping the reader leaves the executor running; outcomes not yet pulled stay buffered for
+   *   a later reader.
+   * - Shutdown lifts the buffer's bound (an absent reader never blocks it, I14); the stream ends once the
+   *   executor is closed and every outcome has been read.
+   *
+   * **Gotchas**
+   *
+   * - Single consumer: two readers at once split the outcomes (fan out with `Stream.broadcast`). A reader that
+   *   stops early (`Stream.take(n)`) takes exactly what it keeps: each pull takes one outcome.
+   * - With `pile: "none"`, reading it is a defect. Batches (`run`) never deliver here.
+   *
+   * **Example**
+   *
+   * ```ts
+   * import { Executor } from "@pile/executor"
+   * import { Effect, Fiber, Stream } from "effect"
+   * import assert from "node:assert/strict"
+   *
+   * const program = Effect.gen(function*() {
+   *   const executor = yield* Executor.make({ concurrency: 4 })
+   *   // One consumer, started first, reads until the executor has shut down.
+   *   const reader = yield* Effect.forkChild(Stream.runCollect(executor.pile))
+   *   for (const ms of [30, 10, 20]) yield* executor.submit(Effect.as(Effect.sleep(ms), ms))
+   *   yield* executor.shutdown() // drain; then the Pile ends
+   *   const outcomes = yield* Fiber.join(reader)
+   *   assert.deepEqual(outcomes.map((o) => o.exit._tag === "Success" ? o.exit.value : undefined), [10, 20, 30])
+   * }).pipe(Effect.scoped)
+   *
+   * await Effect.runPromise(program)
+   * ```
    */
   readonly pile: Pile<A, E, undefined, ExecutorError.ExecutorError>
   /**
    * Shuts down and waits until it is done: admission closes at once, then the executor drains or cancels
    * (`options` default to the ones given at `make`). Idempotent; a `"cancel"` call cuts a drain in
    * progress short. Not interruptible: the shutdown goes on even if the caller is interrupted.
+   *
+   * **When to use**
+   *
+   * To stop an executor before its scope closes: on SIGTERM, at the end of a phase of a program, or in tests
+   * (`{ mode: "cancel" }`).
+   *
+   * **Details**
+   *
+   * `shutdown` is: close admission (every waiting and later `submit` fails with `Closed`; Pile bounds are
+   * lifted), then drain (keep starting queued tasks until nothing is queued or running, or until `grace`
+   * has passed) or skip the drain for `"cancel"`, then cancel what is left (queued tasks end as
+   * `"interrupted"` without running; running ones are interrupted and awaited, each for at most
+   * `finalizerTimeout`, then abandoned and counted in `stats.abandoned`), then stop the services, then close
+   * the executor-wide Pile, then wait for the dispatcher fiber to end. Closing the scope does the same with
+   * the `shutdown` options of `make`.
+   *
+   * **Gotchas**
+   *
+   * Under `TestClock`, a drain with work left waits for virtual time: use `{ mode: "cancel" }` in tests, or
+   * let the work finish first.
+   *
+   * **Example**
+   *
+   * ```ts
+   * import { Executor } from "@pile/executor"
+   * import { Effect } from "effect"
+   * import assert from "node:assert/strict"
+   *
+   * const program = Effect.gen(function*() {
+   *   const executor = yield* Executor.make({ concurrency: 1 })
+   *   const a = yield* executor.submit(Effect.as(Effect.sleep("10 millis"), "a"))
+   *   const b = yield* executor.submit(Effect.succeed("b")) // still queued
+   *   yield* executor.shutdown({ mode: "drain", grace: "1 second" })
+   *   // The drain finished both, then closed the executor.
+   *   assert.deepEqual([yield* a.join, yield* b.join], ["a", "b"])
+   *   assert.equal((yield* executor.stats).phase, "closed")
+   *   const late = yield* Effect.flip(executor.submit(Effect.void))
+   *   assert.equal(late.reason._tag, "Closed")
+   * }).pipe(Effect.scoped)
+   *
+   * await Effect.runPromise(program)
+   * ```
    */
   readonly shutdown: (options?: ShutdownOptions | undefined) => Effect.Effect<void>
-  /** Changes the concurrency cap. Lowering it never preempts running tasks; it only delays new starts. */
+  /**
+   * Changes the concurrency cap. Lowering it never preempts running tasks; it only delays new starts.
+   *
+   * **When to use**
+   *
+   * To adapt to the other side at run time: lower the cap when a server slows down, raise it when it
+   * recovers, or drive it from a feedback loop on latency.
+   *
+   * **Details**
+   *
+   * Takes effect at once: raising the cap starts queued tasks right away (first come, first served); after
+   * lowering it, no task starts until fewer than the new cap are running (I10). Never suspends. A value that
+   * is not an integer >= 1 fails with `InvalidOption` and changes nothing.
+   *
+   * **Gotchas**
+   *
+   * The cap counts tasks until their fiber has really stopped, finalizers included, and finished tasks whose
+   * outcome waits for room in a bounded Pile.
+   *
+   * **Example**
+   *
+   * ```ts
+   * import { Executor } from "@pile/executor"
+   * import { Effect } from "effect"
+   * import assert from "node:assert/strict"
+   *
+   * const program = Effect.gen(function*() {
+   *   const executor = yield* Executor.make({ concurrency: 1 })
+   *   for (let i = 0; i < 3; i++) yield* executor.submit(Effect.never)
+   *   yield* Effect.yieldNow
+   *   assert.equal((yield* executor.stats).running, 1)
+   *   yield* executor.resize(3)
+   *   yield* Effect.yieldNow
+   *   assert.equal((yield* executor.stats).running, 3)
+   *   yield* executor.shutdown({ mode: "cancel" })
+   * }).pipe(Effect.scoped)
+   *
+   * await Effect.runPromise(program)
+   * ```
+   */
   readonly resize: (concurrency: number) => Effect.Effect<void, ExecutorError.ExecutorError>
-  /** A snapshot of the executor's state. */
+  /**
+   * A snapshot of the executor's state.
+   *
+   * **When to use**
+   *
+   * For people: logs, a health endpoint, a test's assertions. For dashboards, use the metrics; for a periodic
+   * view, `progress`.
+   *
+   * **Details**
+   *
+   * Synchronous and consistent: the counts add up at every snapshot (I15). Never suspends; works in every
+   * phase, including after shutdown.
+   *
+   * **Gotchas**
+   *
+   * A task submitted a moment ago may still show as `queued`: the dispatcher starts it on its next step.
+   *
+   * **Example**
+   *
+   * ```ts
+   * import { Executor, Pile } from "@pile/executor"
+   * import { Effect } from "effect"
+   * import assert from "node:assert/strict"
+   *
+   * const program = Effect.gen(function*() {
+   *   const executor = yield* Executor.make()
+   *   yield* Pile.partition(executor.run([1, 2, 3], (n) => n === 2 ? Effect.fail("two") : Effect.succeed(n)))
+   *   const stats = yield* executor.stats
+   *   assert.deepEqual([stats.accepted, stats.finished, stats.outcomes.success, stats.outcomes.failure], [3, 3, 2, 1])
+   * }).pipe(Effect.scoped)
+   *
+   * await Effect.runPromise(program)
+   * ```
+   */
   readonly stats: Effect.Effect<Stats>
   /**
    * Snapshots at a chosen interval (default 1 second), for progress bars and dashboards: the first at once,
    * the last once the executor has shut down (then the stream ends). Each adds the throughput since the
    * previous snapshot.
+   *
+   * **When to use**
+   *
+   * To drive a progress bar or a periodic log line while a batch runs (the CLI's progress line is built on
+   * it).
+   *
+   * **Details**
+   *
+   * A `Stream.tick` mapped to `stats`: each run of the stream has its own first snapshot (`elapsed` 0).
+   * Interrupting the consumer stops the stream and nothing else. The stream ends by itself after the snapshot
+   * that shows the phase `"closed"`.
+   *
+   * **Gotchas**
+   *
+   * Under `TestClock` the ticks follow virtual time.
+   *
+   * **Example**
+   *
+   * ```ts
+   * import { Executor } from "@pile/executor"
+   * import { Effect, Fiber, Stream } from "effect"
+   * import assert from "node:assert/strict"
+   *
+   * const program = Effect.gen(function*() {
+   *   const executor = yield* Executor.make()
+   *   const reporter = yield* Effect.forkChild(Stream.runCollect(executor.progress({ interval: "10 millis" })))
+   *   yield* executor.submit(Effect.sleep("25 millis"))
+   *   yield* executor.shutdown() // the progress stream ends after showing "closed"
+   *   const snapshots = yield* Fiber.join(reporter)
+   *   assert.equal(snapshots.at(-1)!.phase, "closed")
+   *   assert.equal(snapshots.at(-1)!.finished, 1)
+   * }).pipe(Effect.scoped)
+   *
+   * await Effect.runPromise(program)
+   * ```
    */
   readonly progress: (options?: ProgressOptions | undefined) => Stream.Stream<Progress>
   /**
@@ -640,6 +1018,41 @@ export interface Executor<A = unknown, E = unknown> {
    * - Interrupting the caller while it waits interrupts the half-started service.
    * - After readiness, a failure restarts the service on `options.restart`; without a schedule, or when it is
    *   exhausted, the failure is escalated: the executor stops and `join` fails with `Escalated`.
+   * - The service belongs to the executor: it is stopped at shutdown, after the tasks, bounded by
+   *   `finalizerTimeout`; `handle.stop` stops it earlier. It does not count against the concurrency cap.
+   *
+   * **When to use**
+   *
+   * For companions of the executor's work that must be up before work starts: a local proxy, a cache warmer,
+   * a listener whose port the tasks need.
+   *
+   * **Gotchas**
+   *
+   * After shutdown has begun, `start` fails with `Closed`. A service that returns normally after readiness
+   * just ends (it is not restarted).
+   *
+   * **Example**
+   *
+   * ```ts
+   * import { Executor } from "@pile/executor"
+   * import { Effect } from "effect"
+   * import assert from "node:assert/strict"
+   *
+   * const program = Effect.gen(function*() {
+   *   const executor = yield* Executor.make()
+   *   // `start` returns once the service calls ready, with the value it passed.
+   *   const cache = yield* executor.start((ready: (size: number) => Effect.Effect<void>) =>
+   *     Effect.gen(function*() {
+   *       yield* Effect.sleep("5 millis") // warming up
+   *       yield* ready(128)
+   *       yield* Effect.never // serve until shutdown
+   *     }), { name: "cache" })
+   *   assert.equal(cache.value, 128)
+   *   assert.equal((yield* executor.stats).services.running, 1)
+   * }).pipe(Effect.scoped)
+   *
+   * await Effect.runPromise(program)
+   * ```
    */
   readonly start: <V, E1, R>(
     service: (ready: (value: V) => Effect.Effect<void>) => Effect.Effect<unknown, E1, R>,
@@ -648,12 +1061,79 @@ export interface Executor<A = unknown, E = unknown> {
   /**
    * Waits for the executor to end: succeeds once it has shut down, fails with `ExecutorError` `Escalated` if
    * a failure was escalated. Race your program against it to fail fast.
+   *
+   * **When to use**
+   *
+   * With `ErrorPolicy.escalate` or supervised services: `Effect.raceFirst(program, join)` makes an escalated
+   * failure end the program. `Executor.scoped` does exactly that for you.
+   *
+   * **Details**
+   *
+   * Suspends until the executor is `"closed"`, which happens only through shutdown (a call, the scope closing
+   * or an escalation). Interrupting the waiter affects nothing else. Every task has its outcome by the time it
+   * returns.
+   *
+   * **Gotchas**
+   *
+   * On an executor that nobody shuts down, `join` waits until its scope closes.
+   *
+   * **Example**
+   *
+   * ```ts
+   * import { Executor } from "@pile/executor"
+   * import { Effect, Fiber } from "effect"
+   * import assert from "node:assert/strict"
+   *
+   * const program = Effect.gen(function*() {
+   *   const executor = yield* Executor.make()
+   *   const joined = yield* Effect.forkChild(executor.join)
+   *   yield* executor.submit(Effect.sleep("5 millis"))
+   *   yield* executor.shutdown()
+   *   yield* Fiber.join(joined) // succeeded: a normal shutdown
+   *   assert.equal((yield* executor.stats).phase, "closed")
+   * }).pipe(Effect.scoped)
+   *
+   * await Effect.runPromise(program)
+   * ```
    */
   readonly join: Effect.Effect<void, ExecutorError.ExecutorError>
 }
 
 /**
  * The executor as a service, for `layer`.
+ *
+ * **When to use**
+ *
+ * In an application assembled from layers: code that needs the executor reads it from the context
+ * (`yield* Executor.Executor`), and the program's edge decides its options and lifetime with `layer`.
+ *
+ * **Details**
+ *
+ * A `Context.Service` key for an `Executor<unknown, unknown>`; each `submit` and `run` still keeps its own
+ * task types. One executor per layer: every fiber that reads the service shares its queue and limits.
+ *
+ * **Gotchas**
+ *
+ * For two executors with different limits in one program, define your own keys (for example with
+ * `Context.Service<Executor.Executor>("app/SearchExecutor")`) and provide each with
+ * `Layer.effect(key, Executor.make(options))`.
+ *
+ * **Example**
+ *
+ * ```ts
+ * import { Executor, Pile } from "@pile/executor"
+ * import { Effect } from "effect"
+ * import assert from "node:assert/strict"
+ *
+ * const squares = (inputs: ReadonlyArray<number>) =>
+ *   Effect.gen(function*() {
+ *     const executor = yield* Executor.Executor
+ *     return yield* Pile.collect(executor.run(inputs, (n) => Effect.succeed(n * n)))
+ *   })
+ *
+ * const values = await Effect.runPromise(squares([1, 2, 3]).pipe(Effect.provide(Executor.layer({ concurrency: 2 }))))
+ * assert.deepEqual(values, [1, 4, 9])
+ * ```
  *
  * @category services
  * @since 0.1.0
@@ -686,7 +1166,7 @@ const resolveShutdown = (
 ) =>
   Result.all({
     mode: Check.oneOf(`${prefix}.mode`, options?.mode, ["drain", "cancel"], fallback.mode),
-    grace: Check.duration(`${prefix}.grace`, options?.grace, fallback.grace, true)
+    grace: Check.duration(`${prefix}.grace`, options?.grace, fallback.grace)
   })
 
 const optionalDuration = (option: string, value: Duration.Input | undefined) =>
@@ -728,9 +1208,11 @@ const resolve = (options: Options<any> | undefined): Result.Result<Resolved, Exe
  * **Details**
  *
  * Options are checked first: a bad value fails with `ExecutorError` `InvalidOption` naming the option and the
- * value, and nothing is started. The executor forks one dispatcher fiber, plus one fiber per running task
- * attempt and one per service, all in the scope. When the scope closes, the executor drains (or cancels),
- * every task gets its outcome, and every fiber it forked has ended before the close completes (I5, I7, I8).
+ * value, and nothing is started. The executor forks one dispatcher fiber into the scope; the dispatcher
+ * starts one fiber per running task attempt, and `start` one per service, all owned by the executor. When the
+ * scope closes, the executor runs `shutdown` with the `shutdown` options (default: drain, 30 second grace):
+ * every task gets its outcome, and every fiber it forked has ended (or was abandoned after
+ * `finalizerTimeout`, and counted) before the close completes (I5, I7, I8). The close cannot be interrupted.
  *
  * **Gotchas**
  *
@@ -740,18 +1222,22 @@ const resolve = (options: Options<any> | undefined): Result.Result<Resolved, Exe
  * **Example**
  *
  * ```ts
- * import { Effect, Stream } from "effect"
  * import { Executor } from "@pile/executor"
+ * import { Effect } from "effect"
+ * import assert from "node:assert/strict"
  *
  * const program = Effect.gen(function*() {
  *   const executor = yield* Executor.make({ concurrency: 2 })
  *   const a = yield* executor.submit(Effect.succeed(1))
  *   const b = yield* executor.submit(Effect.fail("boom"))
  *   return [yield* a.join, (yield* b.await)._tag]
- * }).pipe(Effect.scoped)
- * // Effect.runPromise(program) resolves to [1, "Failure"]
+ * }).pipe(Effect.scoped) // closing the scope drains the executor
+ *
+ * assert.deepEqual(await Effect.runPromise(program), [1, "Failure"])
  * ```
  *
+ * @see layer: the same executor as a service
+ * @see scoped: an executor whose escalations fail the body
  * @category constructors
  * @since 0.1.0
  */
@@ -767,14 +1253,14 @@ export const make = <A = unknown, E = unknown>(
       : new OutcomeBuffer<Outcome.Outcome<any, any, any>, any>(config.pile)
     const breaker = yield* makeBreaker(options?.circuitBreaker, config.whenOpen)
     // The gauges read the engine when scraped; it exists by then.
-    let engineRef: Engine | undefined
+    const ref: { engine?: Engine } = {}
     const instruments = options?.metrics === false ? undefined : new Instruments(
       config.name,
       yield* Effect.context<never>(),
       {
-        queued: () => engineRef?.intake.size ?? 0,
-        waiting: () => engineRef?.pendingCount ?? 0,
-        running: () => engineRef?.running.size ?? 0
+        queued: () => ref.engine?.intake.size ?? 0,
+        waiting: () => ref.engine?.pendingCount ?? 0,
+        running: () => ref.engine?.running.size ?? 0
       }
     )
     if (instruments !== undefined) yield* Scope.addFinalizer(scope, Effect.sync(() => instruments.remove()))
@@ -790,7 +1276,7 @@ export const make = <A = unknown, E = unknown>(
       clock,
       pile
     )
-    engineRef = engine
+    ref.engine = engine
     const dispatcher = yield* Effect.forkIn(engine.run, scope)
     engine.dispatcher = dispatcher
     engine.fibers.add(dispatcher)
@@ -805,20 +1291,39 @@ export const make = <A = unknown, E = unknown>(
 /**
  * Provides an executor as the `Executor` service; it shuts down when the layer's scope closes.
  *
+ * **When to use**
+ *
+ * At the edge of an application: build the executor once with its options, provide it with the rest of the
+ * layers, and let code read it with `yield* Executor.Executor`.
+ *
+ * **Details**
+ *
+ * `Layer.effect(Executor, make(options))`: the executor lives as long as the layer (for `Effect.provide`,
+ * the provided effect; for `ManagedRuntime`, until `dispose`). Building the layer fails with `InvalidOption`
+ * for a bad option. When the layer's scope closes, the executor shuts down as with `make`.
+ *
+ * **Gotchas**
+ *
+ * `Effect.provide(layer)` on two effects builds two executors. To share one executor between several
+ * effects, provide the layer once, around all of them (or use a `ManagedRuntime`).
+ *
  * **Example**
  *
  * ```ts
- * import { Effect } from "effect"
  * import { Executor } from "@pile/executor"
+ * import { Effect } from "effect"
+ * import assert from "node:assert/strict"
  *
  * const program = Effect.gen(function*() {
  *   const executor = yield* Executor.Executor
  *   const handle = yield* executor.submit(Effect.succeed("done"))
  *   return yield* handle.join
  * })
- * // Effect.runPromise(program.pipe(Effect.provide(Executor.layer({ concurrency: 4 })))) resolves to "done"
+ *
+ * assert.equal(await Effect.runPromise(program.pipe(Effect.provide(Executor.layer({ concurrency: 4 })))), "done")
  * ```
  *
+ * @see make: the executor in the current scope, without a service
  * @category layers
  * @since 0.1.0
  */
@@ -830,6 +1335,37 @@ export const layer = (options?: Options<unknown> | undefined): Layer.Layer<Execu
  * `shutdown` options); if a failure is escalated meanwhile, `body` is interrupted and the whole effect fails
  * with `ExecutorError` `Escalated`.
  *
+ * **When to use**
+ *
+ * For a unit of work that must succeed as a whole and should stop at the first escalated failure: the
+ * executor's counterpart of a Trio nursery or Kotlin's `coroutineScope`.
+ *
+ * **Details**
+ *
+ * `make(options)` in a scope of its own, and `body(executor)` raced against `executor.join` (which only ever
+ * ends it by failing): the result is `body`'s, after the executor has shut down (every task submitted by `body` has finished, or was cancelled
+ * after the grace period). An escalation interrupts `body` and fails the whole effect with `Escalated`.
+ * Interrupting the whole effect interrupts `body` and then shuts the executor down.
+ *
+ * **Gotchas**
+ *
+ * The effect returns only after the drain: tasks `body` submitted and did not wait for still run to the end
+ * (up to the grace period).
+ *
+ * **Example**
+ *
+ * ```ts
+ * import { Executor, Pile } from "@pile/executor"
+ * import { Effect } from "effect"
+ * import assert from "node:assert/strict"
+ *
+ * const total = Executor.scoped({ concurrency: 4 }, (executor) =>
+ *   Effect.map(Pile.collect(executor.run([1, 2, 3], (n) => Effect.succeed(n * 10))), (xs) => xs.reduce((a, b) => a + b, 0)))
+ *
+ * assert.equal(await Effect.runPromise(total), 60)
+ * ```
+ *
+ * @see ErrorPolicy.escalate: the policy that makes a task's failure escalate
  * @category constructors
  * @since 0.1.0
  */
@@ -1058,7 +1594,7 @@ class ExecutorImpl<A, E> implements Executor<A, E> {
     if (buffer === undefined) {
       return Stream.die(new Error(`the executor "${this.name}" was made with pile: "none": it keeps no outcomes`))
     }
-    return Stream.fromPull(Effect.succeed(buffer.pull as any))
+    return Stream.fromPull(Effect.succeed(buffer.pullOne as any))
   }
 
   shutdown(options?: ShutdownOptions | undefined): Effect.Effect<void> {

@@ -106,6 +106,20 @@ describe("outcomes", () => {
       assert.deepStrictEqual(outcomes.map((o) => o.attempts), [1, 1, 1])
     }))
 
+  it.effect("I1 reading part of the executor's Pile leaves the rest for the next reader", () =>
+    Effect.gen(function*() {
+      const executor = yield* make({ concurrency: 4 })
+      yield* executor.submitAll([Effect.succeed(1), Effect.succeed(2), Effect.succeed(3)])
+      yield* TestClock.adjust(1)
+      assert.strictEqual((yield* executor.stats).pileBuffered, 3)
+      const first = yield* Stream.runCollect(Stream.take(executor.pile, 1))
+      yield* executor.shutdown()
+      const rest = yield* Stream.runCollect(executor.pile)
+      assert.deepStrictEqual([...first, ...rest].map((o) => plain(o.exit)), [{ success: 1 }, { success: 2 }, {
+        success: 3
+      }])
+    }))
+
   it.effect("handles: await gives the Exit, join the value, poll does not wait", () =>
     Effect.gen(function*() {
       const executor = yield* make()

@@ -100,6 +100,9 @@ export interface Gauges {
 
 const ignore = (): void => {}
 
+/** A counter's state, read when scraped. */
+const count = (read: () => number) => () => ({ count: read(), incremental: true })
+
 export class Instruments {
   private readonly context: Context.Context<never>
   private readonly executor: string
@@ -132,7 +135,6 @@ export class Instruments {
   }
 
   private registerCounts(counts: Counts, attributes: Record<string, string>): void {
-    const count = (read: () => number) => () => ({ count: read(), incremental: true })
     this.register(metrics.submitted, attributes, count(() => counts.submitted))
     this.register(metrics.rejected, attributes, count(() => counts.rejected))
     this.register(metrics.attempts, attributes, count(() => counts.attempts))

@@ -17,14 +17,15 @@ interface Blocked<O> {
   readonly release: () => void
 }
 
-type Resume<O, E> = (effect: Effect.Effect<ReadonlyArray<O>, E | Cause.Done>) => void
+type Wake = () => void
 
 export class OutcomeBuffer<O, E = never> {
-  /** Invariant: items.length <= capacity, except after `unbound`. */
+  /** Buffered outcomes are items[itemsHead..]. Invariant: their count <= capacity, except after `unbound`. */
   private items: Array<O> = []
+  private itemsHead = 0
   private blocked: Array<Blocked<O>> = []
   private blockedHead = 0
-  private consumers: Array<Resume<O, E>> = []
+  private consumers: Array<Wake> = []
   /** Set once no outcome will arrive any more: the pull fails with it after the buffer is drained. */
   private end: Exit.Exit<never, E | Cause.Done> | undefined = undefined
   /** Outcomes accepted into the buffer so far. */
@@ -38,7 +39,7 @@ export class OutcomeBuffer<O, E = never> {
 
   /** Outcomes buffered plus deliveries waiting for space. */
   get size(): number {
-    return this.items.length + this.blocked.length - this.blockedHead
+    return this.items.length - this.itemsHead + this.blocked.length - this.blockedHead
   }
 
   /**
@@ -46,7 +47,7 @@ export class OutcomeBuffer<O, E = never> {
    * delivery waits and `release` is called once the outcome enters the buffer.
    */
   offer(outcome: O, release: () => void): boolean {
-    if (this.items.length < this.capacity && this.blockedHead === this.blocked.length) {
+    if (this.items.length - this.itemsHead < this.capacity && this.blockedHead === this.blocked.length) {
       this.items.push(outcome)
       this.accepted++
       this.wakeConsumers()
@@ -81,20 +82,48 @@ export class OutcomeBuffer<O, E = never> {
   protected onAccepted(): void {}
 
   /** Takes every buffered outcome, waiting while there is none; fails with `Done` (or the close error) at the end. */
-  readonly pull: Pull.Pull<ReadonlyArray<O>, E> = Effect.callback<ReadonlyArray<O>, E | Cause.Done>((resume) => {
-    const ready = this.tryPull()
-    if (ready !== undefined) return resume(ready)
-    this.consumers.push(resume)
-    return Effect.sync(() => {
-      const i = this.consumers.indexOf(resume)
-      if (i >= 0) this.consumers.splice(i, 1)
-    })
-  }) as Pull.Pull<ReadonlyArray<O>, E>
+  readonly pull: Pull.Pull<ReadonlyArray<O>, E> = this.puller(Number.POSITIVE_INFINITY)
 
-  private tryPull(): Exit.Exit<ReadonlyArray<O>, E | Cause.Done> | undefined {
-    if (this.items.length > 0) {
-      const out = this.items
-      this.items = []
+  /**
+   * Takes one buffered outcome at a time. For a buffer read by several streams in turn (the executor-wide
+   * Pile): a stream stopped by `Stream.take(n)` drops the rest of the chunk it pulled, so a reader that takes
+   * part of the Pile must not pull more than it keeps.
+   */
+  readonly pullOne: Pull.Pull<ReadonlyArray<O>, E> = this.puller(1)
+
+  private puller(max: number): Pull.Pull<ReadonlyArray<O>, E> {
+    const pull: Pull.Pull<ReadonlyArray<O>, E> = Effect.callback<ReadonlyArray<O>, E | Cause.Done>((resume) => {
+      const ready = this.tryPull(max)
+      if (ready !== undefined) return resume(ready)
+      const consumer: Wake = () => resume(Effect.andThen(Effect.yieldNow, pull))
+      this.consumers.push(consumer)
+      return Effect.sync(() => {
+        const i = this.consumers.indexOf(consumer)
+        if (i >= 0) this.consumers.splice(i, 1)
+      })
+    }) as Pull.Pull<ReadonlyArray<O>, E>
+    return pull
+  }
+
+  private tryPull(max: number): Exit.Exit<ReadonlyArray<O>, E | Cause.Done> | undefined {
+    const available = this.items.length - this.itemsHead
+    if (available > 0) {
+      let out: Array<O>
+      if (available <= max && this.itemsHead === 0) {
+        out = this.items
+        this.items = []
+      } else {
+        const end = this.itemsHead + Math.min(available, max)
+        out = this.items.slice(this.itemsHead, end)
+        this.itemsHead = end
+        if (this.itemsHead === this.items.length) {
+          this.items = []
+          this.itemsHead = 0
+        } else if (this.itemsHead > 1024 && this.itemsHead * 2 > this.items.length) {
+          this.items = this.items.slice(this.itemsHead)
+          this.itemsHead = 0
+        }
+      }
       this.refill()
       return Exit.succeed(out)
     }
@@ -103,7 +132,7 @@ export class OutcomeBuffer<O, E = never> {
 
   private refill(): void {
     let moved = 0
-    while (this.blockedHead < this.blocked.length && this.items.length < this.capacity) {
+    while (this.blockedHead < this.blocked.length && this.items.length - this.itemsHead < this.capacity) {
       const next = this.blocked[this.blockedHead]!
       this.blocked[this.blockedHead++] = undefined as never
       this.items.push(next.outcome)
@@ -125,8 +154,8 @@ export class OutcomeBuffer<O, E = never> {
     if (this.consumers.length === 0) return
     const consumers = this.consumers
     this.consumers = []
-    // Resume on the next scheduler tick: the consumer never runs inside the engine's bookkeeping, and
-    // outcomes finishing in the same tick are pulled as one chunk.
-    for (const resume of consumers) resume(Effect.andThen(Effect.yieldNow, this.pull))
+    // Each consumer pulls again on the next scheduler tick: it never runs inside the engine's bookkeeping,
+    // and outcomes finishing in the same tick are pulled as one chunk.
+    for (const wake of consumers) wake()
   }
 }
