@@ -28,6 +28,7 @@ describe("Executor.make", () => {
         [{ concurrency: Number.NaN }, "concurrency", "NaN"],
         [{ concurrency: 1.5 }, "concurrency", "1.5"],
         [{ shutdown: { grace: -1 } }, "shutdown.grace", "-1"],
+        [{ shutdown: { grace: "Infinity" } }, "shutdown.grace", "\"Infinity\""],
         [{ finalizerTimeout: Number.NaN }, "finalizerTimeout", "NaN"],
         [{ strategy: "lifo" as never }, "strategy", "\"lifo\""],
         [{ pile: { capacity: 0 } }, "pile.capacity", "0"]
