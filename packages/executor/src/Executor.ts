@@ -1559,24 +1559,36 @@ class ExecutorImpl<A, E> implements Executor<A, E> {
           batch.track(task)
           return undefined
         }
+        return offerTask(task)
+      }
+      const offerTask = (task: Task<B, E1>): Effect.Effect<void, ExecutorError.ExecutorError> | undefined => {
         const decided = engine.tryOffer(task, true)
         if (decided === task) {
           batch.track(task)
           return undefined
         }
         if (decided !== undefined) return Effect.fail(decided as ExecutorError.ExecutorError)
-        return Effect.map(engine.waitToOffer(task), (accepted) => batch.track(accepted))
+        // Full: wait for room once, then offer this task again (and the next ones synchronously).
+        return Effect.flatMap(engine.waitForRoom, () => offerTask(task) ?? Effect.void)
       }
       // Inputs are offered synchronously while the queue has room; the feeder suspends only to wait for
       // room, and yields to other fibers every 1024 inputs.
       const feedIterator = (iterator: Iterator<I>): Effect.Effect<void, ExecutorError.ExecutorError> =>
         Effect.suspend(() => {
+          engine.beginBurst()
           for (let n = 0; n < 1024; n++) {
             const next = iterator.next()
-            if (next.done === true) return Effect.void
+            if (next.done === true) {
+              engine.endBurst()
+              return Effect.void
+            }
             const waiting = offerOne(next.value)
-            if (waiting !== undefined) return Effect.andThen(waiting, feedIterator(iterator))
+            if (waiting !== undefined) {
+              engine.endBurst()
+              return Effect.andThen(waiting, feedIterator(iterator))
+            }
           }
+          engine.endBurst()
           return Effect.andThen(Effect.yieldNow, feedIterator(iterator))
         })
       const feed = Stream.isStream(inputs)
@@ -1769,7 +1781,7 @@ class Batch<B, E, I, EI> extends OutcomeBuffer<Outcome.Outcome<B, E, I>, Executo
       if (task.sink === this) tasks.push(task)
     }
     for (const task of engine.pendingTasks()) if (task.sink === this) tasks.push(task)
-    for (const task of engine.running) if (task.sink === this) tasks.push(task)
+    for (const task of engine.running.toArray()) if (task.sink === this) tasks.push(task)
     if (tasks.length === 0) return Effect.void
     return Effect.forEach(tasks, (task) => task.cancel, { discard: true })
   }

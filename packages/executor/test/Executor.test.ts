@@ -193,7 +193,7 @@ describe("lifetime", () => {
       assert.isAbove(liveFibers(executor).length, 0)
       yield* Scope.close(scope, Exit.void)
       assert.deepStrictEqual(liveFibers(executor), [])
-      assert.strictEqual(engineOf(executor).fibers.size, 0)
+      assert.strictEqual(engineOf(executor).fibers.size, 0, "the dispatcher and the services are gone")
       assert.strictEqual(yield* Ref.get(finalized), 2)
     }))
 

@@ -11,7 +11,7 @@ export const engineOf = (executor: Executor<any, any>): Engine => (executor as u
 
 /** Fibers the executor forked that have not ended (I5). */
 export const liveFibers = (executor: Executor<any, any>): Array<Fiber.Fiber<any, any>> =>
-  Array.from(engineOf(executor).fibers).filter((fiber) => fiber.pollUnsafe() === undefined)
+  engineOf(executor).liveFibers()
 
 /** I15: the numbers of a stats snapshot add up. */
 export const assertLedger = (stats: Stats): void => {

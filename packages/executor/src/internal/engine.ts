@@ -265,8 +265,11 @@ export class Engine {
   // ---- admission and running
   /** Slots in use: running tasks plus finished tasks whose outcome waits for space in a bounded Pile. */
   slots = 0
-  /** Invariant (I10): running.size <= slots, and slots only grows while slots < concurrency. */
-  readonly running = new Set<Task>()
+  /**
+   * Tasks whose attempt's fiber is running (an intrusive list: a running task is in no other list).
+   * Invariant (I10): running.size <= slots, and slots only grows while slots < concurrency.
+   */
+  readonly running = new LinkedList<Task>()
   /** Key lines with tasks waiting or a pause in force. */
   readonly lines = new Map<string, Line>()
   /** Tasks waiting for a retry delay. */
@@ -275,7 +278,8 @@ export class Engine {
   pendingCount = 0
   /** Of those, the ones that never started (they still count against the capacity). */
   pendingFresh = 0
-  readonly timers = new Timers()
+  /** Every timer wakes the dispatcher when it becomes the earliest, wherever it was set. */
+  readonly timers = new Timers(() => this.wake())
   /** Settlements and refunds for an asynchronous store, run by the dispatcher. */
   private storeOps: Array<Effect.Effect<void, unknown>> = []
 
@@ -284,7 +288,7 @@ export class Engine {
   shutdownRequest: ShutdownRequest | undefined = undefined
   escalation: ExecutorError.Escalated | undefined = undefined
   readonly closed = Deferred.makeUnsafe<void>()
-  /** Every fiber the engine forked and still owns, for the I5 check (tests) and for shutdown. */
+  /** The dispatcher's and the services' fibers (task fibers hang off the running tasks). */
   readonly fibers = new Set<Fiber.Fiber<any, any>>()
   /** Task fibers that did not stop within finalizerTimeout at shutdown: given up, counted in `abandoned`. */
   readonly abandonedFibers = new Set<Fiber.Fiber<any, any>>()
@@ -444,14 +448,14 @@ export class Engine {
     const instruments = this.config.instruments
     if (instruments !== undefined) {
       instruments.submitted(task.spec?.key)
-      task.acceptedAt = this.clock.currentTimeMillisUnsafe()
+      task.acceptedAt = this.metricMillis()
     }
     if (this.held > this.counters.peakQueued) this.counters.peakQueued = this.held
     const deadlineAt = task.spec?.deadlineAt
     if (deadlineAt !== undefined) {
       this.timers.add(deadlineAt, () => this.stop(task, "timedOut"), task)
     }
-    this.wake()
+    this.kick()
   }
 
   /** Called whenever fewer tasks wait to start: hands the freed places to waiting submitters, in order. */
@@ -461,7 +465,40 @@ export class Engine {
       this.accept(waiter.task)
       waiter.resume(Effect.succeed(waiter.task))
     }
+    if (this.roomWaiters.length > 0 && this.capacity - this.held >= this.lowWater) this.wakeRoomWaiters()
   }
+
+  /** Batch feeders waiting for room (see `waitForRoom`). */
+  private roomWaiters: Array<() => void> = []
+
+  /** How much room a batch feeder waits for: a quarter of the capacity. */
+  private get lowWater(): number {
+    return Math.max(1, Math.floor(this.capacity / 4))
+  }
+
+  private wakeRoomWaiters(): void {
+    const waiters = this.roomWaiters
+    this.roomWaiters = []
+    for (const wake of waiters) wake()
+  }
+
+  /**
+   * Waits until the intake has room for a quarter of its capacity, or admission closed. A batch feeder waits
+   * here once and then offers a run of inputs synchronously, instead of being resumed for every single place
+   * that frees up. It holds no task while it waits (so it leaves nothing queued if interrupted) and gives way
+   * to waiting submitters, which are handed freed places first.
+   */
+  readonly waitForRoom: Effect.Effect<void> = Effect.callback<void>((resume) => {
+    if (this.phase !== "open" || (this.capacity - this.held >= this.lowWater && this.submitWaiters.size === 0)) {
+      return resume(Effect.void)
+    }
+    const wake = () => resume(Effect.yieldNow)
+    this.roomWaiters.push(wake)
+    return Effect.sync(() => {
+      const i = this.roomWaiters.indexOf(wake)
+      if (i >= 0) this.roomWaiters.splice(i, 1)
+    })
+  })
 
   // ------------------------------------------------------------------------------------------------------
   // admission
@@ -585,7 +622,7 @@ export class Engine {
     if (task === undefined) return undefined
     const instruments = this.config.instruments
     if (instruments !== undefined) {
-      task.dequeuedAt = this.clock.currentTimeMillisUnsafe()
+      task.dequeuedAt = this.passMillis
       instruments.observe(0, task.dequeuedAt - task.acceptedAt)
     }
     const line = this.lineFor(task)
@@ -616,11 +653,11 @@ export class Engine {
     task.attempts++
     task.stopReason = undefined
     this.slots++
-    this.running.add(task)
+    this.running.push(task)
     const instruments = this.config.instruments
     if (instruments !== undefined) {
       instruments.started(task.spec?.key)
-      task.startedAt = this.clock.currentTimeMillisUnsafe()
+      task.startedAt = this.passMillis
       if (task.attempts === 1) instruments.observe(1, task.startedAt - task.dequeuedAt)
     }
     const timeout = task.spec?.timeout
@@ -692,7 +729,8 @@ export class Engine {
         (exit) => Effect.annotateCurrentSpan("pile.task.outcome", task.stopReason ?? Outcome.kindOfExit(exit))
       ),
       "pile.task",
-      { attributes, kind: "internal" }
+      // A stack trace per attempt would cost more than the attempt itself; the span's parent locates it.
+      { attributes, kind: "internal", captureStackTrace: false }
     )
   }
 
@@ -731,19 +769,17 @@ export class Engine {
 
   private attach(task: Task, fiber: Fiber.Fiber<any, any>): void {
     task.fiber = fiber
-    this.fibers.add(fiber)
     fiber.addObserver((exit) => this.onAttemptExit(task, fiber, exit))
     // The task may have been stopped while its fiber was being forked.
     if (task.stopReason !== undefined && task.fiber === fiber) fiber.interruptUnsafe()
   }
 
   private onAttemptExit(task: Task, fiber: Fiber.Fiber<any, any>, fiberExit: Exit.Exit<any, any>): void {
-    this.fibers.delete(fiber)
     if (task.state !== RUNNING || task.fiber !== fiber) return // abandoned by a shutdown that timed out
     task.fiber = undefined
-    this.running.delete(task)
+    this.running.remove(task)
     if (this.config.instruments !== undefined) {
-      this.config.instruments.observe(2, this.clock.currentTimeMillisUnsafe() - task.startedAt)
+      this.config.instruments.observe(2, this.metricMillis() - task.startedAt)
     }
     const decision: Decision = task.decides && fiberExit._tag === "Success"
       ? fiberExit.value as Decision
@@ -882,7 +918,7 @@ export class Engine {
       this.sleeping.delete(task)
       this.leavePending(task)
     }
-    this.running.delete(task)
+    this.running.remove(task)
     task.reservation = undefined
     const outcome = new Outcome.OutcomeImpl(task.id, task.input, kind, exit, task.attempts, rejection)
     task.result = outcome
@@ -908,7 +944,8 @@ export class Engine {
   private release(task: Task): void {
     if (task.state === DELIVERING) task.state = DONE
     this.slots--
-    if (this.intake.size > 0 || this.pendingCount > 0 || this.phase !== "open") this.wake()
+    if (this.intake.size > 0 || this.pendingCount > 0) this.kick()
+    if (this.phase !== "open") this.wake()
   }
 
   /** Stops a task for `reason` (the kind its outcome will have), from any state. Idempotent. */
@@ -988,23 +1025,84 @@ export class Engine {
 
   private readonly pumpLoop: Effect.Effect<void> = Effect.suspend(() => {
     if (this.timers.size > 0) this.timers.fireDue(this.now())
-    // Starting is synchronous: a long run of instant tasks yields to other fibers every so often.
-    for (let started = 0; started < 512;) {
-      const next = this.admitNext()
-      if (next === undefined) return this.flushStoreOps
-      if (next === "again") continue
-      if ("start" in next) {
-        this.start(next.start)
-        started++
-        continue
+    const next = this.pumpSync()
+    if (next === undefined) return this.flushStoreOps
+    if (next === "yield") return Effect.andThen(Effect.yieldNow, this.pumpLoop)
+    return Effect.flatMap(this.reserveAsync(next.reserve, next.line), (reserved) => {
+      if (reserved) {
+        if (this.config.instruments !== undefined) this.passMillis = this.clock.currentTimeMillisUnsafe()
+        this.start(next.reserve)
       }
-      return Effect.flatMap(this.reserveAsync(next.reserve, next.line), (reserved) => {
-        if (reserved) this.start(next.reserve)
-        return this.pumpLoop
-      })
-    }
-    return Effect.andThen(Effect.yieldNow, this.pumpLoop)
+      return this.pumpLoop
+    })
   })
+
+  /** Set while `pumpSync` runs: a task finishing inside it must not start another pump. */
+  private pumping = false
+  /** The clock (ms) at the start of the current admission pass or feeding burst, for the histograms. */
+  private passMillis = 0
+  /** Set while a batch feeder offers a synchronous run of inputs (`beginBurst` / `endBurst`). */
+  private bursting = false
+
+  /**
+   * The clock for the histograms: inside an admission pass or a feeding burst, the reading taken when it began
+   * (on this machine a clock reading costs more than the rest of a task's bookkeeping; a pass lasts well under
+   * the histograms' first bucket, 1 ms).
+   */
+  private metricMillis(): number {
+    return this.pumping || this.bursting ? this.passMillis : this.clock.currentTimeMillisUnsafe()
+  }
+
+  /** A batch feeder starts offering a synchronous run of inputs. */
+  beginBurst(): void {
+    if (this.config.instruments === undefined) return
+    this.passMillis = this.clock.currentTimeMillisUnsafe()
+    this.bursting = true
+  }
+
+  endBurst(): void {
+    this.bursting = false
+  }
+
+  /**
+   * Starts every task that may start now, synchronously (attempts start with `runForkWith`, no Effect step).
+   * Returns undefined when nothing more can start, "yield" after 512 starts (a long run of instant tasks must
+   * let other fibers run), or a line head that needs an asynchronous reservation (the dispatcher's job).
+   */
+  private pumpSync(): undefined | "yield" | { readonly reserve: Task; readonly line: Line } {
+    if (this.pumping) return undefined
+    this.pumping = true
+    // One clock reading per pass for the histograms: a pass is a synchronous run of admissions.
+    if (this.config.instruments !== undefined) this.passMillis = this.clock.currentTimeMillisUnsafe()
+    let result: undefined | "yield" | { readonly reserve: Task; readonly line: Line } = undefined
+    for (let started = 0;;) {
+      if (started >= 512) {
+        result = "yield"
+        break
+      }
+      const next = this.admitNext()
+      if (next === undefined) break
+      if (next === "again") continue
+      if ("reserve" in next) {
+        result = next
+        break
+      }
+      this.start(next.start)
+      started++
+    }
+    this.pumping = false
+    return result
+  }
+
+  /**
+   * Starts what can start right away, from wherever work arrived or a slot freed (a submit, a finished task),
+   * without waiting for the dispatcher's next turn; the dispatcher is woken only for what it must do itself.
+   */
+  private kick(): void {
+    if (this.pumping) return
+    if (this.phase !== "open" && this.phase !== "draining") return
+    if (this.pumpSync() !== undefined) this.wake()
+  }
 
   /** Reserves a line head's budgets through an asynchronous store (Redis); true when it may start. */
   private reserveAsync(task: Task, line: Line): Effect.Effect<boolean> {
@@ -1074,6 +1172,7 @@ export class Engine {
       this.reject(waiter.task)
       waiter.resume(Effect.fail(this.closedError()))
     }
+    this.wakeRoomWaiters()
     this.pile?.unbound()
     this.unboundSinks()
     this.wake()
@@ -1135,9 +1234,18 @@ export class Engine {
     // Taken out of the intake first, so that finishing them admits no waiting submitter.
     for (const task of this.intake.takeAll()) this.finish(task, Exit.interrupt(), "interrupted")
     for (const task of this.pendingTasks()) this.stop(task, "interrupted")
-    for (const task of this.running) this.stop(task, "interrupted")
+    for (const task of this.running.toArray()) this.stop(task, "interrupted")
     this.pile?.unbound()
     this.unboundSinks()
+  }
+
+  /** Every fiber the engine started and still owns: the dispatcher, services, running attempts (I5 checks). */
+  liveFibers(): Array<Fiber.Fiber<any, any>> {
+    const out = Array.from(this.fibers)
+    for (let task = this.running.head; task !== undefined; task = task.next as Task | undefined) {
+      if (task.fiber !== undefined) out.push(task.fiber)
+    }
+    return out.filter((fiber) => fiber.pollUnsafe() === undefined)
   }
 
   /** Tasks between intake and admission: in a key line, or sleeping before a retry. */
@@ -1151,14 +1259,11 @@ export class Engine {
 
   /** After the finalizer deadline: record the tasks whose fibers would not stop, and free their slots. */
   private abandonRunning(): void {
-    for (const task of Array.from(this.running)) {
+    for (const task of this.running.toArray()) {
       this.counters.abandoned++
-      if (task.fiber !== undefined) {
-        this.fibers.delete(task.fiber)
-        this.abandonedFibers.add(task.fiber)
-      }
+      if (task.fiber !== undefined) this.abandonedFibers.add(task.fiber)
       task.fiber = undefined
-      this.running.delete(task)
+      this.running.remove(task)
       this.finish(task, Exit.interrupt(), task.stopReason ?? "interrupted")
     }
   }

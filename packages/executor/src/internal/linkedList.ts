@@ -56,6 +56,13 @@ export class LinkedList<T extends Node> {
     return true
   }
 
+  /** The nodes in order, as an array (the list is unchanged). */
+  toArray(): Array<T> {
+    const out: Array<T> = []
+    for (let node = this.head; node !== undefined; node = node.next as T | undefined) out.push(node)
+    return out
+  }
+
   /** Empties the list and returns its nodes in order. */
   takeAll(): Array<T> {
     const out: Array<T> = []

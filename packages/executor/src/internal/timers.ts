@@ -13,6 +13,12 @@ export interface Timer {
 
 export class Timers {
   private heap: Array<Timer> = []
+  /** Called when a timer becomes the earliest: whoever sleeps until the earliest must look again. */
+  private readonly onEarliest: () => void
+
+  constructor(onEarliest: () => void) {
+    this.onEarliest = onEarliest
+  }
   /** Heap size after the last compaction: stale timers are dropped whenever the heap doubles. */
   private compactedAt = 1024
 
@@ -28,6 +34,7 @@ export class Timers {
   add(at: number, fire: () => void, owner?: { readonly result: unknown }): void {
     if (this.heap.length >= 2 * this.compactedAt) this.compact()
     const heap = this.heap
+    const earliest = heap.length === 0 || at < heap[0]!.at
     heap.push({ at, fire, owner })
     let i = heap.length - 1
     while (i > 0) {
@@ -36,6 +43,7 @@ export class Timers {
       ;[heap[parent], heap[i]] = [heap[i]!, heap[parent]!]
       i = parent
     }
+    if (earliest) this.onEarliest()
   }
 
   /** Fires, in time order, every timer due at `now`. Returns how many fired. */
