@@ -63,8 +63,9 @@ const slowConsumer = Effect.gen(function*() {
       })
     )
   )
-  // When the consumer got its first outcome, tasks 2 and 3 had finished and held both slots: 4, 5, 6 waited.
-  assert.deepEqual(queuedAtFirst, [3])
+  // Tasks 2 and 3 finished and held both slots while the consumer had not read task 1's outcome; taking it moved
+  // task 2's outcome into the buffer, which freed one slot (task 4 started): 5 and 6 were still waiting.
+  assert.deepEqual(queuedAtFirst, [2])
 })
 
 await Effect.runPromise(Effect.scoped(suspending))

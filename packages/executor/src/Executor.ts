@@ -1373,11 +1373,21 @@ export const scoped = <A, E, R, X = unknown, Y = unknown>(
   options: Options<Y> | undefined,
   body: (executor: Executor<X, Y>) => Effect.Effect<A, E, R>
 ): Effect.Effect<A, E | ExecutorError.ExecutorError, Exclude<R, Scope.Scope>> =>
-  Effect.scoped(Effect.flatMap(make<X, Y>(options), (executor) =>
-    Effect.raceFirst(
+  Effect.scoped(Effect.flatMap(make<X, Y>(options), (executor) => {
+    const engine = (executor as ExecutorImpl<X, Y>).engine
+    return Effect.raceFirst(
       body(executor),
       Effect.flatMap(executor.join, () => Effect.never)
-    )))
+    ).pipe(
+      // The body may fail first because of the escalation (its next submit finds the executor closed): the
+      // escalation is the cause, and what the owner gets.
+      Effect.catchCause((cause) =>
+        engine.escalation === undefined
+          ? Effect.failCause(cause)
+          : Effect.fail(new ExecutorError.ExecutorError({ reason: engine.escalation }))
+      )
+    )
+  }))
 
 const makeBreaker = (
   options: Options["circuitBreaker"],

@@ -1,6 +1,7 @@
 import { assert, describe, it } from "@effect/vitest"
 import { Cause, Context, Deferred, Effect, Exit, Fiber, Ref, Schedule, Scope, Stream } from "effect"
 import { TestClock } from "effect/testing"
+import * as ErrorPolicy from "../src/ErrorPolicy.ts"
 import * as Executor from "../src/Executor.ts"
 import type * as ExecutorError from "../src/ExecutorError.ts"
 import type * as Outcome from "../src/Outcome.ts"
@@ -780,6 +781,23 @@ describe("services", () => {
         })))
       yield* TestClock.adjust(10)
       const exit = yield* Fiber.await(fiber)
+      assert.strictEqual(reasonOf(exit as Exit.Exit<unknown, ExecutorError.ExecutorError>), "Escalated")
+    }))
+
+  it.effect("Executor.scoped reports the escalation even when the body fails first on the closed executor", () =>
+    Effect.gen(function*() {
+      const exit = yield* Effect.exit(
+        Executor.scoped(
+          { shutdown: { mode: "cancel" }, policy: ErrorPolicy.escalate },
+          (executor) =>
+            Effect.gen(function*() {
+              // The failing task starts, and escalates, inside this submit; the next submit finds the executor closed.
+              yield* executor.submit(Effect.fail("fatal"))
+              yield* executor.submit(Effect.void)
+              return yield* Effect.never
+            })
+        )
+      )
       assert.strictEqual(reasonOf(exit as Exit.Exit<unknown, ExecutorError.ExecutorError>), "Escalated")
     }))
 
