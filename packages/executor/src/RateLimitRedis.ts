@@ -13,7 +13,7 @@
  */
 import * as Effect from "effect/Effect"
 import * as Redis from "effect/persistence/Redis"
-import type { Claim, Reservation } from "./internal/limiter.ts"
+import { type Claim, type Reservation, settlement } from "./internal/limiter.ts"
 import type { RateLimitStore, ReserveResult } from "./RateLimit.ts"
 
 /**
@@ -276,16 +276,11 @@ export const make = (options?: Options | undefined): Effect.Effect<RateLimitStor
       settle: (reservation: Reservation, actual: ReadonlyArray<number>) => {
         const args: Array<string | number> = [`${instance}:${reservation.id}`]
         const keys: Array<string> = []
-        reservation.claims.forEach((claim, i) => {
-          const next = actual[i]
-          if (next === undefined || !Number.isFinite(next) || next < 0) return
-          const delta = next - reservation.charged[i]!
-          if (delta === 0) return
-          reservation.charged[i] = next
+        for (const { claim, delta } of settlement(reservation, actual)) {
           const b = claim.bucket
           keys.push(keyOf(claim))
           args.push(b.algorithm, b.limit, b.window, b.margin, delta)
-        })
+        }
         return keys.length === 0 ? Effect.void : Effect.asVoid(settle(keys, args))
       }
     }

@@ -174,6 +174,27 @@ export interface Denial {
   readonly blocking: ReadonlyArray<string>
 }
 
+/**
+ * What settling a reservation to `actual` changes, claim by claim (every store applies the same corrections):
+ * the claims whose amount changes, with the difference. Records the new amounts in `reservation.charged`;
+ * an invalid amount (negative, not finite, missing) leaves its claim as it was.
+ */
+export const settlement = (
+  reservation: Reservation,
+  actual: ReadonlyArray<number>
+): Array<{ readonly claim: Claim; readonly delta: number }> => {
+  const out: Array<{ readonly claim: Claim; readonly delta: number }> = []
+  reservation.claims.forEach((claim, i) => {
+    const next = actual[i]
+    if (next === undefined || !Number.isFinite(next) || next < 0) return
+    const delta = next - reservation.charged[i]!
+    if (delta === 0) return
+    reservation.charged[i] = next
+    out.push({ claim, delta })
+  })
+  return out
+}
+
 /** The largest amount one task may claim from a bucket; a larger cost could never be admitted. */
 export const capacityOf = (bucket: Bucket): number => bucket.algorithm === "token-bucket" ? bucket.burst : bucket.limit
 
@@ -363,16 +384,11 @@ export class MemoryLimiter {
 
   /** Corrects the amounts charged by a reservation (to 0 to refund it), in the window it was charged in. */
   settle(reservation: Reservation, actual: ReadonlyArray<number>): void {
-    reservation.claims.forEach((claim, i) => {
-      const next = actual[i]
-      if (next === undefined || !Number.isFinite(next) || next < 0) return
-      const delta = next - reservation.charged[i]!
-      if (delta === 0) return
-      reservation.charged[i] = next
+    for (const { claim, delta } of settlement(reservation, actual)) {
       const state = this.state(claim.bucket)
       if (state instanceof SlidingState) state.settle(reservation.id, delta)
       else if (state instanceof GcraState) state.settle(claim.bucket, delta)
       else state.settle(delta)
-    })
+    }
   }
 }
