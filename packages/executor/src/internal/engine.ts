@@ -350,7 +350,7 @@ export class Engine {
     return this.phase === "open"
   }
 
-  closedError(): ExecutorError.ExecutorError {
+  private closedError(): ExecutorError.ExecutorError {
     return ExecutorError.closed(this.escalation !== undefined)
   }
 
@@ -402,7 +402,7 @@ export class Engine {
     return undefined
   }
 
-  waitToOffer<A, E>(task: Task<A, E>): Effect.Effect<Task<A, E>, ExecutorError.ExecutorError> {
+  private waitToOffer<A, E>(task: Task<A, E>): Effect.Effect<Task<A, E>, ExecutorError.ExecutorError> {
     return Effect.callback<Task<A, E>, ExecutorError.ExecutorError>((resume) => {
       const waiter: SubmitWaiter = {
         task,
