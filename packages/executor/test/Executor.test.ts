@@ -229,6 +229,9 @@ describe("lifetime", () => {
       yield* executor.shutdown({ mode: "cancel" })
       assert.strictEqual(reasonOf(yield* Fiber.await(waiting)), "Closed")
       assert.isFalse(yield* Ref.get(ran))
+      const stats = yield* executor.stats
+      assert.strictEqual(stats.rejected, 1, "the refused submission is counted as rejected")
+      assertLedger(stats)
     }))
 
   it.effect("I7 drain finishes accepted work: queue empty, nothing running, every task has its outcome", () =>
@@ -316,6 +319,18 @@ describe("lifetime", () => {
       yield* executor.shutdown({ mode: "cancel" })
       yield* Fiber.join(drain)
       assert.strictEqual((yield* handle.outcome).kind, "interrupted")
+    }))
+
+  it.effect("a drain request after a cancel request does not turn the cancel into a drain", () =>
+    Effect.gen(function*() {
+      const executor = yield* make()
+      const handle = yield* executor.submit(Effect.never)
+      const cancel = yield* Effect.forkChild(executor.shutdown({ mode: "cancel" }))
+      const drain = yield* Effect.forkChild(executor.shutdown({ mode: "drain", grace: "1 hour" }))
+      yield* Fiber.join(cancel)
+      yield* Fiber.join(drain)
+      assert.strictEqual((yield* handle.outcome).kind, "interrupted")
+      assert.strictEqual((yield* executor.stats).phase, "closed")
     }))
 })
 

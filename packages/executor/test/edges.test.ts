@@ -1,0 +1,219 @@
+// Edges of the engine that the invariant tests pass through without pinning down: what counts against the
+// capacity while a task waits in a key line or for a retry, the peak, the wait and run histograms, spans when
+// tracing is forced on or off, retry-after pauses, retries during a drain. Each test was written against a
+// mutant of engine.ts that the other suites let survive (docs/verification.md, "Mutation testing").
+import { assert, describe, it } from "@effect/vitest"
+import { Data, Effect, Fiber, Metric, Option, Ref, Schedule, Tracer } from "effect"
+import { TestClock } from "effect/testing"
+import * as ErrorPolicy from "../src/ErrorPolicy.ts"
+import * as Executor from "../src/Executor.ts"
+import { names } from "../src/internal/instruments.ts"
+import { assertLedger } from "./utils.ts"
+
+const make = <A = unknown, E = unknown>(options?: Executor.Options<E>) =>
+  Executor.make<A, E>({ shutdown: { mode: "cancel" }, ...options })
+
+const isolated = <A, E, R>(effect: Effect.Effect<A, E, R>) =>
+  Effect.provideService(effect, Metric.MetricRegistry, new Map())
+
+/** Count and sum (seconds) of a histogram series of the executor `name`. */
+const histogram = (metric: string, executor: string) =>
+  Effect.map(Metric.snapshot, (snapshots) => {
+    const series = snapshots.find((s) => s.id === metric && s.attributes?.["executor"] === executor)
+    const state = series?.state as { readonly count: number; readonly sum: number } | undefined
+    return { count: Number(state?.count ?? 0), sum: Number(state?.sum ?? 0) }
+  })
+
+class RateLimited extends Data.TaggedError("RateLimited")<{ readonly retryAfter: number }> {}
+
+describe("capacity while waiting", () => {
+  it.effect("I13 tasks waiting in a key line for their first start count against the capacity; a freed place admits a waiting submitter", () =>
+    Effect.gen(function*() {
+      const executor = yield* make({
+        concurrency: 5,
+        capacity: 2,
+        limits: [{ key: "k", limit: 1, window: "1 minute" }]
+      })
+      yield* executor.submit(Effect.never, { key: "k" })
+      const second = yield* executor.submit(Effect.never, { key: "k" })
+      yield* executor.submit(Effect.never, { key: "k" })
+      yield* TestClock.adjust(1)
+      let stats = yield* executor.stats
+      assert.strictEqual(stats.running, 1)
+      assert.strictEqual(stats.waiting, 2, "two tasks wait in the key's line for budget")
+      assert.strictEqual(stats.queued, 0)
+      const full = yield* Effect.flip(executor.trySubmit(Effect.void))
+      assert.strictEqual(full.reason._tag, "QueueFull", "line tasks that never started hold their places")
+      const blocked = yield* Effect.forkChild(executor.submit(Effect.void))
+      yield* Effect.yieldNow
+      assert.isUndefined(blocked.pollUnsafe())
+      // A line task leaving without starting (cancelled) frees its place for the waiting submitter.
+      yield* second.cancel
+      yield* Effect.yieldNow
+      assert.isDefined(blocked.pollUnsafe(), "the waiting submitter got the freed place")
+      // One minute later the next line task starts: its place goes too, and the queue is empty again.
+      yield* TestClock.adjust("1 minute")
+      stats = yield* executor.stats
+      assert.strictEqual(stats.running, 2)
+      assert.strictEqual(stats.waiting, 0)
+      yield* executor.trySubmit(Effect.void)
+      yield* executor.trySubmit(Effect.void)
+      assert.strictEqual((yield* executor.stats).peakQueued, 2)
+      assertLedger(yield* executor.stats)
+    }))
+
+  it.effect("I13 a task waiting to retry does not hold a place in the queue", () =>
+    Effect.gen(function*() {
+      const executor = yield* make({
+        concurrency: 1,
+        capacity: 1,
+        policy: ErrorPolicy.retry(Schedule.spaced("1 minute"))
+      })
+      const runs = yield* Ref.make(0)
+      const flaky = yield* executor.submit(
+        Effect.flatMap(Ref.getAndUpdate(runs, (n) => n + 1), (n) => n === 0 ? Effect.fail("once") : Effect.succeed(n))
+      )
+      yield* TestClock.adjust(1)
+      assert.strictEqual((yield* executor.stats).waiting, 1, "the failed task sleeps before its retry")
+      const other = yield* executor.trySubmit(Effect.succeed("other"))
+      yield* TestClock.adjust(1)
+      assert.strictEqual(yield* other.join, "other")
+      yield* TestClock.adjust("1 minute")
+      assert.strictEqual(yield* flaky.join, 1)
+      assertLedger(yield* executor.stats)
+    }))
+
+  it.effect("peakQueued keeps the highest count when the queue shrinks and grows again", () =>
+    Effect.gen(function*() {
+      const executor = yield* make({ concurrency: 1, capacity: 3 })
+      yield* executor.submit(Effect.never)
+      yield* TestClock.adjust(1)
+      const queued = yield* Effect.forEach([1, 2, 3], () => executor.submit(Effect.never))
+      yield* queued[0]!.cancel
+      yield* queued[1]!.cancel
+      yield* executor.submit(Effect.never)
+      const stats = yield* executor.stats
+      assert.strictEqual(stats.queued, 2)
+      assert.strictEqual(stats.peakQueued, 3)
+    }))
+})
+
+describe("histograms", () => {
+  it.effect("queue wait, rate wait and run time observe the virtual time each task spent, once per task or attempt", () =>
+    isolated(Effect.gen(function*() {
+      const executor = yield* make({
+        name: "timed",
+        concurrency: 1,
+        limits: [{ key: "k", limit: 1, window: "1 second" }],
+        policy: ErrorPolicy.retry(Schedule.spaced("5 millis").pipe(Schedule.upTo({ times: 1 })))
+      })
+      const runs = yield* Ref.make(0)
+      // Task 1 runs 10 ms; task 2 waits 10 ms in the queue, then 990 ms for the key's budget, then runs
+      // twice for 20 ms (a failure, a 5 ms pause, a retry that waits for budget again until t = 2,000).
+      yield* executor.submit(Effect.sleep(10))
+      yield* executor.submit(
+        Effect.flatMap(
+          Ref.getAndUpdate(runs, (n) => n + 1),
+          (n) => Effect.andThen(Effect.sleep(20), n === 0 ? Effect.fail("once") : Effect.void)
+        ),
+        { key: "k" }
+      )
+      yield* TestClock.adjust("3 seconds")
+      const queueWait = yield* histogram(names.queueWait, "timed")
+      const rateWait = yield* histogram(names.rateWait, "timed")
+      const runTime = yield* histogram(names.runTime, "timed")
+      assert.strictEqual(queueWait.count, 2, "one queue wait per task")
+      assert.closeTo(queueWait.sum, 0.010, 1e-9)
+      assert.strictEqual(rateWait.count, 2, "one rate wait per task (its first start)")
+      assert.closeTo(rateWait.sum, 0, 1e-9, "the key's first budget was free when task 2 left the queue")
+      assert.strictEqual(runTime.count, 3, "one run time per attempt")
+      assert.closeTo(runTime.sum, 0.050, 1e-9)
+    })))
+})
+
+/** A tracer that records every span it ends. */
+const recording = () => {
+  const ended: Array<Tracer.Span> = []
+  const tracer = Tracer.make({
+    span(options) {
+      const span = new Tracer.NativeSpan(options)
+      const end = span.end.bind(span)
+      span.end = (time, exit) => {
+        end(time, exit)
+        ended.push(span)
+      }
+      return span
+    }
+  })
+  return { ended, tracer }
+}
+
+describe("spans", () => {
+  it.effect("tracing: false makes no span even under a tracer; a task without a key has no key attribute", () =>
+    Effect.gen(function*() {
+      const { ended, tracer } = recording()
+      const off = yield* make({ tracing: false })
+      const on = yield* make({ tracing: true, name: "on" })
+      yield* Effect.flatMap(off.submit(Effect.void), (h) => h.await).pipe(Effect.withTracer(tracer))
+      assert.strictEqual(ended.filter((s) => s.name === "pile.task").length, 0)
+      yield* Effect.flatMap(on.submit(Effect.void), (h) => h.await).pipe(Effect.withTracer(tracer))
+      const spans = ended.filter((s) => s.name === "pile.task")
+      assert.strictEqual(spans.length, 1)
+      assert.isFalse(spans[0]!.attributes.has("pile.task.key"))
+      assert.strictEqual(spans[0]!.kind, "internal")
+    }))
+
+  it.effect("tracing: auto follows the submitter: spans under a tracer, none without, spans again under one", () =>
+    Effect.gen(function*() {
+      const { ended, tracer } = recording()
+      const executor = yield* make()
+      const traced = Effect.flatMap(executor.submit(Effect.void), (h) => h.await).pipe(Effect.withTracer(tracer))
+      yield* traced
+      yield* Effect.flatMap(executor.submit(Effect.void), (h) => h.await)
+      yield* traced
+      const spans = ended.filter((s) => s.name === "pile.task")
+      assert.strictEqual(spans.length, 2)
+      assert.isTrue(spans.every((s) => Option.isNone(s.parent) || s.parent.value.spanId !== undefined))
+    }))
+})
+
+describe("retry-after and retries", () => {
+  it.effect("a retry-after of zero pauses nothing; a positive one pauses the key and is counted", () =>
+    Effect.gen(function*() {
+      const executor = yield* make({ concurrency: 2 })
+      const zero = yield* executor.submit(Effect.fail(new RateLimited({ retryAfter: 0 })), { key: "k" })
+      yield* zero.await
+      const next = yield* executor.submit(Effect.succeed("next"), { key: "k" })
+      yield* Effect.yieldNow
+      assert.isDefined(yield* next.poll, "no pause: the next task of the key ran at once")
+      assert.strictEqual((yield* executor.stats).pauses, 0)
+      yield* (yield* executor.submit(Effect.fail(new RateLimited({ retryAfter: 1000 })), { key: "k" })).await
+      const paused = yield* executor.submit(Effect.succeed("paused"), { key: "k" })
+      yield* TestClock.adjust(999)
+      assert.isUndefined(yield* paused.poll)
+      yield* TestClock.adjust(1)
+      assert.strictEqual(yield* paused.join, "paused")
+      assert.strictEqual((yield* executor.stats).pauses, 1)
+    }))
+
+  it.effect("I7 a task that fails during a drain is still retried by its policy before the executor closes", () =>
+    Effect.gen(function*() {
+      const executor = yield* Executor.make({
+        shutdown: { mode: "drain", grace: "1 hour" },
+        policy: ErrorPolicy.retry(Schedule.spaced(10).pipe(Schedule.upTo({ times: 3 })))
+      })
+      const runs = yield* Ref.make(0)
+      const task = yield* executor.submit(
+        Effect.flatMap(
+          Ref.getAndUpdate(runs, (n) => n + 1),
+          (n) => Effect.andThen(Effect.sleep(5), n < 2 ? Effect.fail("again") : Effect.succeed(n))
+        )
+      )
+      const shutdown = yield* Effect.forkChild(executor.shutdown())
+      yield* TestClock.adjust(100)
+      yield* Fiber.join(shutdown)
+      const outcome = yield* task.outcome
+      assert.strictEqual(outcome.kind, "success")
+      assert.strictEqual(outcome.attempts, 3)
+    }))
+})

@@ -1,0 +1,326 @@
+// The engine's three data structures, each checked against a plain reference model on random operation
+// sequences: the intake list (I13, I2: a node is in one place at a time), the timer heap (deadlines, timeouts,
+// retry delays and rate wake-ups fire in time order, none lost), and the Pile buffer (I1: every outcome
+// delivered once, in order; the bound and its release, I14). fast-check shrinks a failure to a minimal sequence.
+import { assert, describe, it } from "@effect/vitest"
+import * as Cause from "effect/Cause"
+import * as Effect from "effect/Effect"
+import * as Exit from "effect/Exit"
+import * as Fiber from "effect/Fiber"
+import * as fc from "fast-check"
+import { LinkedList, type Node } from "../src/internal/linkedList.ts"
+import { OutcomeBuffer } from "../src/internal/outcomeBuffer.ts"
+import { Timers } from "../src/internal/timers.ts"
+import { runs } from "./utils.ts"
+
+interface Item extends Node {
+  readonly n: number
+}
+const item = (n: number): Item => ({ n, prev: undefined, next: undefined, list: undefined })
+
+type ListOp =
+  | { readonly op: "push" | "unshift"; readonly list: 0 | 1 }
+  | { readonly op: "shift" | "takeAll"; readonly list: 0 | 1 }
+  | { readonly op: "remove"; readonly list: 0 | 1; readonly pick: number }
+
+const listOp: fc.Arbitrary<ListOp> = fc.oneof(
+  fc.record({ op: fc.constantFrom("push", "push", "unshift"), list: fc.constantFrom(0, 1) }),
+  fc.record({ op: fc.constantFrom("shift", "takeAll"), list: fc.constantFrom(0, 1) }),
+  fc.record({ op: fc.constant("remove"), list: fc.constantFrom(0, 1), pick: fc.nat() })
+) as fc.Arbitrary<ListOp>
+
+/** Walks a list both ways, checking the links against the model and returning the values in order. */
+const walk = (list: LinkedList<Item>, expected: ReadonlyArray<Item>): void => {
+  assert.strictEqual(list.size, expected.length, "size")
+  assert.deepStrictEqual(list.toArray().map((i) => i.n), expected.map((i) => i.n), "forward order")
+  const backward: Array<number> = []
+  for (let node = list.tail; node !== undefined; node = node.prev as Item | undefined) backward.push(node.n)
+  assert.deepStrictEqual(backward, expected.map((i) => i.n).toReversed(), "backward order")
+  assert.strictEqual(list.head, expected[0], "head")
+  assert.strictEqual(list.tail, expected[expected.length - 1], "tail")
+  for (const node of expected) assert.strictEqual(node.list, list, "a node knows its list")
+}
+
+describe("internals: the intrusive list", () => {
+  it("matches an array model on random pushes, unshifts, shifts, removals and takeAlls across two lists", () =>
+    fc.assert(
+      fc.property(fc.array(listOp, { maxLength: 60 }), (ops) => {
+        const lists = [new LinkedList<Item>(), new LinkedList<Item>()] as const
+        const models: [Array<Item>, Array<Item>] = [[], []]
+        const all: Array<Item> = []
+        let next = 0
+        for (const op of ops) {
+          const list = lists[op.list]
+          const model = models[op.list]
+          switch (op.op) {
+            case "push":
+            case "unshift": {
+              const node = item(next++)
+              all.push(node)
+              list[op.op](node)
+              if (op.op === "push") model.push(node)
+              else model.unshift(node)
+              break
+            }
+            case "shift":
+              assert.strictEqual(list.shift(), model.shift())
+              break
+            case "takeAll": {
+              const taken = list.takeAll()
+              assert.deepStrictEqual(taken.map((i) => i.n), model.map((i) => i.n))
+              for (const node of taken) {
+                assert.isUndefined(node.list)
+                assert.isUndefined(node.next)
+                assert.isUndefined(node.prev)
+              }
+              model.length = 0
+              break
+            }
+            case "remove": {
+              if (all.length === 0) break
+              // Any node ever made: in this list, in the other one, or in none. Only this list's nodes go.
+              const node = all[op.pick % all.length]!
+              const at = model.indexOf(node)
+              const elsewhere = node.list
+              assert.strictEqual(list.remove(node), at >= 0, "remove says whether the node was in the list")
+              if (at >= 0) {
+                model.splice(at, 1)
+                assert.isUndefined(node.list)
+              } else assert.strictEqual(node.list, elsewhere, "a node of another list stays where it is")
+              break
+            }
+          }
+          walk(lists[0], models[0])
+          walk(lists[1], models[1])
+        }
+      }),
+      { numRuns: runs(300) }
+    ))
+})
+
+type TimerOp =
+  | { readonly op: "add"; readonly at: number; readonly owned: boolean }
+  | { readonly op: "fire"; readonly advance: number }
+  | { readonly op: "finish"; readonly pick: number }
+  | { readonly op: "clear" }
+
+const timerOp: fc.Arbitrary<TimerOp> = fc.oneof(
+  {
+    weight: 6,
+    arbitrary: fc.record({ op: fc.constant("add"), at: fc.integer({ min: 0, max: 50 }), owned: fc.boolean() })
+  },
+  { weight: 3, arbitrary: fc.record({ op: fc.constant("fire"), advance: fc.integer({ min: 0, max: 15 }) }) },
+  { weight: 1, arbitrary: fc.record({ op: fc.constant("finish"), pick: fc.nat() }) },
+  { weight: 1, arbitrary: fc.record({ op: fc.constant("clear") }) }
+) as fc.Arbitrary<TimerOp>
+
+describe("internals: the timer heap", () => {
+  it("fires every due timer once, in time order, reports the earliest, and signals each new earliest", () =>
+    fc.assert(
+      fc.property(fc.array(timerOp, { maxLength: 80 }), (ops) => {
+        let signals = 0
+        const timers = new Timers(() => signals++)
+        let pending: Array<{ readonly at: number; readonly id: number }> = []
+        const fired: Array<number> = []
+        const owners: Array<{ result: unknown }> = []
+        let now = 0
+        let id = 0
+        for (const op of ops) {
+          switch (op.op) {
+            case "add": {
+              const at = now + op.at
+              const earliest = pending.length === 0 || at < Math.min(...pending.map((t) => t.at))
+              const timer = { at, id: id++ }
+              const owner = { result: undefined as unknown }
+              if (op.owned) owners.push(owner)
+              const before = signals
+              timers.add(at, () => fired.push(timer.id), op.owned ? owner : undefined)
+              assert.strictEqual(signals - before, earliest ? 1 : 0, "onEarliest only for a new earliest timer")
+              pending.push(timer)
+              break
+            }
+            case "fire": {
+              now += op.advance
+              const due = pending.filter((t) => t.at <= now).sort((a, b) => a.at - b.at || a.id - b.id)
+              const from = fired.length
+              assert.strictEqual(timers.fireDue(now), due.length, "fireDue returns how many fired")
+              const got = fired.slice(from)
+              // Equal times may fire in any order; the times themselves must be in order.
+              const at = (id: number) => pending.find((t) => t.id === id)!.at
+              assert.deepStrictEqual(got.map(at), due.map((t) => t.at), "due timers fire in time order")
+              assert.sameMembers(got, due.map((t) => t.id), "exactly the due timers fire")
+              pending = pending.filter((t) => t.at > now)
+              break
+            }
+            case "finish":
+              // A task got its outcome: its timers may be dropped by a compaction, never fired early.
+              if (owners.length > 0) owners[op.pick % owners.length]!.result = "done"
+              break
+            case "clear":
+              timers.clear()
+              pending = []
+              break
+          }
+          assert.strictEqual(
+            timers.next,
+            pending.length === 0 ? Number.POSITIVE_INFINITY : Math.min(...pending.map((t) => t.at)),
+            "next is the earliest pending time"
+          )
+          assert.strictEqual(timers.size, pending.length, "size")
+        }
+      }),
+      { numRuns: runs(300) }
+    ))
+
+  it("a compaction drops the timers of finished tasks and keeps every live one, in order", () => {
+    const timers = new Timers(() => {})
+    const fired: Array<number> = []
+    const done = { result: "done" as unknown }
+    const live = { result: undefined as unknown }
+    // 2,048 timers trigger a compaction on the next add: the 1,500 of the finished task go, the rest stay.
+    for (let i = 0; i < 2048; i++) {
+      const at = (i * 7919) % 3000
+      timers.add(at, () => fired.push(at), i < 1500 ? done : i % 2 === 0 ? live : undefined)
+    }
+    assert.strictEqual(timers.size, 2048)
+    timers.add(5000, () => fired.push(5000), live)
+    assert.strictEqual(timers.size, 2048 - 1500 + 1, "only the finished task's timers were dropped")
+    const expected = Array.from({ length: 548 }, (_, k) => ((1500 + k) * 7919) % 3000).sort((a, b) => a - b)
+    assert.strictEqual(timers.fireDue(10_000), 549)
+    assert.deepStrictEqual(fired, [...expected, 5000], "the survivors fire in time order")
+    // The next compaction waits until the heap doubles from its new size (at least 1,024 again).
+    for (let i = 0; i < 2047; i++) timers.add(i, () => {}, done)
+    assert.strictEqual(timers.size, 2047, "no compaction below twice the compacted size")
+    timers.add(1, () => {}, done)
+    assert.strictEqual(timers.size, 2048, "the 2,048th timer is added before the check")
+    timers.add(1, () => {}, live)
+    assert.strictEqual(timers.size, 1, "at 2,048 the next add compacts first")
+  })
+})
+
+type BufferOp =
+  | { readonly op: "offer" }
+  | { readonly op: "pull"; readonly one: boolean }
+  | { readonly op: "unbound" }
+
+const bufferOp: fc.Arbitrary<BufferOp> = fc.oneof(
+  { weight: 5, arbitrary: fc.record({ op: fc.constant("offer") }) },
+  { weight: 4, arbitrary: fc.record({ op: fc.constant("pull"), one: fc.boolean() }) },
+  { weight: 1, arbitrary: fc.record({ op: fc.constant("unbound") }) }
+) as fc.Arbitrary<BufferOp>
+
+/** Runs a pull that must not wait: the buffer has outcomes or is closed. */
+const pullNow = <O>(pull: Effect.Effect<ReadonlyArray<O>, unknown>): Exit.Exit<ReadonlyArray<O>, unknown> =>
+  Effect.runSync(Effect.exit(pull))
+
+describe("internals: the Pile buffer", () => {
+  it("delivers every offered outcome once, in order; holds at most its capacity; releases each blocked delivery once", () =>
+    fc.assert(
+      fc.property(fc.integer({ min: 1, max: 4 }), fc.array(bufferOp, { maxLength: 60 }), (capacity, ops) => {
+        const buffer = new OutcomeBuffer<number>(capacity)
+        let bounded = true
+        let buffered: Array<number> = []
+        let blocked: Array<number> = []
+        const released: Array<number> = []
+        const delivered: Array<number> = []
+        let next = 0
+        for (const op of ops) {
+          switch (op.op) {
+            case "offer": {
+              const n = next++
+              const fits = !bounded || (buffered.length < capacity && blocked.length === 0)
+              assert.strictEqual(buffer.offer(n, () => released.push(n)), fits, "offer says whether it fits")
+              if (fits) buffered.push(n)
+              else blocked.push(n)
+              break
+            }
+            case "pull": {
+              if (buffered.length === 0) break
+              const exit = pullNow(op.one ? buffer.pullOne : buffer.pull)
+              assert.isTrue(Exit.isSuccess(exit))
+              const got = (exit as Exit.Success<ReadonlyArray<number>>).value
+              const take = op.one ? 1 : buffered.length
+              assert.deepStrictEqual([...got], buffered.slice(0, take), "a pull takes the oldest outcomes")
+              delivered.push(...got)
+              buffered = buffered.slice(take)
+              // Freed space goes to the blocked deliveries, oldest first.
+              const room = bounded ? capacity - buffered.length : blocked.length
+              buffered.push(...blocked.splice(0, Math.max(0, room)))
+              break
+            }
+            case "unbound":
+              bounded = false
+              buffered.push(...blocked)
+              blocked = []
+              buffer.unbound()
+              break
+          }
+          assert.strictEqual(buffer.size, buffered.length + blocked.length, "size counts buffered and blocked")
+          assert.strictEqual(buffer.accepted, next - blocked.length, "accepted counts what entered the buffer")
+          if (bounded) assert.isAtMost(buffered.length, capacity)
+          // A delivery is released exactly when it leaves `blocked` (never twice, never early).
+          const everBlocked = released.length
+          assert.strictEqual(new Set(released).size, everBlocked, "each release runs once")
+          for (const n of blocked) assert.notInclude(released, n, "a blocked delivery is not released yet")
+        }
+        // Closing lifts the bound: everything left comes out, then the Pile ends with Done.
+        buffer.close()
+        assert.isTrue(buffer.isClosed)
+        const rest = pullNow(buffer.pull)
+        if (buffered.length + blocked.length > 0) {
+          assert.deepStrictEqual([...(rest as Exit.Success<ReadonlyArray<number>>).value], [...buffered, ...blocked])
+          delivered.push(...(rest as Exit.Success<ReadonlyArray<number>>).value)
+        }
+        assert.deepStrictEqual(delivered, Array.from({ length: next }, (_, i) => i), "every outcome once, in order")
+        const end = pullNow(buffer.pull)
+        assert.isTrue(Exit.isFailure(end) && Cause.hasFails(end.cause) && Cause.isDone(Cause.squash(end.cause)))
+      }),
+      { numRuns: runs(300) }
+    ))
+
+  it("many single pulls from a long buffer: outcomes stay in order across its internal compaction", () => {
+    const buffer = new OutcomeBuffer<number>(Number.POSITIVE_INFINITY)
+    for (let i = 0; i < 5000; i++) buffer.offer(i, () => {})
+    const got: Array<number> = []
+    for (let i = 0; i < 3000; i++) {
+      const exit = pullNow(buffer.pullOne)
+      got.push(...(exit as Exit.Success<ReadonlyArray<number>>).value)
+      if (i % 500 === 0) buffer.offer(5000 + i, () => {})
+    }
+    assert.strictEqual(buffer.size, 5000 + 6 - 3000)
+    const rest = (pullNow(buffer.pull) as Exit.Success<ReadonlyArray<number>>).value
+    const all = [...got, ...rest]
+    assert.deepStrictEqual(all.slice(0, 5000), Array.from({ length: 5000 }, (_, i) => i))
+    assert.deepStrictEqual(all.slice(5000), [0, 500, 1000, 1500, 2000, 2500].map((i) => 5000 + i))
+    assert.strictEqual(buffer.size, 0)
+  })
+
+  it.effect("a waiting consumer is woken by an offer, by a refill and by close; an interrupted one is forgotten", () =>
+    Effect.gen(function*() {
+      const buffer = new OutcomeBuffer<number, string>(1)
+      const first = yield* Effect.forkChild(buffer.pull)
+      yield* Effect.yieldNow
+      assert.isUndefined(first.pollUnsafe(), "nothing buffered: the consumer waits")
+      assert.isTrue(buffer.offer(1, () => {}))
+      assert.deepStrictEqual([...(yield* Fiber.join(first))], [1])
+      // Full and blocked: a second delivery waits; pulling moves it in and releases it.
+      let released = 0
+      assert.isTrue(buffer.offer(2, () => {}))
+      assert.isFalse(buffer.offer(3, () => released++))
+      assert.deepStrictEqual([...(yield* buffer.pullOne)], [2])
+      assert.strictEqual(released, 1)
+      assert.deepStrictEqual([...(yield* buffer.pull)], [3])
+      // An interrupted consumer leaves no waker behind: the next outcome goes to the next reader.
+      const gone = yield* Effect.forkChild(buffer.pull)
+      yield* Effect.yieldNow
+      yield* Fiber.interrupt(gone)
+      assert.isTrue(buffer.offer(4, () => {}))
+      assert.deepStrictEqual([...(yield* buffer.pull)], [4])
+      // Close with an error wakes a waiting consumer, which then fails with it; a second close changes nothing.
+      const last = yield* Effect.forkChild(Effect.flip(buffer.pull))
+      yield* Effect.yieldNow
+      buffer.close({ error: "boom" })
+      buffer.close()
+      assert.strictEqual(yield* Fiber.join(last), "boom")
+    }))
+})
