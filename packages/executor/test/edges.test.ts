@@ -108,8 +108,9 @@ describe("histograms", () => {
         policy: ErrorPolicy.retry(Schedule.spaced("5 millis").pipe(Schedule.upTo({ times: 1 })))
       })
       const runs = yield* Ref.make(0)
-      // Task 1 runs 10 ms; task 2 waits 10 ms in the queue, then 990 ms for the key's budget, then runs
-      // twice for 20 ms (a failure, a 5 ms pause, a retry that waits for budget again until t = 2,000).
+      // Task 1 runs 10 ms. Task 2 waits 10 ms in the queue, finds the key's budget free and runs 20 ms; it
+      // fails, pauses 5 ms, waits for the next budget (t = 1,010: a retry's rate wait is not observed again)
+      // and runs 20 ms more. Run time: 10 + 20 + 20 ms over three attempts.
       yield* executor.submit(Effect.sleep(10))
       yield* executor.submit(
         Effect.flatMap(
