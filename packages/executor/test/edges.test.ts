@@ -3,7 +3,7 @@
 // tracing is forced on or off, retry-after pauses, retries during a drain. Each test was written against a
 // mutant of engine.ts that the other suites let survive (docs/verification.md, "Mutation testing").
 import { assert, describe, it } from "@effect/vitest"
-import { Data, Effect, Fiber, Metric, Option, Ref, Schedule, Tracer } from "effect"
+import { Data, Effect, Fiber, Metric, Option, Ref, Schedule, Stream, Tracer } from "effect"
 import { TestClock } from "effect/testing"
 import * as ErrorPolicy from "../src/ErrorPolicy.ts"
 import * as Executor from "../src/Executor.ts"
@@ -216,5 +216,106 @@ describe("retry-after and retries", () => {
       const outcome = yield* task.outcome
       assert.strictEqual(outcome.kind, "success")
       assert.strictEqual(outcome.attempts, 3)
+    }))
+})
+
+describe("queue edges", () => {
+  it.effect("sliding: with the queue empty, the oldest task waiting in a key line for its first start is evicted", () =>
+    Effect.gen(function*() {
+      const executor = yield* make({
+        concurrency: 5,
+        capacity: 1,
+        strategy: "sliding",
+        limits: [{ key: "k", limit: 1, window: "1 minute" }]
+      })
+      const first = yield* executor.submit(Effect.succeed("first"), { key: "k" })
+      const waiting = yield* executor.submit(Effect.succeed("waiting"), { key: "k" })
+      yield* TestClock.adjust(1)
+      assert.strictEqual(yield* first.join, "first")
+      assert.strictEqual((yield* executor.stats).waiting, 1, "the second task waits in the key's line")
+      const young = yield* executor.submit(Effect.succeed("young"), { key: "k" })
+      assert.strictEqual((yield* waiting.outcome).kind, "evicted")
+      yield* TestClock.adjust("1 minute")
+      assert.strictEqual(yield* young.join, "young")
+      assertLedger(yield* executor.stats)
+    }))
+
+  it.effect("a batch feeder that finds the queue full waits for a quarter of it to free up, then refills it", () =>
+    Effect.gen(function*() {
+      const executor = yield* make({ concurrency: 1, capacity: 8 })
+      const reader = yield* Effect.forkChild(Stream.runCollect(
+        executor.run(Array.from({ length: 40 }, (_, i) => i), (n) => Effect.as(Effect.sleep(1), n))
+      ))
+      const queued: Array<number> = []
+      for (let t = 0; t < 4; t++) {
+        yield* Effect.yieldNow
+        queued.push((yield* executor.stats).queued)
+        yield* TestClock.adjust(1)
+      }
+      // 8 queued; one place frees (7: the feeder keeps waiting); a second one frees (a quarter): refilled to 8.
+      assert.deepStrictEqual(queued, [8, 7, 8, 7])
+      yield* TestClock.adjust(100)
+      const outcomes = yield* Fiber.join(reader)
+      assert.deepStrictEqual(outcomes.map((o) => o.input), Array.from({ length: 40 }, (_, i) => i))
+      assert.strictEqual((yield* executor.stats).peakQueued, 8)
+    }))
+
+  it.effect("I6 a batch feeder waiting for room when shutdown begins stops feeding; accepted inputs get outcomes", () =>
+    Effect.gen(function*() {
+      const executor = yield* make({ concurrency: 1, capacity: 4 })
+      const ran = yield* Ref.make(0)
+      const reader = yield* Effect.forkChild(Effect.exit(Stream.runCollect(
+        executor.run(
+          Array.from({ length: 20 }, (_, i) => i),
+          () => Effect.andThen(Ref.update(ran, (n) => n + 1), Effect.never)
+        )
+      )))
+      yield* TestClock.adjust(1)
+      assert.strictEqual((yield* executor.stats).queued, 4, "the feeder waits for room")
+      yield* executor.shutdown({ mode: "cancel" })
+      const exit = yield* Fiber.join(reader)
+      assert.isTrue(exit._tag === "Failure", "the batch fails with Closed after its accepted outcomes")
+      const stats = yield* executor.stats
+      assert.strictEqual(stats.accepted, 5, "one running and four queued: nothing more was taken")
+      assert.strictEqual(stats.finished, 5)
+      assert.strictEqual(yield* Ref.get(ran), 1)
+    }))
+})
+
+describe("pause edges", () => {
+  it.effect("a retry-after without a key pauses the other keyless tasks; a shorter one does not shorten the pause", () =>
+    Effect.gen(function*() {
+      const executor = yield* make({ concurrency: 3 })
+      // Both start at once and fail 1 ms later, the longer retry-after first.
+      yield* executor.submit(Effect.andThen(Effect.sleep(1), Effect.fail(new RateLimited({ retryAfter: 1000 }))))
+      yield* executor.submit(Effect.andThen(Effect.sleep(2), Effect.fail(new RateLimited({ retryAfter: 10 }))))
+      yield* TestClock.adjust(2)
+      const next = yield* executor.submit(Effect.succeed("next"))
+      const other = yield* executor.submit(Effect.succeed("other key"), { key: "other" })
+      yield* TestClock.adjust(1)
+      assert.strictEqual(yield* other.join, "other key", "another key is not paused")
+      yield* TestClock.adjust(500)
+      assert.isUndefined(yield* next.poll, "still paused by the first, longer retry-after")
+      yield* TestClock.adjust(497)
+      assert.isUndefined(yield* next.poll, "the pause ends at t = 1,001")
+      yield* TestClock.adjust(1)
+      assert.strictEqual(yield* next.join, "next")
+      assert.strictEqual((yield* executor.stats).pauses, 1)
+    }))
+})
+
+describe("escalation edges", () => {
+  it.effect("two escalations at once: the first one is raised, the second task still has its own outcome", () =>
+    Effect.gen(function*() {
+      const executor = yield* make({ concurrency: 2, policy: ErrorPolicy.escalate })
+      const first = yield* executor.submit(Effect.andThen(Effect.sleep(10), Effect.fail("first")))
+      const second = yield* executor.submit(Effect.andThen(Effect.sleep(10), Effect.fail("second")))
+      yield* TestClock.adjust(10)
+      const error = yield* Effect.flip(executor.join)
+      assert.strictEqual(error.reason._tag, "Escalated")
+      assert.strictEqual((error.reason as { readonly source: string }).source, `task ${first.id}`)
+      assert.strictEqual((yield* first.outcome).kind, "failure")
+      assert.include(["failure", "interrupted"], (yield* second.outcome).kind)
+      assert.strictEqual((yield* executor.stats).phase, "closed")
     }))
 })
