@@ -1,0 +1,104 @@
+// Reads the report of `pnpm mutation` (reports/mutation/mutation.json) and prints the mutation score per file
+// and per region of the engine, in the two usual forms:
+//   strict  = killed / (killed + survived + no coverage)     (a timeout counts neither way)
+//   stryker = (killed + timeout) / (every valid mutant)       (Stryker's own score: a hung suite fails CI too)
+// Regions: "core" is the lifecycle, the intake (queue) and admission; the rest of engine.ts is split into the
+// error-policy glue, the asynchronous-store path (exercised by the Redis tests, which need a server and are
+// not in the mutation run), instrumentation (metrics and spans) and the I5 test hook.
+// Run: node scripts/mutation-score.ts [report.json] [--survivors [region]]
+import { readFileSync } from "node:fs"
+
+interface Mutant {
+  readonly mutatorName: string
+  readonly replacement?: string
+  readonly status: string
+  readonly location: { readonly start: { readonly line: number } }
+}
+interface Report {
+  readonly files: Record<string, { readonly source: string; readonly mutants: ReadonlyArray<Mutant> }>
+}
+
+const args = process.argv.slice(2)
+const path = args.find((a) => a.endsWith(".json")) ?? "reports/mutation/mutation.json"
+const survivorsAt = args.indexOf("--survivors")
+const listRegion = survivorsAt >= 0 ? (args[survivorsAt + 1] ?? "all") : undefined
+const report = JSON.parse(readFileSync(path, "utf8")) as Report
+
+/** Members of engine.ts outside the core, by region. */
+const regions: Record<string, ReadonlyArray<string>> = {
+  policy: ["decide", "isCircuitRejection", "pauseOnRetryAfter", "settle", "refund", "attemptEffect", "decides"],
+  asyncStore: ["reserveAsync", "storeOp", "flushStoreOps", "storeOps", "reserving"],
+  instrumentation: [
+    "isTraced",
+    "traced",
+    "tracedAnswer",
+    "tracedContext",
+    "metricMillis",
+    "beginBurst",
+    "endBurst",
+    "bursting",
+    "passMillis"
+  ],
+  testHook: ["liveFibers"]
+}
+/** A line of a core member that only feeds metrics or spans. */
+const instrumentationLine = /instruments|passMillis|metricMillis|bursting|Burst|withSpan|annotateCurrentSpan/
+
+const memberPattern = /^ {2}(?:private |readonly |static |get )*([A-Za-z_]\w*)\s*[(<:=]/
+const topLevelPattern = /^(?:export )?(?:const|class|function|interface|type) (\w+)/
+
+const regionOf = (file: string, member: string, line: string): string => {
+  if (!file.endsWith("engine.ts")) return "core"
+  for (const [region, members] of Object.entries(regions)) if (members.includes(member)) return region
+  return instrumentationLine.test(line) ? "instrumentation" : "core"
+}
+
+type Tally = Record<string, number>
+const tallies = new Map<string, Tally>()
+const count = (key: string, status: string) => {
+  const tally = tallies.get(key) ?? {}
+  tally[status] = (tally[status] ?? 0) + 1
+  tallies.set(key, tally)
+}
+
+for (const [file, { mutants, source }] of Object.entries(report.files)) {
+  const lines = source.split("\n")
+  const memberAt = (line: number): string => {
+    for (let i = line - 1; i >= 0; i--) {
+      const match = memberPattern.exec(lines[i]!) ?? topLevelPattern.exec(lines[i]!)
+      if (match !== null) return match[1]!
+    }
+    return "?"
+  }
+  const name = file.split("/").at(-1)!
+  for (const mutant of mutants) {
+    const line = mutant.location.start.line
+    const member = memberAt(line)
+    const region = regionOf(file, member, lines[line - 1]!)
+    count(`file ${name}`, mutant.status)
+    count(`region ${region}`, mutant.status)
+    count("all", mutant.status)
+    if (
+      listRegion !== undefined && (mutant.status === "Survived" || mutant.status === "NoCoverage") &&
+      (listRegion === "all" || listRegion === region)
+    ) {
+      const replacement = JSON.stringify(mutant.replacement ?? "").slice(0, 70)
+      console.log(`${name}:${line} ${member} [${region}] ${mutant.status} ${mutant.mutatorName} -> ${replacement}`)
+    }
+  }
+}
+
+const pct = (n: number, d: number) => d === 0 ? "-" : `${(100 * n / d).toFixed(1)}%`
+console.log("| scope | killed | timeout | survived | no coverage | strict | stryker |")
+console.log("| ----- | -----: | ------: | -------: | ----------: | -----: | ------: |")
+for (const [key, t] of [...tallies].sort(([a], [b]) => a.localeCompare(b))) {
+  const killed = t["Killed"] ?? 0
+  const timeout = t["Timeout"] ?? 0
+  const survived = t["Survived"] ?? 0
+  const none = t["NoCoverage"] ?? 0
+  console.log(
+    `| ${key} | ${killed} | ${timeout} | ${survived} | ${none} | ${pct(killed, killed + survived + none)} | ${
+      pct(killed + timeout, killed + timeout + survived + none)
+    } |`
+  )
+}
