@@ -1,5 +1,5 @@
 import { assert, describe, it } from "@effect/vitest"
-import { Effect, Fiber, Metric, Option, Ref, Schedule, Stream, Tracer } from "effect"
+import { Effect, Fiber, Metric, Option, Ref, Schedule, Stream } from "effect"
 import { PrometheusMetrics } from "effect/observability"
 import { TestClock } from "effect/testing"
 import * as fc from "fast-check"
@@ -7,7 +7,7 @@ import * as ErrorPolicy from "../src/ErrorPolicy.ts"
 import * as Executor from "../src/Executor.ts"
 import { names } from "../src/internal/instruments.ts"
 import type * as Outcome from "../src/Outcome.ts"
-import { assertLedger, runs } from "./utils.ts"
+import { assertLedger, recordingTracer, runs } from "./utils.ts"
 
 /** Every test gets its own registry: the default one is process-global. */
 const isolated = <A, E, R>(effect: Effect.Effect<A, E, R>) =>
@@ -231,18 +231,7 @@ describe("progress", () => {
 describe("tracing", () => {
   it.effect("each attempt is a span parented to the submitter's span, with id, key, attempt and outcome", () =>
     Effect.gen(function*() {
-      const ended: Array<Tracer.Span> = []
-      const tracer = Tracer.make({
-        span(options) {
-          const span = new Tracer.NativeSpan(options)
-          const end = span.end.bind(span)
-          span.end = (time, exit) => {
-            end(time, exit)
-            ended.push(span)
-          }
-          return span
-        }
-      })
+      const { ended, tracer } = recordingTracer()
       const executor = yield* Executor.make({
         name: "traced",
         shutdown: { mode: "cancel" },

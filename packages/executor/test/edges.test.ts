@@ -3,12 +3,12 @@
 // tracing is forced on or off, retry-after pauses, retries during a drain. Each test was written against a
 // mutant of engine.ts that the other suites let survive (docs/verification.md, "Mutation testing").
 import { assert, describe, it } from "@effect/vitest"
-import { Data, Effect, Fiber, Metric, Option, Ref, Schedule, Stream, Tracer } from "effect"
+import { Data, Effect, Fiber, Metric, Option, Ref, Schedule, Stream } from "effect"
 import { TestClock } from "effect/testing"
 import * as ErrorPolicy from "../src/ErrorPolicy.ts"
 import * as Executor from "../src/Executor.ts"
 import { names } from "../src/internal/instruments.ts"
-import { assertLedger } from "./utils.ts"
+import { assertLedger, recordingTracer } from "./utils.ts"
 
 const make = <A = unknown, E = unknown>(options?: Executor.Options<E>) =>
   Executor.make<A, E>({ shutdown: { mode: "cancel" }, ...options })
@@ -132,27 +132,10 @@ describe("histograms", () => {
     })))
 })
 
-/** A tracer that records every span it ends. */
-const recording = () => {
-  const ended: Array<Tracer.Span> = []
-  const tracer = Tracer.make({
-    span(options) {
-      const span = new Tracer.NativeSpan(options)
-      const end = span.end.bind(span)
-      span.end = (time, exit) => {
-        end(time, exit)
-        ended.push(span)
-      }
-      return span
-    }
-  })
-  return { ended, tracer }
-}
-
 describe("spans", () => {
   it.effect("tracing: false makes no span even under a tracer; a task without a key has no key attribute", () =>
     Effect.gen(function*() {
-      const { ended, tracer } = recording()
+      const { ended, tracer } = recordingTracer()
       const off = yield* make({ tracing: false })
       const on = yield* make({ tracing: true, name: "on" })
       yield* Effect.flatMap(off.submit(Effect.void), (h) => h.await).pipe(Effect.withTracer(tracer))
@@ -166,7 +149,7 @@ describe("spans", () => {
 
   it.effect("tracing: auto follows the submitter: spans under a tracer, none without, spans again under one", () =>
     Effect.gen(function*() {
-      const { ended, tracer } = recording()
+      const { ended, tracer } = recordingTracer()
       const executor = yield* make()
       const traced = Effect.flatMap(executor.submit(Effect.void), (h) => h.await).pipe(Effect.withTracer(tracer))
       yield* traced

@@ -1,6 +1,6 @@
 // Shared helpers for the executor's tests: reach the engine behind an executor, check the ledger, build tasks.
 import { assert } from "@effect/vitest"
-import { Effect, Ref } from "effect"
+import { Effect, Ref, Tracer } from "effect"
 import type * as Exit from "effect/Exit"
 import type * as Fiber from "effect/Fiber"
 import type { Executor, Stats } from "../src/Executor.ts"
@@ -52,3 +52,20 @@ export const plain = <A, E>(exit: Exit.Exit<A, E>): unknown => {
  * mutation testing (PILE_MUTATION=1), where every mutant reruns the suites.
  */
 export const runs = (n: number): number => process.env["PILE_MUTATION"] === "1" ? Math.max(10, Math.round(n / 10)) : n
+
+/** A tracer that records every span it ends. */
+export const recordingTracer = () => {
+  const ended: Array<Tracer.Span> = []
+  const tracer = Tracer.make({
+    span(options) {
+      const span = new Tracer.NativeSpan(options)
+      const end = span.end.bind(span)
+      span.end = (time, exit) => {
+        end(time, exit)
+        ended.push(span)
+      }
+      return span
+    }
+  })
+  return { ended, tracer }
+}
