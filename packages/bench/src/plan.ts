@@ -4,16 +4,8 @@
 import { library as libraryOf, type Work } from "./adapter.ts"
 import type { Job, Sample, Scenario } from "./model.ts"
 
-export interface Median {
-  readonly value: number
-  readonly ms: number
-  readonly cpuMs: number
-  readonly outcomes: number
-  readonly failures: number
-  readonly maxInWindow?: number | undefined
-  readonly windowsOver?: number | undefined
-  readonly windowsOverTolerant?: number | undefined
-}
+/** The medians of a row's repetitions: a sample's figures, without its profiling window. */
+export type Median = Omit<Sample, "windowUs">
 
 export interface Row {
   readonly scenario: Scenario
