@@ -39,6 +39,7 @@ export class Timers {
     let i = heap.length - 1
     while (i > 0) {
       const parent = (i - 1) >> 1
+      // Stryker disable next-line EqualityOperator: a tie-break between equal times; their order is unspecified (the heap is not stable) and nothing relies on it
       if (heap[parent]!.at <= heap[i]!.at) break
       ;[heap[parent], heap[i]] = [heap[i]!, heap[parent]!]
       i = parent
@@ -79,7 +80,9 @@ export class Timers {
         const l = 2 * i + 1
         const r = l + 1
         let m = i
+        // Stryker disable next-line EqualityOperator: a tie-break between equal times; their order is unspecified (the heap is not stable) and nothing relies on it
         if (l < heap.length && heap[l]!.at < heap[m]!.at) m = l
+        // Stryker disable next-line EqualityOperator: a tie-break between equal times; their order is unspecified (the heap is not stable) and nothing relies on it
         if (r < heap.length && heap[r]!.at < heap[m]!.at) m = r
         if (m === i) break
         ;[heap[m], heap[i]] = [heap[i]!, heap[m]!]
