@@ -12,7 +12,10 @@ interface Mutant {
   readonly mutatorName: string
   readonly replacement?: string
   readonly status: string
-  readonly location: { readonly start: { readonly line: number } }
+  readonly location: {
+    readonly start: { readonly line: number; readonly column: number }
+    readonly end: { readonly line: number; readonly column: number }
+  }
 }
 interface Report {
   readonly files: Record<string, { readonly source: string; readonly mutants: ReadonlyArray<Mutant> }>
@@ -53,6 +56,9 @@ const regionOf = (file: string, member: string, line: string): string => {
   return instrumentationLine.test(line) ? "instrumentation" : "core"
 }
 
+/** A piece of source for one line of output. */
+const show = (text: string) => JSON.stringify(text.replace(/\s+/g, " ")).slice(0, 70)
+
 type Tally = Record<string, number>
 const tallies = new Map<string, Tally>()
 const count = (key: string, status: string) => {
@@ -63,12 +69,15 @@ const count = (key: string, status: string) => {
 
 for (const [file, { mutants, source }] of Object.entries(report.files)) {
   const lines = source.split("\n")
+  // The member of a class (the nearest member line above, inside the nearest class), else the top-level name.
   const memberAt = (line: number): string => {
+    let member: string | undefined
     for (let i = line - 1; i >= 0; i--) {
-      const match = memberPattern.exec(lines[i]!) ?? topLevelPattern.exec(lines[i]!)
-      if (match !== null) return match[1]!
+      const top = topLevelPattern.exec(lines[i]!)
+      if (top !== null) return lines[i]!.includes("class ") && member !== undefined ? member : top[1]!
+      member ??= memberPattern.exec(lines[i]!)?.[1]
     }
-    return "?"
+    return member ?? "?"
   }
   const name = file.split("/").at(-1)!
   for (const mutant of mutants) {
@@ -82,8 +91,15 @@ for (const [file, { mutants, source }] of Object.entries(report.files)) {
       listRegion !== undefined && (mutant.status === "Survived" || mutant.status === "NoCoverage") &&
       (listRegion === "all" || listRegion === region)
     ) {
-      const replacement = JSON.stringify(mutant.replacement ?? "").slice(0, 70)
-      console.log(`${name}:${line} ${member} [${region}] ${mutant.status} ${mutant.mutatorName} -> ${replacement}`)
+      const { end, start } = mutant.location
+      const original = start.line === end.line
+        ? lines[line - 1]!.slice(start.column - 1, end.column - 1)
+        : `${lines[line - 1]!.slice(start.column - 1)}...`
+      console.log(
+        `${name}:${line}:${start.column} ${member} [${region}] ${mutant.status} ${mutant.mutatorName}: ${
+          show(original)
+        } -> ${show(mutant.replacement ?? "")}`
+      )
     }
   }
 }

@@ -343,8 +343,57 @@ describe("circuit breaking", () => {
       assert.strictEqual(outcome.kind, "rejected")
       assert.strictEqual(outcome.attempts, 0)
       assert.strictEqual(outcome.rejection?.reason._tag, "CircuitOpen")
+      const reason = outcome.rejection?.reason as { readonly key: string; readonly retryAfter: Duration.Duration }
+      assert.strictEqual(reason.key, "payments")
+      assert.isTrue(Duration.isDuration(reason.retryAfter))
       assert.strictEqual(yield* Ref.get(runs), 2, "the third task never called the dead service")
       assert.strictEqual(yield* other.join, "ok")
+    }))
+
+  it.effect("a task the circuit rejects gives its rate budget back", () =>
+    Effect.gen(function*() {
+      const { CircuitBreaker } = yield* Effect.promise(() => import("effect/persistence"))
+      const executor = yield* make({
+        concurrency: 1,
+        circuitBreaker: { tripPolicy: CircuitBreaker.consecutive(1), openDuration: "1 minute" },
+        limits: [{ budget: "tokens", limit: 10, window: "1 minute" }]
+      })
+      yield* executor.submit(Effect.fail("down"), { key: "payments" })
+      const rejected = yield* executor.submit(Effect.void, { key: "payments", cost: { tokens: 10 } })
+      const other = yield* executor.submit(Effect.succeed("ok"), { key: "search", cost: { tokens: 10 } })
+      assert.strictEqual((yield* rejected.outcome).kind, "rejected")
+      yield* TestClock.adjust(1)
+      assert.strictEqual(yield* other.join, "ok", "the 10 tokens reserved for the rejected task came back")
+    }))
+
+  it.effect("tasks without a key share the circuit named \"default\"", () =>
+    Effect.gen(function*() {
+      const { CircuitBreaker } = yield* Effect.promise(() => import("effect/persistence"))
+      const executor = yield* make({
+        concurrency: 1,
+        circuitBreaker: { tripPolicy: CircuitBreaker.consecutive(1), openDuration: "1 minute" }
+      })
+      yield* executor.submit(Effect.fail("down"))
+      const outcome = yield* (yield* executor.submit(Effect.succeed("never runs"))).outcome
+      assert.strictEqual(outcome.kind, "rejected")
+      assert.strictEqual((outcome.rejection!.reason as { readonly key: string }).key, "default")
+    }))
+
+  it.effect("whenOpen: wait applies while the executor is open: during a drain, an open circuit rejects", () =>
+    Effect.gen(function*() {
+      const { CircuitBreaker } = yield* Effect.promise(() => import("effect/persistence"))
+      const executor = yield* Executor.make({
+        concurrency: 1,
+        shutdown: { mode: "drain", grace: "1 hour" },
+        circuitBreaker: { tripPolicy: CircuitBreaker.consecutive(1), openDuration: "10 seconds", whenOpen: "wait" }
+      })
+      yield* executor.submit(Effect.andThen(Effect.sleep(1), Effect.fail("down")), { key: "k" })
+      const later = yield* executor.submit(Effect.succeed("recovered"), { key: "k" })
+      const shutdown = yield* Effect.forkChild(executor.shutdown())
+      yield* TestClock.adjust(1)
+      yield* Fiber.join(shutdown)
+      const outcome = yield* later.outcome
+      assert.deepStrictEqual([outcome.kind, outcome.rejection?.reason._tag], ["rejected", "CircuitOpen"])
     }))
 
   it.effect("whenOpen: wait: tasks wait for the circuit instead of being rejected", () =>

