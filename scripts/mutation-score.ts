@@ -1,17 +1,20 @@
 // Reads the report of `pnpm mutation` (reports/mutation/mutation.json) and prints the mutation score per file
-// and per region of the engine, in the two usual forms:
+// and per region of the engine, in three forms:
 //   strict  = killed / (killed + survived + no coverage)     (a timeout counts neither way)
 //   stryker = (killed + timeout) / (every valid mutant)       (Stryker's own score: a hung suite fails CI too)
+//   raw     = like stryker, with every ignored mutant counted as survived (as if none were marked equivalent)
+// Ignored mutants are the ones a `// Stryker disable` comment marks as equivalent, with its reason.
 // Regions: "core" is the lifecycle, the intake (queue) and admission; the rest of engine.ts is split into the
 // error-policy glue, the asynchronous-store path (exercised by the Redis tests, which need a server and are
 // not in the mutation run), instrumentation (metrics and spans) and the I5 test hook.
-// Run: node scripts/mutation-score.ts [report.json] [--survivors [region]]
+// Run: node scripts/mutation-score.ts [report.json] [--survivors [region]] [--ignored [region]]
 import { readFileSync } from "node:fs"
 
 interface Mutant {
   readonly mutatorName: string
   readonly replacement?: string
   readonly status: string
+  readonly statusReason?: string
   readonly location: {
     readonly start: { readonly line: number; readonly column: number }
     readonly end: { readonly line: number; readonly column: number }
@@ -24,7 +27,11 @@ interface Report {
 const args = process.argv.slice(2)
 const path = args.find((a) => a.endsWith(".json")) ?? "reports/mutation/mutation.json"
 const survivorsAt = args.indexOf("--survivors")
-const listRegion = survivorsAt >= 0 ? (args[survivorsAt + 1] ?? "all") : undefined
+const ignoredAt = args.indexOf("--ignored")
+const regionArg = (at: number) =>
+  at >= 0 && args[at + 1] !== undefined && !args[at + 1]!.startsWith("--") ? args[at + 1]! : "all"
+const listRegion = survivorsAt >= 0 ? regionArg(survivorsAt) : undefined
+const ignoredRegion = ignoredAt >= 0 ? regionArg(ignoredAt) : undefined
 const report = JSON.parse(readFileSync(path, "utf8")) as Report
 
 /** Members of engine.ts outside the core, by region. */
@@ -87,10 +94,11 @@ for (const [file, { mutants, source }] of Object.entries(report.files)) {
     count(`file ${name}`, mutant.status)
     count(`region ${region}`, mutant.status)
     count("all", mutant.status)
-    if (
-      listRegion !== undefined && (mutant.status === "Survived" || mutant.status === "NoCoverage") &&
-      (listRegion === "all" || listRegion === region)
-    ) {
+    const listed = mutant.status === "Ignored"
+      ? ignoredRegion !== undefined && (ignoredRegion === "all" || ignoredRegion === region)
+      : listRegion !== undefined && (mutant.status === "Survived" || mutant.status === "NoCoverage") &&
+        (listRegion === "all" || listRegion === region)
+    if (listed) {
       const { end, start } = mutant.location
       const original = start.line === end.line
         ? lines[line - 1]!.slice(start.column - 1, end.column - 1)
@@ -98,23 +106,25 @@ for (const [file, { mutants, source }] of Object.entries(report.files)) {
       console.log(
         `${name}:${line}:${start.column} ${member} [${region}] ${mutant.status} ${mutant.mutatorName}: ${
           show(original)
-        } -> ${show(mutant.replacement ?? "")}`
+        } -> ${show(mutant.replacement ?? "")}${mutant.status === "Ignored" ? ` (${mutant.statusReason ?? ""})` : ""}`
       )
     }
   }
 }
 
 const pct = (n: number, d: number) => d === 0 ? "-" : `${(100 * n / d).toFixed(1)}%`
-console.log("| scope | killed | timeout | survived | no coverage | strict | stryker |")
-console.log("| ----- | -----: | ------: | -------: | ----------: | -----: | ------: |")
+console.log("| scope | killed | timeout | survived | no coverage | ignored | strict | stryker | raw |")
+console.log("| ----- | -----: | ------: | -------: | ----------: | ------: | -----: | ------: | --: |")
 for (const [key, t] of [...tallies].sort(([a], [b]) => a.localeCompare(b))) {
   const killed = t["Killed"] ?? 0
   const timeout = t["Timeout"] ?? 0
   const survived = t["Survived"] ?? 0
   const none = t["NoCoverage"] ?? 0
+  const ignored = t["Ignored"] ?? 0
+  const detected = killed + timeout
   console.log(
-    `| ${key} | ${killed} | ${timeout} | ${survived} | ${none} | ${pct(killed, killed + survived + none)} | ${
-      pct(killed + timeout, killed + timeout + survived + none)
-    } |`
+    `| ${key} | ${killed} | ${timeout} | ${survived} | ${none} | ${ignored} | ${
+      pct(killed, killed + survived + none)
+    } | ${pct(detected, detected + survived + none)} | ${pct(detected, detected + survived + none + ignored)} |`
   )
 }
