@@ -554,8 +554,9 @@ export class Engine {
 
   /**
    * Makes the dispatcher pass again at `at` (ms) for this line, unless a wake-up already scheduled comes first:
-   * the line is looked at then, and a wake-up for later is scheduled if it still needs one. The timer needs no
-   * action: the dispatcher wakes for its earliest timer and fires it, then runs an admission pass.
+   * the line is looked at then, and a wake-up for later is scheduled if it still needs one. The timer wakes the
+   * dispatcher: it may fire in the middle of a pass (between asynchronous reservations, or after a yield) that
+   * skips this line since it was denied earlier in the same pass, and only a new pass looks at the line again.
    */
   private scheduleLineWake(line: Line, at: number): void {
     if (
@@ -564,7 +565,7 @@ export class Engine {
       line.wakeAt <= at
     ) return
     line.wakeAt = at
-    this.timers.add(at, noop)
+    this.timers.add(at, () => this.wake())
   }
 
   private blockHead(line: Line, task: Task, retryAt: number, blocking: ReadonlyArray<string> | undefined): void {
