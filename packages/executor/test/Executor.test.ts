@@ -6,17 +6,11 @@ import * as Executor from "../src/Executor.ts"
 import type * as ExecutorError from "../src/ExecutorError.ts"
 import type * as Outcome from "../src/Outcome.ts"
 import * as Pile from "../src/Pile.ts"
-import { assertLedger, engineOf, liveFibers, makeGauge, plain } from "./utils.ts"
+import { assertLedger, engineOf, liveFibers, makeGauge, plain, reasonOf } from "./utils.ts"
 
 /** Tests shut down with "cancel" on scope close unless they test draining: a drain would wait on the TestClock. */
 const make = <A = unknown, E = unknown>(options?: Executor.Options) =>
   Executor.make<A, E>({ shutdown: { mode: "cancel" }, ...options })
-
-const reasonOf = <A>(exit: Exit.Exit<A, ExecutorError.ExecutorError>): string | undefined => {
-  if (exit._tag === "Success") return undefined
-  const error = Cause.findErrorOption(exit.cause)
-  return error._tag === "Some" ? error.value.reason._tag : undefined
-}
 
 const kinds = (outcomes: ReadonlyArray<Outcome.Outcome<any, any, any>>) => outcomes.map((o) => o.kind)
 
@@ -491,7 +485,9 @@ describe("backpressure", () => {
       const error = yield* Effect.flip(executor.trySubmit(Effect.void))
       assert.strictEqual(error.reason._tag, "QueueFull")
       assert.strictEqual((error.reason as ExecutorError.QueueFull).capacity, 1)
-      assertLedger(yield* executor.stats)
+      const stats = yield* executor.stats
+      assert.deepStrictEqual([stats.submitted, stats.accepted, stats.rejected], [3, 2, 1], "a refusal is counted")
+      assertLedger(stats)
     }))
 
   it.effect("I13 a submitter interrupted while waiting leaves nothing queued", () =>

@@ -9,16 +9,10 @@ import * as ErrorPolicy from "../src/ErrorPolicy.ts"
 import * as Executor from "../src/Executor.ts"
 import type * as ExecutorError from "../src/ExecutorError.ts"
 import { names } from "../src/internal/instruments.ts"
-import { assertLedger, engineOf } from "./utils.ts"
+import { assertLedger, engineOf, reasonOf } from "./utils.ts"
 
 const make = <A = unknown, E = unknown>(options?: Executor.Options<E>) =>
   Executor.make<A, E>({ shutdown: { mode: "cancel" }, ...options })
-
-const reasonOf = (exit: { readonly _tag: string; readonly cause?: Cause.Cause<unknown> }): string | undefined => {
-  if (exit._tag !== "Failure") return undefined
-  const error = Cause.squash(exit.cause!) as ExecutorError.ExecutorError
-  return error.reason?._tag
-}
 
 /** How many attempts the run-time histogram observed. */
 const runTime = (snapshots: ReadonlyArray<Metric.Metric.Snapshot>): number => {
@@ -67,19 +61,6 @@ describe("waiters that give up", () => {
 })
 
 describe("counting what was refused", () => {
-  it.effect("trySubmit on a full queue counts a rejected submission", () =>
-    Effect.gen(function*() {
-      const executor = yield* make({ concurrency: 1, capacity: 1 })
-      yield* executor.submit(Effect.never)
-      yield* TestClock.adjust(1)
-      yield* executor.submit(Effect.never)
-      const error = yield* Effect.flip(executor.trySubmit(Effect.void))
-      assert.strictEqual(error.reason._tag, "QueueFull")
-      const stats = yield* executor.stats
-      assert.deepStrictEqual([stats.submitted, stats.accepted, stats.rejected], [3, 2, 1])
-      assertLedger(stats)
-    }))
-
   it.effect("a batch input whose cost can never fit is accepted, then ends at once as rejected", () =>
     Effect.gen(function*() {
       const executor = yield* make({ limits: [{ budget: "tokens", limit: 10, window: "1 minute" }] })

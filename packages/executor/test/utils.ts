@@ -1,13 +1,21 @@
 // Shared helpers for the executor's tests: reach the engine behind an executor, check the ledger, build tasks.
 import { assert } from "@effect/vitest"
-import { Effect, Ref, Tracer } from "effect"
+import { Cause, Effect, Ref, Tracer } from "effect"
 import type * as Exit from "effect/Exit"
 import type * as Fiber from "effect/Fiber"
 import type { Executor, Stats } from "../src/Executor.ts"
+import type * as ExecutorError from "../src/ExecutorError.ts"
 import type { Engine } from "../src/internal/engine.ts"
 
 /** The engine behind an executor (a test hook: the public API does not expose it). */
 export const engineOf = (executor: Executor<any, any>): Engine => (executor as unknown as { engine: Engine }).engine
+
+/** The reason of the executor error an exit failed with (`"Closed"`, `"QueueFull"`, ...), if any. */
+export const reasonOf = <A>(exit: Exit.Exit<A, ExecutorError.ExecutorError>): string | undefined => {
+  if (exit._tag === "Success") return undefined
+  const error = Cause.findErrorOption(exit.cause)
+  return error._tag === "Some" ? error.value.reason._tag : undefined
+}
 
 /** Fibers the executor forked that have not ended (I5). */
 export const liveFibers = (executor: Executor<any, any>): Array<Fiber.Fiber<any, any>> =>
