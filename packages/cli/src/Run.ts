@@ -546,7 +546,7 @@ const execute = (prepared: Prepared) =>
         reporter.log("pile: cancelling: requests in flight get no record; --resume sends them again.", {
           always: true
         })
-        yield* executor.shutdown({ mode: "cancel" })
+        yield* Effect.orDie(executor.shutdown({ mode: "cancel" }))
       }))
     }
 
@@ -689,7 +689,7 @@ const execute = (prepared: Prepared) =>
         error = Cause.pretty(result.cause).split("\n")[0]
       }
     }
-    yield* executor.shutdown({ mode: "cancel" })
+    yield* Effect.orDie(executor.shutdown({ mode: "cancel" }))
     // No progress after this point: the summary follows.
     if (progress !== undefined) yield* Fiber.interrupt(progress)
     reporter.clear()

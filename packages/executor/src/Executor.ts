@@ -863,7 +863,8 @@ export interface Executor<A = unknown, E = unknown> {
    * **Gotchas**
    *
    * Under `TestClock`, a drain with work left waits for virtual time: use `{ mode: "cancel" }` in tests, or
-   * let the work finish first.
+   * let the work finish first. A bad option (`grace: -1`, an unknown mode) fails with `InvalidOption` and
+   * shuts nothing down; that is the only way `shutdown` fails.
    *
    * **Example**
    *
@@ -887,7 +888,7 @@ export interface Executor<A = unknown, E = unknown> {
    * await Effect.runPromise(program)
    * ```
    */
-  readonly shutdown: (options?: ShutdownOptions | undefined) => Effect.Effect<void>
+  readonly shutdown: (options?: ShutdownOptions | undefined) => Effect.Effect<void, ExecutorError.ExecutorError>
   /**
    * Changes the concurrency cap. Lowering it never preempts running tasks; it only delays new starts.
    *
@@ -1606,7 +1607,9 @@ class ExecutorImpl<A, E> implements Executor<A, E> {
         : feedIterator(inputs[Symbol.iterator]())
       const feeder = yield* Effect.forkIn(feed, scope, { startImmediately: true })
       feeder.addObserver((exit) => batch.fed(exit))
-      yield* Scope.addFinalizer(scope, Effect.suspend(() => batch.cancel()))
+      // The consumer left (or the stream ended): stop feeding first, so nothing is submitted while the batch's
+      // tasks are cancelled (I5, I14).
+      yield* Scope.addFinalizer(scope, Effect.andThen(Fiber.interrupt(feeder), Effect.suspend(() => batch.cancel())))
       return Stream.fromPull(Effect.succeed(batch.pull as any))
     })) as any
   }
@@ -1619,12 +1622,12 @@ class ExecutorImpl<A, E> implements Executor<A, E> {
     return Stream.fromPull(Effect.succeed(buffer.pullOne as any))
   }
 
-  shutdown(options?: ShutdownOptions | undefined): Effect.Effect<void> {
+  shutdown(options?: ShutdownOptions | undefined): Effect.Effect<void, ExecutorError.ExecutorError> {
     return Effect.suspend(() => {
       const request = resolveShutdown("shutdown", options, this.config.shutdown)
-      // Options were validated at `make`; a bad value here falls back to the defaults rather than failing a
-      // shutdown, which must always happen.
-      return shutdownAndWait(this.engine, Result.isSuccess(request) ? request.success : this.config.shutdown)
+      // A bad option is refused and shuts nothing down: a typo must not turn a cancel into a 30 s drain.
+      if (Result.isFailure(request)) return Effect.fail(request.failure)
+      return shutdownAndWait(this.engine, request.success)
     })
   }
 
@@ -1785,6 +1788,7 @@ class Batch<B, E, I, EI> extends OutcomeBuffer<Outcome.Outcome<B, E, I>, Executo
    */
   cancel(): Effect.Effect<void> {
     this.engine.sinks.delete(this)
+    this.discard()
     const engine = this.engine
     const tasks: Array<Task> = []
     for (let task = engine.intake.head; task !== undefined; task = task.next as Task | undefined) {
@@ -1793,7 +1797,9 @@ class Batch<B, E, I, EI> extends OutcomeBuffer<Outcome.Outcome<B, E, I>, Executo
     for (const task of engine.pendingTasks()) if (task.sink === this) tasks.push(task)
     for (const task of engine.running.toArray()) if (task.sink === this) tasks.push(task)
     if (tasks.length === 0) return Effect.void
-    return Effect.forEach(tasks, (task) => task.cancel, { discard: true })
+    // All are stopped at once, then awaited: their finalizers run side by side.
+    for (const task of tasks) engine.stop(task, "cancelled")
+    return Effect.forEach(tasks, (task) => task.outcome, { discard: true })
   }
 }
 

@@ -6,7 +6,7 @@ import * as ErrorPolicy from "../src/ErrorPolicy.ts"
 import * as Executor from "../src/Executor.ts"
 import * as ExecutorError from "../src/ExecutorError.ts"
 import * as Pile from "../src/Pile.ts"
-import { assertLedger, plain, runs } from "./utils.ts"
+import { assertLedger, plain, runs } from "./support.ts"
 
 class RateLimited extends Data.TaggedError("RateLimited")<{ readonly retryAfter: Duration.Duration }> {}
 class ServerError extends Data.TaggedError("ServerError")<{ readonly status: number }> {}

@@ -6,7 +6,7 @@ import * as Executor from "../src/Executor.ts"
 import type * as ExecutorError from "../src/ExecutorError.ts"
 import type * as Outcome from "../src/Outcome.ts"
 import * as Pile from "../src/Pile.ts"
-import { assertLedger, engineOf, liveFibers, makeGauge, plain, reasonOf } from "./utils.ts"
+import { assertLedger, engineOf, liveFibers, makeGauge, plain, reasonOf } from "./support.ts"
 
 /** Tests shut down with "cancel" on scope close unless they test draining: a drain would wait on the TestClock. */
 const make = <A = unknown, E = unknown>(options?: Executor.Options) =>

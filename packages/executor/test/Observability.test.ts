@@ -7,7 +7,7 @@ import * as ErrorPolicy from "../src/ErrorPolicy.ts"
 import * as Executor from "../src/Executor.ts"
 import { names } from "../src/internal/instruments.ts"
 import type * as Outcome from "../src/Outcome.ts"
-import { assertLedger, recordingTracer, runs } from "./utils.ts"
+import { assertLedger, recordingTracer, runs } from "./support.ts"
 
 /** Every test gets its own registry: the default one is process-global. */
 const isolated = <A, E, R>(effect: Effect.Effect<A, E, R>) =>

@@ -5,7 +5,7 @@ import * as fc from "fast-check"
 import * as ErrorPolicy from "../src/ErrorPolicy.ts"
 import * as Executor from "../src/Executor.ts"
 import type * as RateLimit from "../src/RateLimit.ts"
-import { assertLedger, runs } from "./utils.ts"
+import { assertLedger, runs } from "./support.ts"
 
 const make = <A = unknown, E = unknown>(options?: Executor.Options<E>) =>
   Executor.make<A, E>({ shutdown: { mode: "cancel" }, ...options })

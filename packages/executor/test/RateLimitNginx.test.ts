@@ -5,7 +5,7 @@ import { afterAll, assert, describe, it } from "@effect/vitest"
 import { Effect, Stream } from "effect"
 import * as Executor from "../src/Executor.ts"
 import { startNginx } from "./services.ts"
-import { engineOf } from "./utils.ts"
+import { engineOf } from "./support.ts"
 
 const RATE = 100
 const nginx = await startNginx(RATE)

@@ -7,7 +7,7 @@ import { Data, Effect, Exit, Ref, Schedule } from "effect"
 import { TestClock } from "effect/testing"
 import * as ErrorPolicy from "../src/ErrorPolicy.ts"
 import * as Executor from "../src/Executor.ts"
-import { assertLedger, engineOf } from "./utils.ts"
+import { assertLedger, engineOf } from "./support.ts"
 
 const make = <A = unknown, E = unknown>(options?: Executor.Options<E>) =>
   Executor.make<A, E>({ shutdown: { mode: "cancel" }, ...options })

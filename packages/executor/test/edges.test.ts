@@ -8,7 +8,7 @@ import { TestClock } from "effect/testing"
 import * as ErrorPolicy from "../src/ErrorPolicy.ts"
 import * as Executor from "../src/Executor.ts"
 import { names } from "../src/internal/instruments.ts"
-import { assertLedger, recordingTracer } from "./utils.ts"
+import { assertLedger, recordingTracer } from "./support.ts"
 
 const make = <A = unknown, E = unknown>(options?: Executor.Options<E>) =>
   Executor.make<A, E>({ shutdown: { mode: "cancel" }, ...options })

@@ -11,7 +11,7 @@ import * as fc from "fast-check"
 import { LinkedList, type Node } from "../src/internal/linkedList.ts"
 import { OutcomeBuffer } from "../src/internal/outcomeBuffer.ts"
 import { Timers } from "../src/internal/timers.ts"
-import { runs } from "./utils.ts"
+import { runs } from "./support.ts"
 
 interface Item extends Node {
   readonly n: number

@@ -9,7 +9,7 @@ import * as ErrorPolicy from "../src/ErrorPolicy.ts"
 import * as Executor from "../src/Executor.ts"
 import type * as ExecutorError from "../src/ExecutorError.ts"
 import { names } from "../src/internal/instruments.ts"
-import { assertLedger, engineOf, reasonOf } from "./utils.ts"
+import { assertLedger, engineOf, reasonOf } from "./support.ts"
 
 const make = <A = unknown, E = unknown>(options?: Executor.Options<E>) =>
   Executor.make<A, E>({ shutdown: { mode: "cancel" }, ...options })

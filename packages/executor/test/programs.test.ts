@@ -9,7 +9,7 @@ import * as fc from "fast-check"
 import * as ErrorPolicy from "../src/ErrorPolicy.ts"
 import * as Executor from "../src/Executor.ts"
 import * as RateLimit from "../src/RateLimit.ts"
-import { assertLedger, engineOf, runs } from "./utils.ts"
+import { assertLedger, engineOf, runs } from "./support.ts"
 
 type Behaviour = "succeed" | "fail" | "failOnce" | "die" | "interrupt" | "never"
 

@@ -6,7 +6,7 @@ import { TestClock } from "effect/testing"
 import * as fc from "fast-check"
 import * as Executor from "../src/Executor.ts"
 import type * as Outcome from "../src/Outcome.ts"
-import { assertLedger, engineOf, liveFibers, runs } from "./utils.ts"
+import { assertLedger, engineOf, liveFibers, runs } from "./support.ts"
 
 type Behaviour = "succeed" | "fail" | "die" | "interrupt" | "never" | "stuckFinalizer"
 

@@ -2,7 +2,7 @@
 import { assert, describe, it } from "@effect/vitest"
 import { Effect, Exit, Fiber, Option, Random, Ref, Stream } from "effect"
 import * as Executor from "../src/Executor.ts"
-import { assertLedger, engineOf } from "./utils.ts"
+import { assertLedger, engineOf } from "./support.ts"
 
 const RUNS = 1000
 

@@ -33,6 +33,7 @@ import type { Cost, RateLimitStore, ReserveResult } from "../RateLimit.ts"
 import type { Instruments } from "./instruments.ts"
 import type { Claim, Reservation } from "./limiter.ts"
 import { LinkedList, type Node } from "./linkedList.ts"
+import { Outbox } from "./outbox.ts"
 import type { OutcomeBuffer } from "./outcomeBuffer.ts"
 import { Timers } from "./timers.ts"
 
@@ -298,6 +299,14 @@ export class Engine {
   readonly services = new Set<Fiber.Fiber<any, any>>()
   dispatcher: Fiber.Fiber<void> | undefined = undefined
 
+  // ---- wake-ups
+  /**
+   * Every fiber the engine resumes, starts or interrupts is posted here and woken once the transition that
+   * found it has finished (the wake-up rule, see outbox.ts). Entry points from other fibers (`offer`,
+   * `stop`, an attempt's exit, a Pile consumer's release, the dispatcher's steps) run between `begin` and `end`.
+   */
+  private readonly outbox = new Outbox<Task>((task) => this.fork(task))
+
   // ---- dispatcher signalling
   // Stryker disable next-line BooleanLiteral: a signal at start costs one empty admission pass
   private signalled = false
@@ -377,6 +386,13 @@ export class Engine {
 
   /** Accepts or refuses `task` now; undefined when the submitter must wait for space. */
   tryOffer<A, E>(task: Task<A, E>, wait: boolean): Task<A, E> | ExecutorError.ExecutorError | undefined {
+    this.outbox.begin()
+    const decided = this.decideOffer(task, wait)
+    this.outbox.end()
+    return decided
+  }
+
+  private decideOffer<A, E>(task: Task<A, E>, wait: boolean): Task<A, E> | ExecutorError.ExecutorError | undefined {
     if (this.phase !== "open") {
       this.reject(task)
       return this.closedError()
@@ -442,9 +458,11 @@ export class Engine {
 
   /** Accepts a task that will never run: it ends at once as rejected (its cost can never fit). */
   acceptRejected(task: Task, rejection: ExecutorError.ExecutorError): void {
+    this.outbox.begin()
     this.counters.accepted++
     this.config.instruments?.submitted(task.spec?.key)
     this.finish(task, Exit.interrupt(), "rejected", rejection)
+    this.outbox.end()
   }
 
   private accept(task: Task): void {
@@ -470,7 +488,7 @@ export class Engine {
     while (this.held < this.capacity && this.submitWaiters.size > 0 && this.phase === "open") {
       const waiter = this.submitWaiters.shift()!
       this.accept(waiter.task)
-      waiter.resume(Effect.succeed(waiter.task))
+      this.outbox.post(() => waiter.resume(Effect.succeed(waiter.task)))
     }
     if (
       // Stryker disable next-line ConditionalExpression,EqualityOperator: waking an empty list of feeders does nothing
@@ -490,7 +508,7 @@ export class Engine {
   private wakeRoomWaiters(): void {
     const waiters = this.roomWaiters
     this.roomWaiters = []
-    for (const wake of waiters) wake()
+    for (const wake of waiters) this.outbox.post(wake)
   }
 
   /**
@@ -696,9 +714,28 @@ export class Engine {
         if (task.state === RUNNING && task.attempts === attempt) this.stop(task, "timedOut")
       }, task)
     }
-    // The attempt's fiber runs with exactly the submitter's context (its services, tracer, clock and span),
-    // and starts at once. It is owned by the engine, not by a scope (docs/decisions/0002): shutdown interrupts
-    // and awaits each one, bounded by finalizerTimeout; a scope would await a stuck finalizer forever.
+    // The attempt's fiber is forked once this transition has finished (its body may run at once and call
+    // back into the engine): see `fork`.
+    this.outbox.post(task)
+  }
+
+  /**
+   * Forks the attempt of a task `start` admitted. The fiber runs with exactly the submitter's context (its
+   * services, tracer, clock and span), and starts at once. It is owned by the engine, not by a scope
+   * (docs/decisions/0002): shutdown interrupts and awaits each one, bounded by finalizerTimeout; a scope would
+   * await a stuck finalizer forever.
+   */
+  private fork(task: Task): void {
+    if (task.state !== RUNNING || task.fiber !== undefined) return // finished (abandoned) before its turn
+    if (task.stopReason !== undefined) {
+      // Stopped between its admission and its fork: the body never runs, and the attempt does not count (I3).
+      this.outbox.begin()
+      task.attempts--
+      this.refund(task)
+      this.onAttemptExit(task, undefined, Exit.interrupt())
+      this.outbox.end()
+      return
+    }
     this.attach(task, Effect.runForkWith(task.context)(this.attemptEffect(task)))
   }
 
@@ -805,8 +842,14 @@ export class Engine {
     if (task.stopReason !== undefined && task.fiber === fiber) fiber.interruptUnsafe()
   }
 
-  private onAttemptExit(task: Task, fiber: Fiber.Fiber<any, any>, fiberExit: Exit.Exit<any, any>): void {
+  private onAttemptExit(task: Task, fiber: Fiber.Fiber<any, any> | undefined, fiberExit: Exit.Exit<any, any>): void {
     if (task.fiber !== fiber) return // abandoned by a shutdown that timed out
+    this.outbox.begin()
+    this.attemptExited(task, fiberExit)
+    this.outbox.end()
+  }
+
+  private attemptExited(task: Task, fiberExit: Exit.Exit<any, any>): void {
     task.fiber = undefined
     this.running.remove(task)
     if (this.config.instruments !== undefined) {
@@ -975,15 +1018,24 @@ export class Engine {
     task.state = DONE
     if (held) {
       // The slot is released once the outcome is in the sink: a full bounded Pile keeps it (backpressure).
-      if (task.sink === undefined || task.sink.offer(outcome, () => this.release())) this.release()
+      if (task.sink === undefined || task.sink.offer(outcome, this.releaseFromSink)) this.release()
     } else {
       task.sink?.offer(outcome, noop)
     }
     const waiters = task.waiters
     if (waiters !== undefined) {
       task.waiters = undefined
-      for (const waiter of waiters) waiter(outcome)
+      this.outbox.post(() => {
+        for (const waiter of waiters) waiter(outcome)
+      })
     }
+  }
+
+  /** `release` for a Pile buffer, called when a blocked delivery enters it (from the consumer's fiber). */
+  private readonly releaseFromSink = (): void => {
+    this.outbox.begin()
+    this.release()
+    this.outbox.end()
   }
 
   /** Frees the slot of an attempt that ended (its fiber stopped, its outcome is delivered or it will retry). */
@@ -997,18 +1049,22 @@ export class Engine {
 
   /** Stops a task for `reason` (the kind its outcome will have), from any state. Idempotent. */
   stop(task: Task, reason: Outcome.Kind): void {
+    this.outbox.begin()
     switch (task.state) {
       case QUEUED:
       case PENDING:
         this.finish(task, Exit.interrupt(), reason)
-        return
-      case RUNNING:
-        if (task.stopReason !== undefined) return
+        break
+      case RUNNING: {
+        if (task.stopReason !== undefined) break
         task.stopReason = reason
-        // Stryker disable next-line OptionalChaining: a running task has its fiber (attach runs right after start)
-        task.fiber?.interruptUnsafe()
-        return
+        // Not forked yet: `fork` sees the reason and never runs the body.
+        const fiber = task.fiber
+        if (fiber !== undefined) this.outbox.post(() => fiber.interruptUnsafe())
+        break
+      }
     }
+    this.outbox.end()
   }
 
   resize(concurrency: number): void {
@@ -1082,15 +1138,19 @@ export class Engine {
   })
 
   private readonly pumpLoop: Effect.Effect<void> = Effect.suspend(() => {
+    this.outbox.begin()
     // Stryker disable next-line ConditionalExpression,EqualityOperator: performance only (no clock read without timers)
     if (this.timers.size > 0) this.timers.fireDue(this.now())
     const next = this.pumpSync()
+    this.outbox.end()
     if (next === undefined) return this.flushStoreOps
     if (next === "yield") return Effect.andThen(Effect.yieldNow, this.pumpLoop)
     return Effect.flatMap(this.reserveAsync(next.reserve, next.line), (reserved) => {
       if (reserved) {
         if (this.config.instruments !== undefined) this.passMillis = this.clock.currentTimeMillisUnsafe()
+        this.outbox.begin()
         this.start(next.reserve)
+        this.outbox.end()
       }
       return this.pumpLoop
     })
@@ -1171,31 +1231,43 @@ export class Engine {
     return Effect.map(
       Effect.exit(this.config.store.reserve(this.reservationId(task), claims, this.now())),
       (exit) => {
-        line.reserving = false
-        // A store failure defers the task (never drops it); the dispatcher asks again a second later.
-        const result: ReserveResult = exit._tag === "Success"
-          ? exit.value
-          : { _tag: "Denied", retryAt: this.now() + 1000 }
-        if (task.state !== PENDING || task.list !== line.tasks) {
-          // Stopped while the store answered: give the budget back (I9).
-          if (result._tag === "Reserved") {
-            this.storeOps.push(this.config.store.settle(result.reservation, claims.map(() => 0)))
-          }
-          return false
-        }
-        if (result._tag === "Denied") {
-          this.blockHead(line, task, result.retryAt, result.blocking)
-          return false
-        }
-        if (this.slots >= this.concurrency || (this.phase !== "open" && this.phase !== "draining")) {
-          this.storeOps.push(this.config.store.settle(result.reservation, claims.map(() => 0)))
-          return false
-        }
-        task.reservation = result.reservation
-        this.leaveLine(line, task)
-        return true
+        this.outbox.begin()
+        const reserved = this.reserved(task, line, claims, exit)
+        this.outbox.end()
+        return reserved
       }
     )
+  }
+
+  private reserved(
+    task: Task,
+    line: Line,
+    claims: ReadonlyArray<Claim>,
+    exit: Exit.Exit<ReserveResult, unknown>
+  ): boolean {
+    line.reserving = false
+    // A store failure defers the task (never drops it); the dispatcher asks again a second later.
+    const result: ReserveResult = exit._tag === "Success"
+      ? exit.value
+      : { _tag: "Denied", retryAt: this.now() + 1000 }
+    if (task.state !== PENDING || task.list !== line.tasks) {
+      // Stopped while the store answered: give the budget back (I9).
+      if (result._tag === "Reserved") {
+        this.storeOps.push(this.config.store.settle(result.reservation, claims.map(() => 0)))
+      }
+      return false
+    }
+    if (result._tag === "Denied") {
+      this.blockHead(line, task, result.retryAt, result.blocking)
+      return false
+    }
+    if (this.slots >= this.concurrency || (this.phase !== "open" && this.phase !== "draining")) {
+      this.storeOps.push(this.config.store.settle(result.reservation, claims.map(() => 0)))
+      return false
+    }
+    task.reservation = result.reservation
+    this.leaveLine(line, task)
+    return true
   }
 
   /** The dispatcher fiber's program: start tasks as slots free up, until shutdown is requested; then shut down. */
@@ -1219,6 +1291,12 @@ export class Engine {
    * a drain in progress short.
    */
   requestShutdown(request: ShutdownRequest): void {
+    this.outbox.begin()
+    this.shutdownRequested(request)
+    this.outbox.end()
+  }
+
+  private shutdownRequested(request: ShutdownRequest): void {
     // Stryker disable next-line ConditionalExpression,StringLiteral: once closed, a request replaces one no one reads
     if (this.phase === "closed") return
     if (this.shutdownRequest !== undefined) {
@@ -1231,9 +1309,10 @@ export class Engine {
     }
     this.shutdownRequest = request
     this.phase = "draining"
+    const closed = Effect.fail(this.closedError())
     for (const waiter of this.submitWaiters.takeAll()) {
       this.reject(waiter.task)
-      waiter.resume(Effect.fail(this.closedError()))
+      this.outbox.post(() => waiter.resume(closed))
     }
     this.wakeRoomWaiters()
     this.pile?.unbound()
@@ -1265,12 +1344,16 @@ export class Engine {
     }
     // Cancel: every queued and pending task gets an interruption, every running one is interrupted (I8).
     this.phase = "cancelling"
+    this.outbox.begin()
     this.cancelAll()
+    this.outbox.end()
     const finalizerEnd = this.now() + this.config.finalizerTimeout
     while (this.slots > 0 && this.now() < finalizerEnd) {
       yield* this.waitUntil(finalizerEnd)
     }
+    this.outbox.begin()
     this.abandonRunning()
+    this.outbox.end()
     // Services live as long as the executor: stop them last, bounded like any finalizer.
     if (this.services.size > 0) {
       const services = Array.from(this.services)
@@ -1288,8 +1371,10 @@ export class Engine {
       )
     }
     yield* this.flushStoreOps
+    this.outbox.begin()
     // Stryker disable next-line CallExpression: onDispatcherExit closes too, at once after
     this.close()
+    this.outbox.end()
   })
 
   private cancelAll(): void {
@@ -1343,7 +1428,7 @@ export class Engine {
       ? undefined
       : { error: new ExecutorError.ExecutorError({ reason: this.escalation }) }
     this.pile?.close(failure)
-    Deferred.doneUnsafe(this.closed, Exit.void)
+    this.outbox.post(() => Deferred.doneUnsafe(this.closed, Exit.void))
   }
 
   /**
@@ -1351,6 +1436,12 @@ export class Engine {
    * close admission and give every task an outcome anyway, so no caller waits forever (I16).
    */
   onDispatcherExit(exit: Exit.Exit<void>): void {
+    this.outbox.begin()
+    this.dispatcherExited(exit)
+    this.outbox.end()
+  }
+
+  private dispatcherExited(exit: Exit.Exit<void>): void {
     // Stryker disable next-line ConditionalExpression,StringLiteral: after a close, the steps below close again, which changes nothing
     if (this.phase === "closed") return
     if (exit._tag === "Failure" && this.escalation === undefined) {
@@ -1361,7 +1452,7 @@ export class Engine {
     // Stryker disable next-line StringLiteral: the phase is "closed" before anyone can read it
     this.phase = "cancelling"
     this.cancelAll()
-    for (const fiber of this.services) fiber.interruptUnsafe()
+    for (const fiber of this.services) this.outbox.post(() => fiber.interruptUnsafe())
     this.close()
   }
 }

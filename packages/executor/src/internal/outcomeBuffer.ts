@@ -47,6 +47,10 @@ export class OutcomeBuffer<O, E = never> {
    * delivery waits and `release` is called once the outcome enters the buffer.
    */
   offer(outcome: O, release: () => void): boolean {
+    if (this.discarding) {
+      this.accepted++
+      return true
+    }
     if (this.items.length - this.itemsHead < this.capacity && this.blockedHead === this.blocked.length) {
       this.items.push(outcome)
       this.accepted++
@@ -62,6 +66,20 @@ export class OutcomeBuffer<O, E = never> {
     this.capacity = Number.POSITIVE_INFINITY
     this.refill()
   }
+
+  /**
+   * Nobody will read this buffer any more (a batch whose consumer left): what it holds is dropped, blocked
+   * deliveries are released, and every later outcome is accepted and dropped at once, so no finished task
+   * keeps its slot waiting for a reader that is gone (I14).
+   */
+  discard(): void {
+    this.discarding = true
+    this.unbound()
+    this.items = []
+    this.itemsHead = 0
+  }
+
+  private discarding = false
 
   /** No more outcomes will be offered: the Pile ends (or fails with `error`) once the buffer is drained. */
   close(error?: { readonly error: E }): void {

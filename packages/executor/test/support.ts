@@ -1,4 +1,4 @@
-// Shared helpers for the executor's tests: reach the engine behind an executor, check the ledger, build tasks.
+// Test support for the executor's suites: reach the engine behind an executor, check the ledger, let fibers settle, build tasks.
 import { assert } from "@effect/vitest"
 import { Cause, Effect, Ref, Tracer } from "effect"
 import type * as Exit from "effect/Exit"
@@ -77,3 +77,12 @@ export const recordingTracer = () => {
   })
   return { ended, tracer }
 }
+
+/**
+ * Lets every fiber that can run without the clock moving do so: enough turns of the scheduler for resumed
+ * waiters, finished attempts and their observers to settle (asserting afterwards never waits forever, so a
+ * regression fails instead of hanging).
+ */
+export const settleFibers: Effect.Effect<void> = Effect.gen(function*() {
+  for (let i = 0; i < 100; i++) yield* Effect.yieldNow
+})

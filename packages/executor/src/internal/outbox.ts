@@ -1,0 +1,65 @@
+/**
+ * The one place where the engine resumes other fibers: wake-ups found during a transition wait here and are
+ * delivered once the transition, and every transition enclosing it, has finished.
+ *
+ * Why: resuming a fiber runs its code at once, on the caller's stack (Effect's `resume` evaluates the fiber
+ * synchronously, and so do `runForkWith` and `interruptUnsafe`). A submitter handed a freed place, a fiber
+ * waiting for an outcome, a task body that starts: each may at once submit, cancel or shut down. If that
+ * happened in the middle of a transition, it would see a task half moved (dequeued but not started, finished
+ * but its outcome not yet recorded). So no transition resumes anyone: it posts the wake-up here, and the
+ * outermost transition delivers them all when the engine's state is consistent again (docs/architecture.md,
+ * "The wake-up rule").
+ */
+
+/** A wake-up: a function that resumes a fiber (or starts one), or a value `run` knows how to deliver. */
+export type Wakeup<T> = T | (() => void)
+
+export class Outbox<T extends object> {
+  /** Invariant: empty whenever `depth === 0 && !delivering`. */
+  private items: Array<Wakeup<T> | undefined> = []
+  private head = 0
+  /** Transitions in progress on the current stack. */
+  private depth = 0
+  private delivering = false
+  /** Delivers a wake-up that is not a function (the engine's: fork a task's attempt). */
+  private readonly run: (item: T) => void
+
+  constructor(run: (item: T) => void) {
+    this.run = run
+  }
+
+  /** A transition begins: wake-ups it posts wait until it ends. */
+  begin(): void {
+    this.depth++
+  }
+
+  /** A transition ends; the outermost one delivers what was posted. */
+  end(): void {
+    if (--this.depth === 0) this.deliver()
+  }
+
+  /** Posts a wake-up, delivered after the current transition (at once when none is in progress). */
+  post(item: Wakeup<T>): void {
+    this.items.push(item)
+    if (this.depth === 0) this.deliver()
+  }
+
+  /**
+   * Delivers in the order posted. A delivered wake-up may run user code that enters the engine again: that
+   * transition's wake-ups join the end of this same loop (never a nested one), so delivery stays in order.
+   */
+  private deliver(): void {
+    if (this.delivering) return
+    this.delivering = true
+    const items = this.items
+    while (this.head < items.length) {
+      const item = items[this.head]!
+      items[this.head++] = undefined
+      if (typeof item === "function") item()
+      else this.run(item)
+    }
+    items.length = 0
+    this.head = 0
+    this.delivering = false
+  }
+}
