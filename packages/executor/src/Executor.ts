@@ -43,6 +43,7 @@ import {
 import { Instruments } from "./internal/instruments.ts"
 import * as Check from "./internal/options.ts"
 import { OutcomeBuffer } from "./internal/outcomeBuffer.ts"
+import { guard } from "./internal/userCode.ts"
 import type * as Outcome from "./Outcome.ts"
 import type { Pile } from "./Pile.ts"
 import * as RateLimit from "./RateLimit.ts"
@@ -1553,16 +1554,28 @@ class ExecutorImpl<A, E> implements Executor<A, E> {
       const offerOne = (input: I): Effect.Effect<void, ExecutorError.ExecutorError> | undefined => {
         let spec: TaskSpec | undefined
         let key: string | undefined
+        // The user's key, cost and task function run here, in the feeder: a throw is that input's defect.
         if (perInput) {
-          key = options?.key?.(input)
+          const described = guard(() => ({ key: options?.key?.(input), cost: options?.cost?.(input) }))
+          if (described._tag === "Failure") {
+            index++
+            return failInput(input, described)
+          }
+          key = described.value.key
           const taskOptions = settle === undefined
             ? shared
             : { ...shared, settle: (exit: Exit.Exit<B, E1>) => settle(exit, input) }
-          const resolved = this.spec(taskOptions, key, options?.cost?.(input))
+          const resolved = this.spec(taskOptions, key, described.value.cost)
           if (Result.isFailure(resolved)) return Effect.fail(resolved.failure)
           spec = resolved.success
         }
-        const task = engine.makeTask<B, E1>(f(input, index++), context, input, batch, spec)
+        const made = guard(() => f(input, index))
+        if (made._tag === "Failure") {
+          index++
+          return failInput(input, made)
+        }
+        const task = engine.makeTask<B, E1>(made.value, context, input, batch, spec)
+        index++
         const over = spec === undefined ? undefined : RateLimit.overLimit(spec.claims)
         if (over !== undefined) {
           // One input whose cost can never fit must not stop the batch: its outcome says why.
@@ -1571,6 +1584,13 @@ class ExecutorImpl<A, E> implements Executor<A, E> {
           return undefined
         }
         return offerTask(task)
+      }
+      /** An input whose description threw: accepted, and ended at once with the defect as its outcome. */
+      const failInput = (input: I, defect: Exit.Exit<never>): undefined => {
+        const task = engine.makeTask<B, E1>(Effect.void as any, context, input, batch, undefined)
+        engine.acceptFinished(task, defect, "defect")
+        batch.track(task)
+        return undefined
       }
       const offerTask = (task: Task<B, E1>): Effect.Effect<void, ExecutorError.ExecutorError> | undefined => {
         const decided = engine.tryOffer(task, true)
@@ -1715,9 +1735,15 @@ class ExecutorImpl<A, E> implements Executor<A, E> {
         if (!isReady) {
           Deferred.doneUnsafe(
             ready,
-            exit._tag === "Failure" ? Exit.failCause(exit.cause) : Exit.fail(
-              new ExecutorError.ExecutorError({ reason: new ExecutorError.ServiceNotReady({ service: name }) })
-            )
+            exit._tag === "Success"
+              ? Exit.fail(
+                new ExecutorError.ExecutorError({ reason: new ExecutorError.ServiceNotReady({ service: name }) })
+              )
+              // Stopped by the executor's shutdown before it was ready: the caller is told so (I17), and does
+              // not look interrupted itself.
+              : Cause.hasInterruptsOnly(exit.cause) && !engine.isAccepting
+              ? Exit.fail(ExecutorError.closed(engine.escalation !== undefined))
+              : Exit.failCause(exit.cause)
           )
         }
       })

@@ -36,6 +36,7 @@ import { LinkedList, type Node } from "./linkedList.ts"
 import { Outbox } from "./outbox.ts"
 import type { OutcomeBuffer } from "./outcomeBuffer.ts"
 import { Timers } from "./timers.ts"
+import { guard } from "./userCode.ts"
 
 /** Where a task's outcome goes besides its handle: a Pile buffer, or nowhere. */
 export type Sink = OutcomeBuffer<Outcome.Outcome<any, any, any>, any>
@@ -458,10 +459,20 @@ export class Engine {
 
   /** Accepts a task that will never run: it ends at once as rejected (its cost can never fit). */
   acceptRejected(task: Task, rejection: ExecutorError.ExecutorError): void {
+    this.acceptFinished(task, Exit.interrupt(), "rejected", rejection)
+  }
+
+  /** Accepts a task that ends before it could run: rejected, or a defect in the user code that describes it. */
+  acceptFinished(
+    task: Task,
+    exit: Exit.Exit<any, any>,
+    kind: Outcome.Kind,
+    rejection?: ExecutorError.ExecutorError
+  ): void {
     this.outbox.begin()
     this.counters.accepted++
     this.config.instruments?.submitted(task.spec?.key)
-    this.finish(task, Exit.interrupt(), "rejected", rejection)
+    this.finish(task, exit, kind, rejection)
     this.outbox.end()
   }
 
@@ -703,7 +714,6 @@ export class Engine {
     this.running.push(task)
     const instruments = this.config.instruments
     if (instruments !== undefined) {
-      instruments.started(task.spec?.key)
       task.startedAt = this.passMillis
       if (task.attempts === 1) instruments.observe(1, task.startedAt - task.dequeuedAt)
     }
@@ -736,6 +746,8 @@ export class Engine {
       this.outbox.end()
       return
     }
+    // Without a breaker the body runs as soon as the fiber starts; with one, `attemptEffect` counts it.
+    if (this.config.breaker === undefined) this.config.instruments?.started(task.spec?.key)
     this.attach(task, Effect.runForkWith(task.context)(this.attemptEffect(task)))
   }
 
@@ -755,13 +767,25 @@ export class Engine {
       })
     }
     const breaker = this.config.breaker
+    // Whether the body ran: an attempt that failed without running it was rejected by the executor's own
+    // breaker. Known by provenance, never by the error's shape (a task may fail with a breaker error of its own).
+    const attempt = { ran: breaker === undefined }
     if (breaker !== undefined) {
-      effect = breaker.breaker.execute(effect, { key: task.spec?.key ?? "default" })
+      const body = effect
+      const instruments = this.config.instruments
+      effect = breaker.breaker.execute(
+        Effect.suspend(() => {
+          attempt.ran = true
+          instruments?.started(task.spec?.key)
+          return body
+        }),
+        { key: task.spec?.key ?? "default" }
+      )
     }
     const policy = task.spec?.policy
     task.decides = breaker !== undefined || (policy !== undefined && policy !== ErrorPolicy.record)
     if (!task.decides) return effect
-    return Effect.flatMap(Effect.exit(effect), (exit) => this.decide(task, exit))
+    return Effect.flatMap(Effect.exit(effect), (exit) => this.decide(task, exit, attempt.ran))
   }
 
   /**
@@ -801,10 +825,10 @@ export class Engine {
   }
 
   /** Consults the error policy about a failed attempt, inside the attempt's fiber (a schedule step is an effect). */
-  private decide(task: Task, exit: Exit.Exit<unknown, unknown>): Effect.Effect<Decision> {
+  private decide(task: Task, exit: Exit.Exit<unknown, unknown>, ran: boolean): Effect.Effect<Decision> {
     if (exit._tag === "Success") return Effect.succeed({ exit })
     for (const reason of exit.cause.reasons) {
-      if (reason._tag === "Fail" && isCircuitRejection(reason.error)) {
+      if (!ran && reason._tag === "Fail" && isCircuitRejection(reason.error)) {
         const retryAfter = reason.error.reason.retryAfter
         return Effect.succeed({
           exit,
@@ -860,11 +884,18 @@ export class Engine {
       : { exit: fiberExit }
     const exit = decision.exit
     if (task.stopReason !== undefined) {
-      this.settle(task, exit)
+      const thrown = this.settle(task, exit)
+      if (thrown !== undefined) return this.finish(task, thrown, "defect")
       const stopped = exit._tag === "Failure" && Cause.hasInterrupts(exit.cause) ? exit : Exit.interrupt()
       return this.finish(task, stopped, task.stopReason)
     }
-    if (exit._tag === "Failure") this.pauseOnRetryAfter(task, exit.cause)
+    if (exit._tag === "Failure") {
+      const paused = guard(() => this.pauseOnRetryAfter(task, exit.cause))
+      if (paused._tag === "Failure") {
+        this.settle(task, exit)
+        return this.finish(task, paused, "defect")
+      }
+    }
     if (decision.circuit !== undefined) {
       // The body did not run: the attempt does not count, and its rate reservation is refunded.
       task.attempts--
@@ -882,7 +913,8 @@ export class Engine {
       })
       return this.finish(task, Exit.interrupt(), "rejected", rejection)
     }
-    this.settle(task, exit)
+    const thrown = this.settle(task, exit)
+    if (thrown !== undefined) return this.finish(task, thrown, "defect")
     const rule = decision.rule
     if (
       rule === undefined ||
@@ -945,18 +977,25 @@ export class Engine {
     }
   }
 
-  private settle(task: Task, exit: Exit.Exit<unknown, unknown>): void {
+  /**
+   * Settles the attempt's reservation with the cost the task's `settle` reports. Returns the defect when
+   * `settle` threw (the reservation then stays as charged): the task's outcome.
+   */
+  private settle(task: Task, exit: Exit.Exit<unknown, unknown>): Exit.Exit<never> | undefined {
     const reservation = task.reservation
     task.reservation = undefined
     const settle = task.spec?.settle
-    if (reservation === undefined || settle === undefined) return
-    const cost = settle(exit)
-    if (cost === undefined) return
+    if (reservation === undefined || settle === undefined) return undefined
+    const reported = guard(() => settle(exit))
+    if (reported._tag === "Failure") return reported as Exit.Exit<never>
+    const cost = reported.value
+    if (cost === undefined) return undefined
     const actual = reservation.claims.map((claim, i) => cost[claim.bucket.budget] ?? reservation.charged[i]!)
     this.storeOp(
       this.config.store.settle(reservation, actual),
       () => this.config.store.memory!.settle(reservation, actual)
     )
+    return undefined
   }
 
   private refund(task: Task): void {

@@ -1,0 +1,15 @@
+/**
+ * The one place where the engine calls user code synchronously, outside any fiber: `settle`, a batch's
+ * `key`, `cost` and task function, an error's `retryAfter`. A throw there must not unwind the engine in the
+ * middle of a transition; it is returned as a defect, which becomes that task's outcome (issue 19).
+ */
+import * as Exit from "effect/Exit"
+
+/** Calls `f`; a throw becomes a defect exit instead of an exception. */
+export const guard = <A>(f: () => A): Exit.Exit<A> => {
+  try {
+    return Exit.succeed(f())
+  } catch (defect) {
+    return Exit.die(defect)
+  }
+}
