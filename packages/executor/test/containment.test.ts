@@ -15,6 +15,9 @@ const make = <A = unknown, E = unknown>(options?: Executor.Options) =>
 const defectOf = (outcome: { readonly exit: { readonly _tag: string; readonly cause?: Cause.Cause<unknown> } }) =>
   outcome.exit._tag === "Failure" ? Cause.squash(outcome.exit.cause!) : undefined
 
+/** The slip issue 19 found: reading the value of an attempt that failed. */
+const settle = (exit: unknown) => ({ tokens: (exit as { value: { usage: number } }).value.usage })
+
 describe("user callbacks", () => {
   it.effect("I1 I10 I15 a settle callback that throws becomes the task's defect, and the executor goes on", () =>
     Effect.gen(function*() {
@@ -23,7 +26,6 @@ describe("user callbacks", () => {
         limits: [{ budget: "tokens", limit: 1000, window: "1 minute" }],
         finalizerTimeout: "1 hour"
       })
-      const settle = (exit: unknown) => ({ tokens: (exit as { value: { usage: number } }).value.usage })
       const a = yield* executor.submit(Effect.andThen(Effect.sleep(10), Effect.fail("boom")), {
         cost: { tokens: 10 },
         settle
