@@ -54,8 +54,9 @@ interface JobResult {
 // -------------------------------------------------------------------------------------------------------------
 
 // The model's own parameters: the consumer may be present (slow or fast) or absent, a rate budget of 1 refilled
-// by a timer, one caller cancel, the "suspend" strategy.
-const base: Defines = { CONSUMER: 2, RATE: 1, CANCELS: 1, STRATEGY: 0 }
+// by a timer, one caller cancel, the "suspend" strategy, and the last task's caller reacting to its resumption
+// (it supersedes task 0, or resubmits once task 0's outcome comes, or submits like the others).
+const base: Defines = { CONSUMER: 2, RATE: 1, CANCELS: 1, STRATEGY: 0, REACTOR: 1 }
 const checks = (...claims: ReadonlyArray<string>): ReadonlyArray<Check> => [
   { property: "safety" },
   ...claims.map((property) => ({ property }))
@@ -139,6 +140,22 @@ const badVariants: Array<Job> = [
     defines: { ...base, ...two, BAD_NO_WAKE: true },
     checks: [{ property: "progress" }],
     bad: { what: "a freed slot does not wake the dispatcher (I16)" }
+  },
+  {
+    label: "SYNC_RESUME",
+    defines: { ...base, ...two, SYNC_RESUME: true },
+    checks: [{ property: "safety" }],
+    bad: {
+      what: "a resumed submitter's code runs inside the transition that resumed it and cancels a half-moved task (I1)"
+    }
+  },
+  {
+    label: "SYNC_RESUME sliding",
+    defines: { ...base, ...three, STRATEGY: 1, SYNC_RESUME: true },
+    checks: [{ property: "safety" }],
+    bad: {
+      what: "an outcome waiter's code runs inside the sliding offer that evicted its task, and resubmits (I13)"
+    }
   }
 ]
 
@@ -225,6 +242,20 @@ const describeEvent = (fields: ReadonlyArray<string>): string | undefined => {
       return `${t} frees its slot`
     case "hang":
       return `${t}'s finalizer hangs`
+    case "reacts":
+      return b === "1"
+        ? `${t}'s caller submits ${t} to supersede t0`
+        : `${t}'s caller waits for t0's outcome, to submit ${t} then`
+    case "resume":
+      return b === "1" ? `${t}'s caller resumed, its code run at once inside that transition` : `${t}'s caller resumed`
+    case "supersede":
+      return `${t}'s caller cancels t${b ?? "?"}`
+    case "resubmit":
+      return `${t}'s caller submits ${t}`
+    case "slides":
+      return `${t} offered to the full sliding queue, which evicts t${b ?? "?"}`
+    case "dequeued":
+      return `${t} leaves the intake to start`
     case "shutdown":
       if (b === "2") return "shutdown(cancel) cuts the drain short"
       return a === "1" ? `shutdown(drain, grace ${b === "1" ? "finite" : "Infinity"})` : "shutdown(cancel)"

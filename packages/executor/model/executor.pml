@@ -7,11 +7,20 @@
  * fiber), so each one is an atomic step here; everything the engine awaits (a submitter resumed, a fiber that
  * stops, a consumer that pulls, a timer) is a separate step that interleaves freely.
  *
+ * No transition resumes another fiber before it has finished: a wake-up found during a transition waits in the
+ * outbox (`reactPending`) and the resumed fiber's code is a later step. The last task's caller reacts to its
+ * resumption (REACTOR): "submit the new request, then cancel the one it supersedes" (task 0), or "wait for task
+ * 0's outcome, then submit again". SYNC_RESUME is the engine before that rule: the reacting caller runs at the
+ * point of its wake-up, inside the transition (`admitWaiters` in the middle of a start or a finish, the outcome
+ * waiters at the end of a `finish` that a sliding offer or a shutdown is still in the middle of).
+ *
  * Sizes (override with -DNAME=value): Q intake capacity, C concurrency cap, TASKS submitted tasks, B Pile
  * capacity, RATE rate budget (0 = no rate limit), CONSUMER (2 = present or absent, chosen at the start;
- * 1 = present; 0 = absent), STRATEGY (0 suspend, 1 sliding, 2 dropping), CANCELS (caller cancels).
+ * 1 = present; 0 = absent), STRATEGY (0 suspend, 1 sliding, 2 dropping), CANCELS (caller cancels), REACTOR (1: the
+ * last task's caller reacts to its resumption; 0: it submits like the others).
  * Seeded bugs (each must make SPIN report an error): BAD_NO_UNBOUND, BAD_FORGET_INTERRUPTED, BAD_STALE_PHASE,
- * BAD_EARLY_RELEASE, BAD_WAITER_LEAK, BAD_NO_WAKE, BAD_LATE_OVERWRITE, BAD_ADMIT_AT_CAP, BAD_PULL_NO_REFILL.
+ * BAD_EARLY_RELEASE, BAD_WAITER_LEAK, BAD_NO_WAKE, BAD_LATE_OVERWRITE, BAD_ADMIT_AT_CAP, BAD_PULL_NO_REFILL,
+ * SYNC_RESUME.
  * See README.md.
  * Run: scripts/verify-model.ts (pnpm verify:model), or by hand: spin -a -DTASKS=3 executor.pml;
  * gcc -O2 -DSAFETY -DNOCLAIM -o pan pan.c; ./pan   (liveness: gcc -O2 -DNFAIR=3; ./pan -a -f -N progress)
@@ -40,6 +49,17 @@
 #endif
 #ifndef CANCELS
 #define CANCELS 1
+#endif
+#ifndef REACTOR
+#define REACTOR 1
+#endif
+
+/* A step that may resume the reacting caller. With SYNC_RESUME the resumption hands control to it in the middle
+   of the step (a rendezvous, which a d_step cannot hold), so these steps are `atomic` there. */
+#ifdef SYNC_RESUME
+#define DSTEP atomic
+#else
+#define DSTEP d_step
 #endif
 
 /* Engine.phase */
@@ -106,6 +126,20 @@ bit consumed[TASKS];          /* the consumer read its outcome */
 bit hung[TASKS];              /* its fiber was interrupted and its finalizer never ends */
 byte cancelsLeft = CANCELS;   /* caller cancels left (TaskHandle.cancel) */
 
+/* ---- the reacting caller (REACTOR): the caller of the last task, RT, which holds the handle of task 0 */
+#define RT (TASKS - 1)
+#define SUPERSEDED 0
+#define SUPERSEDE 1           /* submit(RT) (waits for room), then cancel task 0 */
+#define RESUBMIT 2            /* wait for task 0's outcome, then submit(RT) */
+#define ACCEPTED(t) (tstate[t] >= T_QUEUED && tstate[t] <= T_DONE)
+byte reacts;                  /* what its caller does when resumed (0: nothing, or it already did) */
+bit reactPending;             /* the outbox: it was resumed by a transition that has finished; its code runs next */
+#ifdef SYNC_RESUME
+chan resume = [0] of { byte }; /* the engine hands control to the resumed caller, in the middle of a transition */
+chan resumed = [0] of { bit }; /* and gets it back when the caller's code suspends again */
+byte saved_[7];               /* the transition's scratch variables, kept while the caller runs */
+#endif
+
 /* ---- counters (functions of the arrays above, kept for the properties) */
 byte nAccepted, nFinished, nConsumed, nAlive, nAbandonedAlive, nHung;
 
@@ -138,6 +172,27 @@ byte held_;
 /* Engine.wake */
 inline wake() { signalled = 1 }
 
+/*
+ * A waiting fiber of the reacting caller is resumed (its submitter handed a place, or the outcome it waits for
+ * delivered). The rule: the wake-up goes to the outbox and is delivered once the transition has finished, so the
+ * caller's code (`react`) is a step of its own, after this one. SYNC_RESUME breaks the rule: the caller's code
+ * runs here and now, on the transition's half-updated state, and the transition goes on after it.
+ */
+inline resumeReactor() {
+#ifdef SYNC_RESUME
+  printf("EV resume %d 1\n", RT);
+  saved_[0] = t_; saved_[1] = w_; saved_[2] = v_; saved_[3] = k_; saved_[4] = wait_; saved_[5] = held_; saved_[6] = r_;
+  t_ = 0; w_ = 0; v_ = 0; k_ = 0; wait_ = 0; held_ = 0; r_ = 0; /* the caller's code has its own stack */
+  resume!RT;
+  resumed?0;
+  t_ = saved_[0]; w_ = saved_[1]; v_ = saved_[2]; k_ = saved_[3]; wait_ = saved_[4]; held_ = saved_[5]; r_ = saved_[6];
+  saved_[0] = 0; saved_[1] = 0; saved_[2] = 0; saved_[3] = 0; saved_[4] = 0; saved_[5] = 0; saved_[6] = 0
+#else
+  printf("EV resume %d 0\n", RT);
+  reactPending = 1
+#endif
+}
+
 /* Engine.accept */
 inline accept(t) {
   assert(phase == OPEN && req == NONE);              /* I6: nothing is accepted once shutdown began */
@@ -155,7 +210,15 @@ inline admitWaiters() {
   do
   :: len(intake) < Q && len(waiters) > 0 && phase == OPEN ->
      waiters?w_;
-     accept(w_)          /* then waiter.resume(succeed): the submitter sees tstate != T_WAITING */
+     accept(w_);         /* then waiter.resume(succeed): the submitter sees tstate != T_WAITING */
+#if REACTOR
+     if
+     :: w_ == RT && reacts == SUPERSEDE -> resumeReactor()
+     :: else -> skip
+     fi
+#else
+     skip
+#endif
   :: else -> break
   od;
   w_ = 0
@@ -241,7 +304,16 @@ inline finish(t, k) {
         :: roomInPile -> items!t
         :: else -> blocked!t
         fi
+     fi;
+#if REACTOR
+     /* Task.waiters: the outcome goes to whoever waits for it */
+     if
+     :: t == SUPERSEDED && reacts == RESUBMIT -> resumeReactor()
+     :: else -> skip
      fi
+#else
+     skip
+#endif
   fi;
   held_ = 0
 }
@@ -269,7 +341,11 @@ inline stop(t, reason) {
 /* Engine.admitNext (one admission) + Engine.start (+ attach): one task leaves the intake and its fiber starts. */
 inline startOne() {
   intake?t_;
-  admitWaiters();
+#ifdef SYNC_RESUME
+  printf("EV dequeued %d\n", t_);
+#endif
+  admitWaiters();                    /* the place it leaves goes to a waiting submitter: a resumption */
+  /* I1: the task it starts is still queued and has no outcome (not cancelled while half moved) */
   assert(tstate[t_] == T_QUEUED && !decided[t_] && !alive[t_]);
   printf("EV start %d\n", t_);
   tstate[t_] = T_RUNNING;
@@ -416,6 +492,71 @@ inline close() {
   t_ = 0
 }
 
+/* Engine.offer (tryOffer, then waitToOffer) of task t, whose submitter saw `seen` in its first step (read by
+   BAD_STALE_PHASE only: tryOffer checks the phase again); wait_: `submit` (waits for room) or `trySubmit`. */
+inline offer(t, seen) {
+#ifdef BAD_STALE_PHASE
+  if
+  :: !seen ->
+#else
+  if
+  :: phase != OPEN ->
+#endif
+     tstate[t] = T_REJECTED;                       /* Closed */
+     printf("EV refused %d 0\n", t)
+  :: else ->
+     if
+     :: len(intake) < Q && len(waiters) == 0 -> accept(t)
+     :: else ->
+#if STRATEGY == 1
+        intake?<v_>;                               /* sliding: the oldest queued task is evicted */
+        printf("EV slides %d %d\n", t, v_);
+        finish(v_, K_EVICTED);
+        v_ = 0;
+        accept(t)
+#elif STRATEGY == 2
+        tstate[t] = T_QUEUED;                      /* dropping: accepted and ended at once */
+        nAccepted++;
+        finish(t, K_DROPPED)
+#else
+        if
+        :: wait_ -> waiters!t; tstate[t] = T_WAITING; printf("EV waits %d\n", t)
+        :: else -> tstate[t] = T_REJECTED; printf("EV refused %d 1\n", t) /* QueueFull */
+        fi
+#endif
+     fi
+  fi;
+#ifdef BAD_STALE_PHASE
+  if
+  :: seen && phase != OPEN -> printf("EV stale %d\n", t)  /* shutdown came between its two steps */
+  :: else -> skip
+  fi;
+#endif
+  skip
+}
+
+#if REACTOR
+/*
+ * The reacting caller's code once it is resumed: ordinary user code that re-enters the engine at once.
+ * SUPERSEDE: `const r = yield* ex.submit(R); yield* p.cancel` (its submit was accepted: cancel the task it
+ * supersedes). RESUBMIT: `yield* p.outcome; yield* ex.submit(R)` (task 0's outcome came: submit again).
+ */
+inline react(t) {
+  if
+  :: reacts == SUPERSEDE ->
+     reacts = 0;
+     printf("EV supersede %d %d\n", t, SUPERSEDED);
+     stop(SUPERSEDED, K_CANCELLED)
+  :: reacts == RESUBMIT ->
+     reacts = 0;
+     printf("EV resubmit %d %d\n", t, SUPERSEDED);
+     wait_ = 1;
+     offer(t, accepting);
+     wait_ = 0
+  fi
+}
+#endif
+
 /* ---------------------------------------------------------------------------------------------------- */
 /* processes                                                                                            */
 /* ---------------------------------------------------------------------------------------------------- */
@@ -424,13 +565,46 @@ inline close() {
  * One task: first its submitter, in two steps (it sees the executor open, then offers: a shutdown can come in
  * between), with `submit` (waits for room) or `trySubmit` (QueueFull); then its caller, who may cancel it
  * through its handle; then its fiber, once the dispatcher started it.
+ *
+ * With REACTOR, the last task's caller (RT) may instead react to being resumed, once task 0 was accepted (it
+ * holds task 0's handle): SUPERSEDE submits RT with `submit` and, once accepted (at once, or when a waiting
+ * submitter is handed a freed place), cancels task 0; RESUBMIT waits for task 0's outcome, then submits RT.
+ * Its code after the resumption is its own step (`react`), which the wake-up in the outbox (`reactPending`)
+ * enables once the transition that resumed it has finished (SYNC_RESUME: inside that transition instead).
  */
 active [TASKS] proctype Task() {
   byte t = _pid;
   bit sawOpen;
   assert(t < TASKS);
+#if REACTOR
+  if
+  :: atomic {
+       t == RT && ACCEPTED(SUPERSEDED) ->
+       reacts = SUPERSEDE;
+       printf("EV reacts %d %d\n", t, SUPERSEDE);
+       DSTEP {
+         wait_ = 1;
+         offer(t, accepting);
+         if
+         :: tstate[t] == T_QUEUED || tstate[t] == T_DONE -> reactPending = 1 /* accepted at once: it goes on */
+         :: else -> skip                                /* waits for room, or refused: no handle, no cancel */
+         fi;
+         wait_ = 0
+       }
+     };
+     goto end_task
+  :: atomic {
+       t == RT && (tstate[SUPERSEDED] == T_QUEUED || tstate[SUPERSEDED] == T_RUNNING) ->
+       reacts = RESUBMIT;                               /* waits for task 0's outcome (Task.waiters) */
+       printf("EV reacts %d %d\n", t, RESUBMIT)
+     };
+     goto end_task
+  :: sawOpen = accepting                                /* a caller like the others: step 1 below */
+  fi;
+#else
   /* step 1: the caller sees the executor accepting */
   sawOpen = accepting;
+#endif
   /* step 2: Engine.offer (tryOffer, then waitToOffer) */
   atomic {
 #if STRATEGY == 0
@@ -439,44 +613,9 @@ active [TASKS] proctype Task() {
     :: wait_ = 0                                       /* trySubmit: QueueFull when full */
     fi;
 #endif
-    d_step {
-#ifdef BAD_STALE_PHASE
-      if
-      :: !sawOpen ->
-#else
-      if
-      :: phase != OPEN ->
-#endif
-         tstate[t] = T_REJECTED;                       /* Closed */
-         printf("EV refused %d 0\n", t)
-      :: else ->
-         if
-         :: len(intake) < Q && len(waiters) == 0 -> accept(t)
-         :: else ->
-#if STRATEGY == 1
-            intake?<v_>;                               /* sliding: the oldest queued task is evicted */
-            finish(v_, K_EVICTED);
-            v_ = 0;
-            accept(t)
-#elif STRATEGY == 2
-            tstate[t] = T_QUEUED;                      /* dropping: accepted and ended at once */
-            nAccepted++;
-            finish(t, K_DROPPED)
-#else
-            if
-            :: wait_ -> waiters!t; tstate[t] = T_WAITING; printf("EV waits %d\n", t)
-            :: else -> tstate[t] = T_REJECTED; printf("EV refused %d 1\n", t) /* QueueFull */
-            fi
-#endif
-         fi
-      fi;
-#ifdef BAD_STALE_PHASE
-      if
-      :: sawOpen && phase != OPEN -> printf("EV stale %d\n", t)  /* shutdown came between its two steps */
-      :: else -> skip
-      fi;
-#endif
-      sawOpen = 0;                                     /* (read by BAD_STALE_PHASE only: tryOffer checks again) */
+    DSTEP {
+      offer(t, sawOpen);
+      sawOpen = 0;
       wait_ = 0
     }
   }
@@ -494,7 +633,7 @@ end_task:
        printf("EV withdrawn %d\n", t)
      }
   /* the caller cancels it (TaskHandle.cancel = Engine.stop(task, "cancelled")), while queued or running */
-  :: d_step {
+  :: DSTEP {
        cancelsLeft > 0 && (tstate[t] == T_QUEUED || (tstate[t] == T_RUNNING && stopReason[t] == K_NONE)) ->
        cancelsLeft--;
        printf("EV cancel %d\n", t);
@@ -509,10 +648,19 @@ end_task:
        :: k_ = K_DIE
        :: stopReason[t] != K_NONE -> k_ = K_INTERRUPTED
        fi;
-       d_step { onAttemptExit(t, k_) }
+       DSTEP { onAttemptExit(t, k_) }
      }
   /* or, interrupted, its finalizer never ends */
   :: d_step { alive[t] && !hung[t] && stopReason[t] != K_NONE -> hung[t] = 1; nHung++; printf("EV hang %d\n", t) }
+#if REACTOR
+  /* the reacting caller was resumed: the wake-up is delivered, its code runs (one step: it suspends again in
+     `cancel`'s wait for the outcome, or in `submit`) */
+  :: DSTEP { reactPending && t == RT -> reactPending = 0; react(t) }
+#ifdef SYNC_RESUME
+  /* SYNC_RESUME: the same code, run by the transition that resumes it, which waits for it to suspend again */
+  :: atomic { resume?eval(t) -> react(t); resumed!0 }
+#endif
+#endif
   od
 }
 
@@ -559,7 +707,7 @@ end_dispatcher:
        :: dmode == D_CANCEL -> ds_ = S_FINAL;                          /* the finalizerTimeout deadline passed */
           printf("EV deadline\n")
        fi;
-       d_step {
+       DSTEP {
        do
        :: ds_ == S_RUN ->                                              /* run: pump, unless shutdown was asked */
           if
