@@ -1586,7 +1586,7 @@ class ExecutorImpl<A, E> implements Executor<A, E> {
         return offerTask(task)
       }
       /** An input whose description threw: accepted, and ended at once with the defect as its outcome. */
-      const failInput = (input: I, defect: Exit.Exit<never>): undefined => {
+      const failInput = (input: I, defect: Exit.Exit<unknown>): undefined => {
         const task = engine.makeTask<B, E1>(Effect.void as any, context, input, batch, undefined)
         engine.acceptFinished(task, defect, "defect")
         batch.track(task)
