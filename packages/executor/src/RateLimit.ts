@@ -3,19 +3,27 @@
  *
  * A task states its `key` and its `cost` (requests = 1 by default; tokens = an estimate). Every limit that
  * applies to the task is reserved at once, all or nothing, at the moment the task starts, and in the order
- * tasks arrived. After the task, its actual cost can be settled (refunded or charged to the window it was
- * reserved in). A failure carrying `retryAfter` (an HTTP 429) pauses the task's whole key.
+ * tasks arrived. After the task, its actual cost can be settled: an extra charge always applies; a refund
+ * gives back only capacity no later reservation relied on (see below). A failure carrying `retryAfter` (an
+ * HTTP 429) pauses the task's whole key.
  *
- * Models and their exact bounds (W = window, L = limit, B = burst, r = L / W):
+ * Models and their exact bounds (W = window, L = limit, B = burst, r = L / W), which hold with settlement,
+ * counting each task at the smaller of its reserved cost and the least cost it was settled to:
  *
  * - `"sliding-window"` (the default): a sliding log. No window of length W, anywhere on the time line, admits
- *   more than L units. Exact: it is the strongest bound and the one the property tests check.
+ *   more than L units. Exact: it is the strongest bound and the one the property tests check. A refund
+ *   always applies, to the window the reservation was made in.
  * - `"gcra"`: spacing (a leaky bucket seen from the client): units start no closer than W / L (plus
- *   `margin`), with up to B starts back to back. With B = 1 and unit costs, any window of length W holds at
- *   most L starts and no two starts are closer than W / L: "100 per second, burst 1" means 10 ms apart. Use
- *   it for servers that enforce a leaky bucket (nginx `limit_req`, API gateways).
+ *   `margin`), with up to B starts back to back: any interval of length t admits at most B - 1 + a + r·t
+ *   units, a the largest cost among them. With B = 1 and unit costs no two starts are closer than W / L:
+ *   "100 per second, burst 1" means 10 ms apart. Use it for servers that enforce a leaky bucket (nginx
+ *   `limit_req`, API gateways).
  * - `"token-bucket"`: bursts: a bucket of B tokens (default L) refilled at r per millisecond. Any interval of
  *   length t admits at most B + r·t units, so a window of length W may admit up to B + L.
+ *
+ * GCRA and token bucket keep one number per bucket, which later reservations rely on: a refund applies only
+ * while its reservation is still the last change to the bucket (then exactly), and is dropped otherwise
+ * (docs/guides/rate-limits.md).
  *
  * Stores: the in-memory store (the default, one per executor) and a Redis store for limits shared by several
  * processes or machines (`RateLimitRedis.ts`).
@@ -178,8 +186,9 @@ export type ReserveResult =
 
 /**
  * Where budgets are kept. `reserve` is all or nothing over its claims; `settle` corrects the amounts of a
- * granted reservation (0 refunds it). A store failure is retried by the executor (the task waits; it is
- * never dropped).
+ * granted reservation (0 refunds it), under the model's settlement rule (a GCRA or token-bucket refund is
+ * dropped once a later reservation relied on it; `charged` records what was applied). A store failure is
+ * retried by the executor (the task waits; it is never dropped).
  *
  * Two stores ship: `memoryStore` (the default, one per executor) and `RateLimitRedis.make` (shared by
  * processes). A custom store, or a wrapper around one, implements `reserve` and `settle` and leaves `memory`

@@ -46,7 +46,8 @@ export interface Options {
 
 // KEYS: one per bucket. ARGV: now (client ms, or "" for server time), reservation id, then 6 per bucket:
 // algorithm, limit, window, burst, margin, amount.
-// Returns { 1, now } when reserved; { 0, now, retryAt, blocking bucket indexes... } when denied.
+// Returns { 1, now, then 3 per bucket: its mark (value, last, bound; see settleLua) } when reserved;
+// { 0, now, retryAt, blocking bucket indexes... } when denied.
 const reserveLua = `
 local now
 if ARGV[1] == "" then
@@ -117,6 +118,7 @@ if #blocking > 0 then
   return out
 end
 
+local out = { 1, string.format("%.17g", now) }
 for i = 1, n do
   local key = KEYS[i]
   local alg = param(i, 1)
@@ -133,50 +135,95 @@ for i = 1, n do
     redis.call("PEXPIRE", key, ttl)
     redis.call("PEXPIRE", key .. ":a", ttl)
     redis.call("PEXPIRE", key .. ":u", ttl)
+    table.insert(out, "")
+    table.insert(out, "")
+    table.insert(out, "")
   elseif alg == "gcra" then
     local interval = window / limit + margin
-    local tat = tonumber(redis.call("GET", key) or "-1e308")
-    tat = math.max(tat, now) + amount * interval
-    redis.call("SET", key, string.format("%.17g", tat), "PX", math.ceil(tat - now + ttl))
+    local bound = math.max(tonumber(redis.call("GET", key) or "-1e308"), now)
+    local tat = string.format("%.17g", bound + amount * interval)
+    redis.call("SET", key, tat, "PX", math.ceil(tonumber(tat) - now + ttl))
+    table.insert(out, tat)
+    table.insert(out, "")
+    table.insert(out, string.format("%.17g", bound))
   else
     local state = redis.call("HMGET", key, "t", "l")
     local tokens = tonumber(state[1]) or burst
     local last = tonumber(state[2]) or now
     if now > last then tokens = math.min(burst, tokens + (now - last) * limit / window) end
-    redis.call("HSET", key, "t", string.format("%.17g", tokens - amount), "l", string.format("%.17g", math.max(now, last)))
+    local t = string.format("%.17g", tokens - amount)
+    local l = string.format("%.17g", math.max(now, last))
+    redis.call("HSET", key, "t", t, "l", l)
     redis.call("PEXPIRE", key, ttl)
+    table.insert(out, t)
+    table.insert(out, l)
+    table.insert(out, string.format("%.17g", tokens))
   end
 end
-return { 1, string.format("%.17g", now) }
+return out
 `
 
-// KEYS: one per bucket. ARGV: reservation id, then 5 per bucket: algorithm, limit, window, margin, delta.
+// KEYS: one per bucket. ARGV: reservation id, then 9 per bucket: algorithm, limit, window, burst, margin,
+// delta, and the reservation's mark for the bucket (value, last, bound; "" for a sliding window).
+// An extra charge (delta > 0) always applies. A refund (delta < 0) to a GCRA or token bucket applies only
+// while the bucket is still as the reservation left it (value, and last for a token bucket): no later
+// reservation, extra charge or anchor relied on its units; it never crosses the bound (the TAT or tokens
+// before the reservation). Otherwise it is dropped. Returns 2 per bucket: 1 if applied (else 0), and the
+// reservation's new mark value ("" when the bucket is no longer as the reservation left it).
 const settleLua = `
 local id = ARGV[1]
+local out = {}
 for i = 1, #KEYS do
   local key = KEYS[i]
-  local base = 1 + (i - 1) * 5
+  local base = 1 + (i - 1) * 9
   local alg = ARGV[base + 1]
   local limit = tonumber(ARGV[base + 2])
   local window = tonumber(ARGV[base + 3])
-  local margin = tonumber(ARGV[base + 4])
-  local delta = tonumber(ARGV[base + 5])
+  local burst = tonumber(ARGV[base + 4])
+  local margin = tonumber(ARGV[base + 5])
+  local delta = tonumber(ARGV[base + 6])
+  local value = tonumber(ARGV[base + 7])
+  local bound = tonumber(ARGV[base + 9])
+  local applied = 0
+  local mark = ""
   if alg == "sliding-window" then
     if redis.call("ZSCORE", key, id) then
       redis.call("HINCRBYFLOAT", key .. ":a", id, delta)
       redis.call("INCRBYFLOAT", key .. ":u", delta)
     end
+    applied = 1
   elseif alg == "gcra" then
     local tat = redis.call("GET", key)
     if tat then
-      local ttl = redis.call("PTTL", key)
-      redis.call("SET", key, string.format("%.17g", tonumber(tat) + delta * (window / limit + margin)), "PX", math.max(1, ttl))
+      local holds = value ~= nil and tonumber(tat) == value
+      if delta > 0 or holds then
+        local next = tonumber(tat) + delta * (window / limit + margin)
+        if delta < 0 then next = math.max(bound, next) end
+        local s = string.format("%.17g", next)
+        redis.call("SET", key, s, "PX", math.max(1, redis.call("PTTL", key)))
+        applied = 1
+        if holds then mark = s end
+      end
     end
   else
-    if redis.call("EXISTS", key) == 1 then redis.call("HINCRBYFLOAT", key, "t", -delta) end
+    local state = redis.call("HMGET", key, "t", "l")
+    if state[1] then
+      local last = tonumber(ARGV[base + 8])
+      local holds = value ~= nil and tonumber(state[1]) == value and tonumber(state[2]) == last
+      if delta > 0 or holds then
+        local next = tonumber(state[1]) - delta
+        if delta < 0 then next = math.min(bound, burst, next) end
+        local s = string.format("%.17g", next)
+        redis.call("HSET", key, "t", s)
+        applied = 1
+        if holds then mark = s end
+      end
+    end
   end
+  table.insert(out, applied)
+  table.insert(out, mark)
 end
-return 1
+return out
 `
 
 const reserveScript = Redis.script(
@@ -187,7 +234,7 @@ const reserveScript = Redis.script(
 const settleScript = Redis.script(
   (keys: ReadonlyArray<string>, args: ReadonlyArray<string | number>) => [...keys, ...args],
   { lua: settleLua, numberOfKeys: (keys: ReadonlyArray<string>) => keys.length }
-).withReturnType<number>()
+).withReturnType<ReadonlyArray<number | string>>()
 
 /**
  * A Redis-backed store. Pass it to `Executor.make({ store })` in every process that shares the limits; the
@@ -202,7 +249,8 @@ const settleScript = Redis.script(
  *
  * - Each reservation is one Lua script that Redis runs atomically: every claimed bucket is checked, then all
  *   are charged or none, with the same algorithms as the in-memory store (sliding log, GCRA, token bucket).
- *   Settlement is a second script.
+ *   Settlement is a second script, with the same rule: a GCRA or token-bucket refund applies only while the
+ *   bucket is as its reservation left it (the handle carries that state), and is dropped otherwise.
  * - Windows are on Redis's clock (`TIME`) by default, so machines with skewed clocks share one time line.
  * - A task starts one round trip after its reservation: the bound holds on the admission times Redis
  *   granted. Reservations go through the dispatcher one at a time.
@@ -249,6 +297,9 @@ export const make = (options?: Options | undefined): Effect.Effect<RateLimitStor
     const keyOf = (claim: Claim) => prefix + claim.bucket.id
     // Reservation ids are unique per executor; several processes share the keys, so qualify them.
     const instance = globalThis.crypto.randomUUID()
+    // The marks of granted reservations, 3 strings per claim (see settleLua): a copied handle has none, and
+    // its refunds to GCRA and token buckets are dropped (stricter, never looser).
+    const marks = new WeakMap<Reservation, Array<string>>()
     return {
       reserve: (
         id: string,
@@ -267,21 +318,32 @@ export const make = (options?: Options | undefined): Effect.Effect<RateLimitStor
           if (Number(reply[0]) === 1) {
             // `at` is the admission time on the store's clock (Redis's with server time).
             const reservation: Reservation = { id, at: redisNow, claims, charged: claims.map((c) => c.amount) }
+            marks.set(reservation, reply.slice(2).map(String))
             return { _tag: "Reserved", reservation }
           }
           const blocking = reply.slice(3).map((i) => claims[Number(i) - 1]!.bucket.id)
           return { _tag: "Denied", retryAt: Number(reply[2]) + shift, blocking }
         })
       },
-      settle: (reservation: Reservation, actual: ReadonlyArray<number>) => {
-        const args: Array<string | number> = [`${instance}:${reservation.id}`]
-        const keys: Array<string> = []
-        for (const { claim, delta } of settlement(reservation, actual)) {
-          const b = claim.bucket
-          keys.push(keyOf(claim))
-          args.push(b.algorithm, b.limit, b.window, b.margin, delta)
-        }
-        return keys.length === 0 ? Effect.void : Effect.asVoid(settle(keys, args))
-      }
+      // The corrections are computed when the effect runs, and recorded in `charged` as Redis applies them.
+      settle: (reservation: Reservation, actual: ReadonlyArray<number>) =>
+        Effect.suspend(() => {
+          const mark = marks.get(reservation)
+          const corrections = settlement(reservation, actual)
+          if (corrections.length === 0) return Effect.void
+          const args: Array<string | number> = [`${instance}:${reservation.id}`]
+          for (const { claim, delta, index } of corrections) {
+            const b = claim.bucket
+            const [value, last, bound] = mark?.slice(index * 3, index * 3 + 3) ?? []
+            args.push(b.algorithm, b.limit, b.window, b.burst, b.margin, delta, value ?? "", last ?? "", bound ?? "")
+          }
+          return Effect.map(settle(corrections.map(({ claim }) => keyOf(claim)), args), (reply) => {
+            corrections.forEach(({ delta, index }, i) => {
+              if (Number(reply[i * 2]) !== 1) return
+              reservation.charged[index] = reservation.charged[index]! + delta
+              if (mark !== undefined) mark[index * 3] = String(reply[i * 2 + 1])
+            })
+          })
+        })
     }
   })

@@ -254,6 +254,58 @@ describe("rate limits", () => {
       assert.strictEqual((yield* Ref.get(log)).length, 2)
     }))
 
+  // Issue 19 item 8: a refund applied after later reservations gave back capacity they had relied on.
+  it.effect("I12 GCRA with burst 1: a refund after a later reservation does not bring the next start closer", () =>
+    Effect.gen(function*() {
+      const log = yield* Ref.make<Array<Start>>([])
+      const executor = yield* make({
+        concurrency: 4,
+        limits: [{ limit: 10, window: "1 second", algorithm: "gcra", burst: 1 }]
+      })
+      // A reserves one request, runs 150 ms and is refunded; B (at 100) reserved after it.
+      yield* executor.submit(recorded(log, "A", {}, 150), { settle: () => ({ requests: 0 }) })
+      for (const key of ["B", "C", "D"]) yield* executor.submit(recorded(log, key, {}))
+      yield* TestClock.adjust("1 second")
+      const starts = (yield* Ref.get(log)).map((s) => [s.key, s.at] as const)
+      assert.strictEqual(starts.length, 4)
+      for (let i = 1; i < starts.length; i++) {
+        assert.isAtLeast(starts[i]![1] - starts[i - 1]![1], 100, `starts at least 100 ms apart: ${starts.join(" ")}`)
+      }
+    }))
+
+  it.effect("I12 token bucket: a refund after a later reservation does not let more than B + r·t through", () =>
+    Effect.gen(function*() {
+      const log = yield* Ref.make<Array<Start>>([])
+      const executor = yield* make({
+        concurrency: 8,
+        limits: [{ limit: 2, window: "1 second", algorithm: "token-bucket", burst: 2 }]
+      })
+      // A and Y empty the bucket at 0; A runs until 1000 and is refunded.
+      yield* executor.submit(recorded(log, "A", {}, 1000), { settle: () => ({ requests: 0 }) })
+      yield* executor.submit(recorded(log, "Y", {}))
+      // X takes a token at 900, after A's reservation; B and C wait for tokens from 950.
+      yield* Effect.forkChild(Effect.andThen(Effect.sleep(900), executor.submit(recorded(log, "X", {}))))
+      yield* Effect.forkChild(Effect.andThen(
+        Effect.sleep(950),
+        Effect.andThen(executor.submit(recorded(log, "B", {})), executor.submit(recorded(log, "C", {})))
+      ))
+      yield* TestClock.adjust("5 seconds")
+      const all = yield* Ref.get(log)
+      assert.strictEqual(all.length, 5)
+      // The bound is on settled units: A, refunded, counts 0.
+      const starts = all.filter((s) => s.key !== "A").map((s) => s.at).sort((a, b) => a - b)
+      for (let i = 0; i < starts.length; i++) {
+        for (let j = i; j < starts.length; j++) {
+          const t = starts[j]! - starts[i]!
+          assert.isAtMost(
+            j - i + 1,
+            2 + (2 / 1000) * t + 1e-9,
+            `at most B + r·t in [${starts[i]}, ${starts[j]}]: ${starts}`
+          )
+        }
+      }
+    }))
+
   it.effect("a cost larger than a limit fails at once with a typed error", () =>
     Effect.gen(function*() {
       const executor = yield* make({ limits: [{ budget: "tokens", limit: 1000, window: "1 minute" }] })

@@ -11,6 +11,7 @@ import type { Bucket, Claim } from "../src/internal/limiter.ts"
 import * as RateLimit from "../src/RateLimit.ts"
 import * as RateLimitRedis from "../src/RateLimitRedis.ts"
 import { startRedis } from "./services.ts"
+import { runs } from "./support.ts"
 
 const redis = await startRedis()
 afterAll(() => redis?.stop())
@@ -53,6 +54,120 @@ const bucket = (
   margin: 0
 })
 const claim = (b: Bucket, amount = 1): Claim => ({ bucket: b, amount })
+
+/** A random program for one bucket: reservations and settlements (refunds, exact, extra charges) over time. */
+type Step =
+  | { readonly _tag: "reserve"; readonly wait: number; readonly amount: number; readonly untilGranted: boolean }
+  | { readonly _tag: "settle"; readonly wait: number; readonly pick: number; readonly to: number }
+
+interface Program {
+  readonly limit: number
+  readonly window: number
+  readonly burst: number
+  readonly steps: ReadonlyArray<Step>
+}
+
+const programOf = (algorithm: Bucket["algorithm"]): fc.Arbitrary<Program> =>
+  fc.record({
+    limit: fc.integer({ min: 1, max: 5 }),
+    window: fc.integer({ min: 20, max: 200 }),
+    burst: fc.integer({ min: 1, max: 4 })
+  }).chain(({ burst, limit, window }) => {
+    const capacity = algorithm === "token-bucket" ? burst : limit
+    const step: fc.Arbitrary<Step> = fc.oneof(
+      fc.record({
+        _tag: fc.constant("reserve" as const),
+        wait: fc.integer({ min: 0, max: 60 }),
+        amount: fc.integer({ min: 1, max: Math.min(3, capacity) }),
+        untilGranted: fc.boolean()
+      }),
+      fc.record({
+        _tag: fc.constant("settle" as const),
+        wait: fc.integer({ min: 0, max: 60 }),
+        pick: fc.nat(),
+        // 0 refunds it all; below its amount refunds part; above it charges extra.
+        to: fc.integer({ min: 0, max: 4 })
+      })
+    )
+    return fc.record({
+      limit: fc.constant(limit),
+      window: fc.constant(window),
+      burst: fc.constant(burst),
+      steps: fc.array(step, { maxLength: 30 })
+    })
+  })
+
+interface Granted {
+  readonly at: number
+  readonly reserved: number
+  /** The least amount it was ever reserved or settled to: what the bound counts (see the rate-limit guide). */
+  counted: number
+}
+
+/** Runs a program against a store, on explicit times; returns every granted reservation. */
+const runProgram = (store: RateLimit.RateLimitStore, algorithm: Bucket["algorithm"], p: Program) =>
+  Effect.gen(function*() {
+    const b = bucket(algorithm, p.limit, p.window, p.burst)
+    const granted: Array<Granted & { readonly reservation: RateLimit.Reservation }> = []
+    let now = 0
+    for (const step of p.steps) {
+      now += step.wait
+      if (step._tag === "reserve") {
+        for (let attempt = 0; attempt < 4; attempt++) {
+          const result = yield* reserve(store, [claim(b, step.amount)], now)
+          if (result._tag === "Reserved") {
+            granted.push({ at: now, reserved: step.amount, counted: step.amount, reservation: result.reservation })
+            break
+          }
+          assert.isAbove(result.retryAt, now, "a denial names a later time")
+          if (!step.untilGranted) break
+          now = result.retryAt // the earliest time it could be granted: the densest admissions
+        }
+      } else if (granted.length > 0) {
+        const g = granted[step.pick % granted.length]!
+        yield* store.settle(g.reservation, [step.to])
+        g.counted = Math.min(g.counted, step.to)
+      }
+    }
+    return granted
+  })
+
+/**
+ * The most each model lets through, checked over every interval that starts and ends at an admission (the
+ * maximum is reached by one of those). Units are counted at the least amount they were reserved or settled to.
+ */
+const checkBound = (algorithm: Bucket["algorithm"], p: Program, granted: ReadonlyArray<Granted>) => {
+  const sorted = [...granted].sort((x, y) => x.at - y.at)
+  const rate = p.limit / p.window
+  for (let i = 0; i < sorted.length; i++) {
+    let units = 0
+    let largest = 0
+    for (let j = i; j < sorted.length; j++) {
+      const t = sorted[j]!.at - sorted[i]!.at
+      if (algorithm === "sliding-window" && t >= p.window) break
+      units += sorted[j]!.counted
+      largest = Math.max(largest, sorted[j]!.reserved)
+      // Admissions at the same time as j are in the interval too: check once all of them are summed.
+      if (j + 1 < sorted.length && sorted[j + 1]!.at === sorted[j]!.at) continue
+      const bound = algorithm === "sliding-window"
+        ? p.limit
+        : algorithm === "gcra"
+        ? p.burst - 1 + largest + rate * t
+        : p.burst + rate * t
+      assert.isAtMost(units, bound + 1e-6, `${algorithm}: ${units} units in [${sorted[i]!.at}, ${sorted[j]!.at}]`)
+    }
+  }
+}
+
+/** The fixed seed of a property, or PILE_SEED (a number or "random"); the test's title shows it for replay. */
+const seedOf = (fixed: number): number => {
+  const env = process.env["PILE_SEED"]
+  return env === undefined || env === ""
+    ? fixed
+    : env === "random"
+    ? Math.floor(Math.random() * 0x7fffffff)
+    : Number(env)
+}
 
 describe.each(stores)("RateLimitStore conformance: %s", (_, makeStore) => {
   it.live("sliding window: L per W, the next one waits until the oldest leaves the window", () =>
@@ -130,6 +245,73 @@ describe.each(stores)("RateLimitStore conformance: %s", (_, makeStore) => {
       assert.strictEqual(denied._tag === "Denied" ? denied.retryAt : -1, 100)
       assert.strictEqual((yield* reserve(store, [claim(b)], 100))._tag, "Reserved")
     })))
+
+  it.live("GCRA: a refund of the last reservation gives its slot back; after a later reservation it is dropped", () =>
+    Effect.scoped(Effect.gen(function*() {
+      const store = yield* makeStore()
+      const b = bucket("gcra", 10, 1000)
+      const a = yield* reserve(store, [claim(b)], 0)
+      if (a._tag !== "Reserved") return assert.fail("the first reservation fits")
+      yield* store.settle(a.reservation, [0])
+      assert.deepStrictEqual(a.reservation.charged, [0], "applied: nothing was reserved since")
+      const b1 = yield* reserve(store, [claim(b)], 10)
+      if (b1._tag !== "Reserved") return assert.fail("the refunded slot is free again")
+      assert.strictEqual((yield* reserve(store, [claim(b)], 110))._tag, "Reserved")
+      // b1's slot was relied on by the reservation at 110: its refund is dropped, the spacing stays.
+      yield* store.settle(b1.reservation, [0])
+      assert.deepStrictEqual(b1.reservation.charged, [1], "dropped: the bucket still counts it")
+      const denied = yield* reserve(store, [claim(b)], 150)
+      assert.strictEqual(denied._tag === "Denied" ? denied.retryAt : -1, 210)
+    })))
+
+  it.live("token bucket: a refund of the last reservation gives its tokens back; after a later one it is dropped", () =>
+    Effect.scoped(Effect.gen(function*() {
+      const store = yield* makeStore()
+      const b = bucket("token-bucket", 2, 1000, 2)
+      const a = yield* reserve(store, [claim(b)], 0)
+      const y = yield* reserve(store, [claim(b)], 0)
+      if (a._tag !== "Reserved" || y._tag !== "Reserved") return assert.fail("the burst fits")
+      yield* store.settle(y.reservation, [0])
+      assert.deepStrictEqual(y.reservation.charged, [0])
+      assert.strictEqual((yield* reserve(store, [claim(b)], 0))._tag, "Reserved", "the refunded token is back")
+      assert.strictEqual((yield* reserve(store, [claim(b)], 500))._tag, "Reserved")
+      // a's token was relied on by the reservations after it: its refund is dropped.
+      yield* store.settle(a.reservation, [0])
+      assert.deepStrictEqual(a.reservation.charged, [1])
+      const denied = yield* reserve(store, [claim(b)], 600)
+      assert.closeTo(denied._tag === "Denied" ? denied.retryAt : -1, 1000, 1e-6)
+      // An extra charge always applies.
+      yield* store.settle(a.reservation, [2])
+      const later = yield* reserve(store, [claim(b)], 600)
+      assert.closeTo(later._tag === "Denied" ? later.retryAt : -1, 1500, 1e-6)
+    })))
+
+  describe.each(
+    [
+      ["sliding-window", 20261206, "no window of length W holds more than L units"],
+      ["gcra", 20261207, "any interval of length t holds at most B - 1 + a + r·t units (B + r·t with unit costs)"],
+      ["token-bucket", 20261208, "any interval of length t holds at most B + r·t units"]
+    ] as const
+  )("settlement under %s", (algorithm, fixedSeed, bound) => {
+    const numRuns = runs(150)
+    const seed = seedOf(fixedSeed)
+    it.live(
+      `I12 random reservations, refunds and extra charges: ${bound} (seed ${seed}, ${numRuns} runs)`,
+      () =>
+        Effect.scoped(Effect.gen(function*() {
+          const store = yield* makeStore()
+          yield* Effect.promise(() =>
+            fc.assert(
+              fc.asyncProperty(programOf(algorithm), async (p) => {
+                checkBound(algorithm, p, await Effect.runPromise(runProgram(store, algorithm, p)))
+              }),
+              { numRuns, seed }
+            )
+          )
+        })),
+      60_000
+    )
+  })
 
   // With an asynchronous store a task starts one round trip after its reservation: the bound is on the
   // admission times the store granted, which a wrapper records here; every task must also have run.

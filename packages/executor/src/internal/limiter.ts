@@ -9,7 +9,8 @@
 /**
  * A rate-limit model: `"sliding-window"` (exact: no window of length W admits more than L), `"gcra"`
  * (spacing: starts W / L apart, up to `burst` back to back) or `"token-bucket"` (bursts of up to B, then r per
- * millisecond). Re-exported by `RateLimit`.
+ * millisecond). Refunds to GCRA and token buckets apply only while no later reservation relied on them (see
+ * `RateLimit`). Re-exported by `RateLimit`.
  *
  * **Example**
  *
@@ -164,7 +165,7 @@ export interface Reservation {
   /** When it was granted, on the store's clock: the admission time the rate bound is about. */
   readonly at: number
   readonly claims: ReadonlyArray<Claim>
-  /** Amounts charged now, per claim (updated by settlement). */
+  /** Amounts the buckets count now, per claim (updated by the settlements the store applied). */
   readonly charged: Array<number>
 }
 
@@ -175,22 +176,20 @@ export interface Denial {
 }
 
 /**
- * What settling a reservation to `actual` changes, claim by claim (every store applies the same corrections):
- * the claims whose amount changes, with the difference. Records the new amounts in `reservation.charged`;
- * an invalid amount (negative, not finite, missing) leaves its claim as it was.
+ * What settling a reservation to `actual` changes, claim by claim (every store computes the same corrections):
+ * the claims whose amount changes, with the difference. An invalid amount (negative, not finite, missing)
+ * leaves its claim as it was. The store records a correction it applied in `reservation.charged[index]`.
  */
 export const settlement = (
   reservation: Reservation,
   actual: ReadonlyArray<number>
-): Array<{ readonly claim: Claim; readonly delta: number }> => {
-  const out: Array<{ readonly claim: Claim; readonly delta: number }> = []
-  reservation.claims.forEach((claim, i) => {
-    const next = actual[i]
+): Array<{ readonly claim: Claim; readonly index: number; readonly delta: number }> => {
+  const out: Array<{ readonly claim: Claim; readonly index: number; readonly delta: number }> = []
+  reservation.claims.forEach((claim, index) => {
+    const next = actual[index]
     if (next === undefined || !Number.isFinite(next) || next < 0) return
-    const delta = next - reservation.charged[i]!
-    if (delta === 0) return
-    reservation.charged[i] = next
-    out.push({ claim, delta })
+    const delta = next - reservation.charged[index]!
+    if (delta !== 0) out.push({ claim, index, delta })
   })
   return out
 }
@@ -237,12 +236,13 @@ class SlidingState {
     return Number.POSITIVE_INFINITY
   }
 
-  charge(id: string, amount: number, now: number): void {
+  charge(id: string, amount: number, now: number): undefined {
     const entry = { at: now, amount }
     this.log.push(entry)
     this.ids.push(id)
     this.byId.set(id, entry)
     this.used += amount
+    return undefined
   }
 
   /** Moves an admission to the time its task really started (later, never earlier). */
@@ -259,6 +259,21 @@ class SlidingState {
   }
 }
 
+/**
+ * What a GCRA or token-bucket settlement checks: the bucket's state right after the reservation's own last
+ * change (`value`, and `last` for a token bucket), and the limit a refund may not cross (`bound`: GCRA's TAT
+ * before the reservation, a token bucket's tokens before it). Owned by the reservation's handle.
+ *
+ * Invariant: the bucket's state equals the mark only if no other reservation has relied on this one's units
+ * since (every reservation, extra charge and re-anchoring moves the state; only the last reservation's refund
+ * moves it back, never past its own bound). Then, and only then, a refund is exact (docs/guides/rate-limits.md).
+ */
+interface Mark {
+  value: number
+  last: number
+  readonly bound: number
+}
+
 /** GCRA: the theoretical arrival time of the next unit. */
 class GcraState {
   tat = Number.NEGATIVE_INFINITY
@@ -272,21 +287,36 @@ class GcraState {
     return Math.max(now, this.tat - tolerance)
   }
 
-  charge(bucket: Bucket, amount: number, now: number): void {
-    this.tat = Math.max(this.tat, now) + amount * this.interval(bucket)
+  charge(bucket: Bucket, amount: number, now: number): Mark {
+    const bound = Math.max(this.tat, now)
+    this.tat = bound + amount * this.interval(bucket)
+    return { value: this.tat, last: 0, bound }
   }
 
-  settle(bucket: Bucket, delta: number): void {
-    this.tat += delta * this.interval(bucket)
+  /**
+   * An extra charge always applies. A refund applies only while the reservation is the last change of the
+   * bucket (`mark`), and never brings the TAT below where it was before the reservation; otherwise later
+   * reservations were spaced from the refunded units, and the refund is dropped. True when applied.
+   */
+  settle(bucket: Bucket, delta: number, mark: Mark | undefined): boolean {
+    const holds = mark !== undefined && this.tat === mark.value
+    if (delta < 0 && !holds) return false
+    this.tat = delta < 0
+      ? Math.max(mark!.bound, this.tat + delta * this.interval(bucket))
+      : this.tat + delta * this.interval(bucket)
+    if (holds) mark.value = this.tat
+    return true
   }
 
   /** Spacing counts from when the task really started: the next slot is at least one interval after it. */
-  anchor(bucket: Bucket, amount: number, at: number): void {
+  anchor(bucket: Bucket, amount: number, at: number, mark: Mark | undefined): void {
+    const holds = mark !== undefined && this.tat === mark.value
     this.tat = Math.max(this.tat, at + amount * this.interval(bucket))
+    if (holds) mark.value = this.tat
   }
 }
 
-/** Token bucket: `burst` tokens, refilled continuously at limit / window. */
+/** Token bucket: `burst` tokens, refilled continuously at limit / window (lazily: a check changes nothing). */
 class TokenBucketState {
   tokens: number
   last = Number.NEGATIVE_INFINITY
@@ -295,27 +325,36 @@ class TokenBucketState {
     this.tokens = bucket.burst
   }
 
-  private refill(bucket: Bucket, now: number): void {
-    if (this.last === Number.NEGATIVE_INFINITY) this.last = now
-    if (now > this.last) {
-      this.tokens = Math.min(bucket.burst, this.tokens + (now - this.last) * bucket.limit / bucket.window)
-      this.last = now
-    }
+  private available(bucket: Bucket, now: number): number {
+    return now > this.last && this.last !== Number.NEGATIVE_INFINITY
+      ? Math.min(bucket.burst, this.tokens + (now - this.last) * bucket.limit / bucket.window)
+      : this.tokens
   }
 
   earliest(bucket: Bucket, amount: number, now: number): number {
-    this.refill(bucket, now)
-    if (this.tokens >= amount) return now
-    return now + (amount - this.tokens) * bucket.window / bucket.limit
+    const tokens = this.available(bucket, now)
+    if (tokens >= amount) return now
+    return now + (amount - tokens) * bucket.window / bucket.limit
   }
 
-  charge(bucket: Bucket, amount: number, now: number): void {
-    this.refill(bucket, now)
-    this.tokens -= amount
+  charge(bucket: Bucket, amount: number, now: number): Mark {
+    const bound = this.available(bucket, now)
+    this.last = Math.max(this.last, now)
+    this.tokens = bound - amount
+    return { value: this.tokens, last: this.last, bound }
   }
 
-  settle(delta: number): void {
-    this.tokens -= delta
+  /**
+   * An extra charge always applies. A refund applies only while the reservation is the last change of the
+   * bucket (`mark`), up to the tokens there were before it (never above `burst`); otherwise later reservations
+   * took the refunded tokens into account, and the refund is dropped. True when applied.
+   */
+  settle(bucket: Bucket, delta: number, mark: Mark | undefined): boolean {
+    const holds = mark !== undefined && this.tokens === mark.value && this.last === mark.last
+    if (delta < 0 && !holds) return false
+    this.tokens = delta < 0 ? Math.min(mark!.bound, bucket.burst, this.tokens - delta) : this.tokens - delta
+    if (holds) mark.value = this.tokens
+    return true
   }
 }
 
@@ -324,6 +363,8 @@ type State = SlidingState | GcraState | TokenBucketState
 /** The in-memory store's state: one per executor unless shared explicitly. */
 export class MemoryLimiter {
   private readonly states = new Map<string, State>()
+  /** The marks of granted reservations, claim by claim (undefined for a sliding-window claim). */
+  private readonly marks = new WeakMap<Reservation, ReadonlyArray<Mark | undefined>>()
 
   private state(bucket: Bucket): State {
     let state = this.states.get(bucket.id)
@@ -360,13 +401,14 @@ export class MemoryLimiter {
       retryAt = Math.max(retryAt, earliest)
     }
     if (blocking !== undefined) return { retryAt, blocking }
-    for (const claim of claims) {
+    const marks = claims.map((claim) => {
       const state = this.state(claim.bucket)
-      if (state instanceof SlidingState) state.charge(id, claim.amount, now)
-      else if (state instanceof GcraState) state.charge(claim.bucket, claim.amount, now)
-      else state.charge(claim.bucket, claim.amount, now)
-    }
-    return { id, at: now, claims, charged: claims.map((claim) => claim.amount) }
+      if (state instanceof SlidingState) return state.charge(id, claim.amount, now)
+      return state.charge(claim.bucket, claim.amount, now)
+    })
+    const reservation: Reservation = { id, at: now, claims, charged: claims.map((claim) => claim.amount) }
+    this.marks.set(reservation, marks)
+    return reservation
   }
 
   /**
@@ -375,20 +417,26 @@ export class MemoryLimiter {
    * spaces the next start from it, so a late start never lets the next one come too close.
    */
   anchor(reservation: Reservation, at: number): void {
-    for (const claim of reservation.claims) {
+    const marks = this.marks.get(reservation)
+    reservation.claims.forEach((claim, i) => {
       const state = this.state(claim.bucket)
       if (state instanceof SlidingState) state.anchor(reservation.id, at)
-      else if (state instanceof GcraState) state.anchor(claim.bucket, claim.amount, at)
-    }
+      else if (state instanceof GcraState) state.anchor(claim.bucket, claim.amount, at, marks?.[i])
+    })
   }
 
-  /** Corrects the amounts charged by a reservation (to 0 to refund it), in the window it was charged in. */
+  /**
+   * Corrects the amounts charged by a reservation (to 0 to refund it). Sliding window: in the window it was
+   * charged in. GCRA and token bucket: an extra charge always; a refund only while no later reservation has
+   * relied on it (see `Mark`), else it is dropped and `charged` keeps the amount the bucket still counts.
+   */
   settle(reservation: Reservation, actual: ReadonlyArray<number>): void {
-    for (const { claim, delta } of settlement(reservation, actual)) {
+    const marks = this.marks.get(reservation)
+    for (const { claim, delta, index } of settlement(reservation, actual)) {
       const state = this.state(claim.bucket)
       if (state instanceof SlidingState) state.settle(reservation.id, delta)
-      else if (state instanceof GcraState) state.settle(claim.bucket, delta)
-      else state.settle(delta)
+      else if (!state.settle(claim.bucket, delta, marks?.[index])) continue
+      reservation.charged[index] = reservation.charged[index]! + delta
     }
   }
 }
