@@ -3,6 +3,10 @@
  * wake-ups all wait here, so one fiber sleeps until the earliest of them instead of one fiber per timer.
  * Entries are never removed early: each `fire` checks that what it was set for still holds.
  */
+import type * as Clock from "effect/Clock"
+
+/** Milliseconds on `clock`, with sub-millisecond precision when the clock has it: the timers' time unit. */
+export const nowMillis = (clock: Clock.Clock): number => Number(clock.currentTimeNanosUnsafe()) / 1e6
 
 export interface Timer {
   readonly at: number
