@@ -1355,12 +1355,12 @@ class ExecutorImpl<A, E> implements Executor<A, E> {
     return Effect.contextWith((context: Context.Context<R>) => {
       const spec = this.specs.spec(options, options?.key, options?.cost)
       if (Result.isFailure(spec)) {
-        this.engine.reject(undefined)
+        this.engine.intake.reject(undefined)
         return Effect.fail(spec.failure)
       }
       const over = spec.success === undefined ? undefined : RateLimit.overLimit(spec.success.claims)
       if (over !== undefined) {
-        this.engine.reject(undefined)
+        this.engine.intake.reject(undefined)
         return Effect.fail(costOverLimit(over, options?.key))
       }
       return this.engine.offer(

@@ -15,6 +15,7 @@ import * as ErrorPolicy from "../ErrorPolicy.ts"
 import type { RateLimitStore, ReserveResult } from "../RateLimit.ts"
 import type { Claim } from "./limiter.ts"
 import { LinkedList } from "./linkedList.ts"
+import type { Outbox } from "./outbox.ts"
 import { PENDING, type Task } from "./task.ts"
 import { nowMillis, type Timers } from "./timers.ts"
 import { guard } from "./userCode.ts"
@@ -25,6 +26,8 @@ export interface AdmissionHooks {
   wake(): void
   /** A task that never started left admission: the place it held in the intake is free (the intake's). */
   freed(): void
+  /** A slot is free and the executor still starts tasks. */
+  mayStart(): boolean
 }
 
 /** The tasks of one key waiting for admission, in arrival order (retries first). */
@@ -70,12 +73,14 @@ export class Admission {
   private readonly store: RateLimitStore
   private readonly clock: Clock.Clock
   private readonly timers: Timers
+  private readonly outbox: Outbox<Task>
   private readonly hooks: AdmissionHooks
 
-  constructor(store: RateLimitStore, clock: Clock.Clock, timers: Timers, hooks: AdmissionHooks) {
+  constructor(store: RateLimitStore, clock: Clock.Clock, timers: Timers, outbox: Outbox<Task>, hooks: AdmissionHooks) {
     this.store = store
     this.clock = clock
     this.timers = timers
+    this.outbox = outbox
     this.hooks = hooks
   }
 
@@ -276,16 +281,31 @@ export class Admission {
     return `${this.serial}.${task.id}.${task.attempts + 1}`
   }
 
-  /** Asks an asynchronous store (Redis) for a line head's budgets; `reserved` takes the answer. */
-  reserve(task: Task, line: Line): Effect.Effect<ReserveResult, unknown> {
+  /**
+   * Reserves a line head's budgets through an asynchronous store (Redis), in the dispatcher fiber: true when
+   * it may start now. The answer is taken in a transition of its own.
+   */
+  reserve(task: Task, line: Line): Effect.Effect<boolean> {
     line.reserving = true
-    return this.store.reserve(this.reservationId(task), task.spec?.claims ?? [], nowMillis(this.clock))
+    const claims = task.spec?.claims ?? []
+    return Effect.map(
+      Effect.exit(this.store.reserve(this.reservationId(task), claims, nowMillis(this.clock))),
+      (exit) => {
+        this.outbox.begin()
+        const reserved = this.reserved(task, line, claims, exit)
+        this.outbox.end()
+        return reserved
+      }
+    )
   }
 
-  /** The store answered for a line head: true when it may start now (`mayStart`: a slot is free, and open). */
-  reserved(task: Task, line: Line, exit: Exit.Exit<ReserveResult, unknown>, mayStart: boolean): boolean {
+  private reserved(
+    task: Task,
+    line: Line,
+    claims: ReadonlyArray<Claim>,
+    exit: Exit.Exit<ReserveResult, unknown>
+  ): boolean {
     line.reserving = false
-    const claims: ReadonlyArray<Claim> = task.spec?.claims ?? []
     // A store failure defers the task (never drops it); the dispatcher asks again a second later.
     const result: ReserveResult = exit._tag === "Success"
       ? exit.value
@@ -301,7 +321,7 @@ export class Admission {
       this.blockHead(line, task, result.retryAt, result.blocking)
       return false
     }
-    if (!mayStart) {
+    if (!this.hooks.mayStart()) {
       this.storeOps.push(this.store.settle(result.reservation, claims.map(() => 0)))
       return false
     }

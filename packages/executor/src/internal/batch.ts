@@ -6,7 +6,7 @@
  */
 import * as Cause from "effect/Cause"
 import * as Effect from "effect/Effect"
-import type * as Exit from "effect/Exit"
+import * as Exit from "effect/Exit"
 import * as Fiber from "effect/Fiber"
 import * as Result from "effect/Result"
 import * as Scope from "effect/Scope"
@@ -79,7 +79,7 @@ export const run = <I, B, E1, R, EI, RI>(
       const over = spec === undefined ? undefined : RateLimit.overLimit(spec.claims)
       if (over !== undefined) {
         // One input whose cost can never fit must not stop the batch: its outcome says why.
-        engine.acceptRejected(task, costOverLimit(over, key))
+        engine.acceptFinished(task, Exit.interrupt(), "rejected", costOverLimit(over, key))
         batch.track(task)
         return undefined
       }

@@ -27,7 +27,6 @@ import * as Fiber from "effect/Fiber"
 import type * as Scope from "effect/Scope"
 import * as ExecutorError from "../ExecutorError.ts"
 import * as Outcome from "../Outcome.ts"
-import type { ReserveResult } from "../RateLimit.ts"
 import { Admission, type Admitted, type Line } from "./admission.ts"
 import { type AttemptEnd, Attempts } from "./attempt.ts"
 import type { Config, Phase, ShutdownRequest, TaskSpec } from "./config.ts"
@@ -39,12 +38,11 @@ import { DONE, PENDING, QUEUED, RUNNING, type Sink, type Stopper, Task } from ".
 import { nowMillis } from "./timers.ts"
 
 /**
- * Counters behind `stats`. Invariant (I15): accepted = queued + waiting + running + Σ finished, and
- * submitted = accepted + rejected.
+ * Counters behind `stats`. Invariant (I15): accepted = queued + waiting + running + Σ finished (and
+ * submitted = accepted + the intake's rejected).
  */
 export interface Counters {
   accepted: number
-  rejected: number
   finished: Record<Outcome.Kind, number>
   abandoned: number
 }
@@ -74,7 +72,6 @@ export class Engine implements Stopper, Cycle, AttemptEnd {
   /** Counters behind `stats`, written by the cycle's transitions. */
   private readonly counters: Counters = {
     accepted: 0,
-    rejected: 0,
     finished: emptyFinished(),
     abandoned: 0
   }
@@ -112,14 +109,14 @@ export class Engine implements Stopper, Cycle, AttemptEnd {
     this.pile = pile
     this.cap = config.concurrency
     this.dispatcher = new Dispatcher(clock, config.liveClock, config.finalizerTimeout, this.fibers)
-    this.intake = new Intake(config.capacity, this.outbox, {
+    this.intake = new Intake(config.capacity, config.instruments, this.outbox, {
       accept: (task) => this.accept(task),
-      reject: (task) => this.reject(task),
       fresh: () => this.admission.fresh
     })
-    this.admission = new Admission(config.store, clock, this.dispatcher.timers, {
+    this.admission = new Admission(config.store, clock, this.dispatcher.timers, this.outbox, {
       wake: () => this.dispatcher.wake(),
-      freed: () => this.intake.admitWaiters()
+      freed: () => this.intake.admitWaiters(),
+      mayStart: () => this.mayStart()
     })
     this.attempts = new Attempts(config, clock, this.admission, this)
   }
@@ -150,11 +147,6 @@ export class Engine implements Stopper, Cycle, AttemptEnd {
 
   get isAccepting(): boolean {
     return this.lifecycle === "open"
-  }
-
-  /** Milliseconds on the executor's clock, with sub-millisecond precision when the clock has it. */
-  now(): number {
-    return nowMillis(this.clock)
   }
 
   /** Forks the dispatcher into `scope`; its end, however it comes, closes the executor (I16). */
@@ -206,7 +198,7 @@ export class Engine implements Stopper, Cycle, AttemptEnd {
 
   private decideOffer<A, E>(task: Task<A, E>, wait: boolean): Task<A, E> | ExecutorError.ExecutorError | undefined {
     if (!this.intake.isOpen) {
-      this.reject(task)
+      this.intake.reject(task)
       return this.closedError()
     }
     if (this.intake.hasRoom) {
@@ -228,7 +220,7 @@ export class Engine implements Stopper, Cycle, AttemptEnd {
       }
     }
     if (!wait) {
-      this.reject(task)
+      this.intake.reject(task)
       return new ExecutorError.ExecutorError({
         reason: new ExecutorError.QueueFull({ capacity: this.intake.capacity })
       })
@@ -236,18 +228,7 @@ export class Engine implements Stopper, Cycle, AttemptEnd {
     return undefined
   }
 
-  /** Counts a submission refused with an error. */
-  reject(task: Task | undefined): void {
-    this.counters.rejected++
-    this.config.instruments?.rejected(task?.spec?.key)
-  }
-
-  /** Accepts a task that will never run: it ends at once as rejected (its cost can never fit). */
-  acceptRejected(task: Task, rejection: ExecutorError.ExecutorError): void {
-    this.acceptFinished(task, Exit.interrupt(), "rejected", rejection)
-  }
-
-  /** Accepts a task that ends before it could run: rejected, or a defect in the user code that describes it. */
+  /** Accepts a task that ends before it could run: rejected (its cost can never fit), or a defect in the user code that describes it. */
   acceptFinished(
     task: Task,
     exit: Exit.Exit<any, any>,
@@ -320,12 +301,12 @@ export class Engine implements Stopper, Cycle, AttemptEnd {
     this.outbox.begin()
     const timers = this.dispatcher.timers
     // Stryker disable next-line ConditionalExpression,EqualityOperator: performance only (no clock read without timers)
-    if (timers.size > 0) timers.fireDue(this.now())
+    if (timers.size > 0) timers.fireDue(nowMillis(this.clock))
     const next = this.pumpSync()
     this.outbox.end()
     if (next === undefined) return this.admission.flush
     if (next === "yield") return Effect.andThen(Effect.yieldNow, this.pumpLoop)
-    return Effect.flatMap(this.reserveAsync(next.reserve, next.line), (reserved) => {
+    return Effect.flatMap(this.admission.reserve(next.reserve, next.line), (reserved) => {
       if (reserved) {
         if (this.config.instruments !== undefined) this.passMillis = this.clock.currentTimeMillisUnsafe()
         this.outbox.begin()
@@ -335,16 +316,6 @@ export class Engine implements Stopper, Cycle, AttemptEnd {
       return this.pumpLoop
     })
   })
-
-  /** Reserves a line head's budgets through an asynchronous store (Redis); true when it may start. */
-  private reserveAsync(task: Task, line: Line): Effect.Effect<boolean> {
-    return Effect.map(Effect.exit(this.admission.reserve(task, line)), (exit: Exit.Exit<ReserveResult, unknown>) => {
-      this.outbox.begin()
-      const reserved = this.admission.reserved(task, line, exit, this.mayStart())
-      this.outbox.end()
-      return reserved
-    })
-  }
 
   /**
    * The clock for the histograms: inside an admission pass or a feeding burst, the reading taken when it began
@@ -426,7 +397,7 @@ export class Engine implements Stopper, Cycle, AttemptEnd {
     const timeout = task.spec?.timeout
     if (timeout !== undefined) {
       const attempt = task.attempts
-      this.dispatcher.timers.add(this.now() + timeout, () => {
+      this.dispatcher.timers.add(nowMillis(this.clock) + timeout, () => {
         if (task.state === RUNNING && task.attempts === attempt) this.stop(task, "timedOut")
       }, task)
     }
@@ -469,17 +440,14 @@ export class Engine implements Stopper, Cycle, AttemptEnd {
   private onAttemptExit(task: Task, fiber: Fiber.Fiber<any, any> | undefined, fiberExit: Exit.Exit<any, any>): void {
     if (task.fiber !== fiber) return // abandoned by a shutdown that timed out
     this.outbox.begin()
-    this.attemptExited(task, fiberExit)
-    this.outbox.end()
-  }
-
-  private attemptExited(task: Task, fiberExit: Exit.Exit<any, any>): void {
     task.fiber = undefined
     this.running.remove(task)
     if (this.config.instruments !== undefined) {
       this.config.instruments.observe(2, this.metricMillis() - task.startedAt)
     }
+    // The outcome, a retry or an escalation, as the policy decides (attempt.ts).
     this.attempts.exited(task, fiberExit)
+    this.outbox.end()
   }
 
   /** The attempt ended; the task goes back to admission after `delay` (I21: it takes a slot and budget again). */

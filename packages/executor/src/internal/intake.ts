@@ -8,6 +8,7 @@
  */
 import * as Effect from "effect/Effect"
 import type * as ExecutorError from "../ExecutorError.ts"
+import type { Instruments } from "./instruments.ts"
 import { LinkedList, type Node } from "./linkedList.ts"
 import type { Outbox } from "./outbox.ts"
 import type { Task } from "./task.ts"
@@ -16,8 +17,6 @@ import type { Task } from "./task.ts"
 export interface IntakeHooks {
   /** Accepts a task handed a freed place (it joins the FIFO: the cycle's `accept`). */
   accept(task: Task): void
-  /** Counts a submission refused with an error. */
-  reject(task: Task | undefined): void
   /** Tasks out of the FIFO that never started (waiting in a key line): they still hold a place. */
   fresh(): number
 }
@@ -39,13 +38,17 @@ export class Intake {
   private open = true
   /** The most tasks ever held at once (`stats.peakQueued`). */
   private peak = 0
+  /** Submissions refused with an error (`stats.rejected`). */
+  private refused = 0
 
   readonly capacity: number
+  private readonly instruments: Instruments | undefined
   private readonly outbox: Outbox<Task>
   private readonly hooks: IntakeHooks
 
-  constructor(capacity: number, outbox: Outbox<Task>, hooks: IntakeHooks) {
+  constructor(capacity: number, instruments: Instruments | undefined, outbox: Outbox<Task>, hooks: IntakeHooks) {
     this.capacity = capacity
+    this.instruments = instruments
     this.outbox = outbox
     this.hooks = hooks
   }
@@ -70,6 +73,16 @@ export class Intake {
 
   get peakQueued(): number {
     return this.peak
+  }
+
+  get rejected(): number {
+    return this.refused
+  }
+
+  /** Counts a submission refused with an error (closed, full, or a bad option). */
+  reject(task: Task | undefined): void {
+    this.refused++
+    this.instruments?.rejected(task?.spec?.key)
   }
 
   /** Tasks that have not started yet: what the capacity bounds. */
@@ -139,7 +152,7 @@ export class Intake {
   close(closed: Effect.Effect<never, ExecutorError.ExecutorError>): void {
     this.open = false
     for (const waiter of this.submitters.takeAll()) {
-      this.hooks.reject(waiter.task)
+      this.reject(waiter.task)
       this.outbox.post(() => waiter.resume(closed))
     }
     this.wakeRoomWaiters()

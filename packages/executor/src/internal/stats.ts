@@ -14,9 +14,9 @@ export const snapshot = (engine: Engine, restarts: number): Stats => {
   for (const kind in c.finished) finished += c.finished[kind as Outcome.Kind]
   return {
     phase: engine.phase,
-    submitted: c.accepted + c.rejected,
+    submitted: c.accepted + engine.intake.rejected,
     accepted: c.accepted,
-    rejected: c.rejected,
+    rejected: engine.intake.rejected,
     queued: engine.intake.size,
     waiting: engine.admission.waiting,
     retrying: engine.admission.retrying,

@@ -45,7 +45,8 @@ export class Task<A = any, E = any> implements Node {
   list: LinkedList<any> | undefined = undefined
   /** Written by the engine's cycle and by admission (queued ↔ pending) only. */
   state: TaskState = QUEUED
-  /** Attempts started so far (I3: each attempt runs the body once). Written by the engine's cycle. */
+  /** Attempts started so far (I3: each attempt runs the body once). Written by the cycle and by attempt (an
+   * attempt whose body never ran does not count). */
   attempts = 0
   /** The fiber of the running attempt. Invariant: set iff state === RUNNING and the fork returned. */
   fiber: Fiber.Fiber<any, any> | undefined = undefined
