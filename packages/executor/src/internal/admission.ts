@@ -230,7 +230,7 @@ export class Admission {
    */
   next(): Admitted | "again" | undefined {
     // Reading the clock costs: only lines need it (instant tasks without limits never do).
-    // Stryker disable next-line ConditionalExpression: performance only
+    // Stryker disable next-line ConditionalExpression: performance only: no clock read without lines
     const now = this.lines.size === 0 ? 0 : nowMillis(this.clock)
     // The oldest head of a line that may go now. Line tasks are older than the intake's.
     let best: Line | undefined
@@ -249,7 +249,7 @@ export class Admission {
         continue
       }
       if (this.sharesBlockedBucket(head)) {
-        // Stryker disable next-line CallExpression: performance only, as above
+        // Stryker disable next-line CallExpression: performance only, like the paused line's
         this.passBlocked.add(line)
         continue
       }

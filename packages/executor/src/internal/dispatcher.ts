@@ -161,25 +161,24 @@ export class Dispatcher {
     if (resume !== undefined) {
       this.resume = undefined
       resume(Effect.yieldNow)
-      // Stryker disable next-line BlockStatement,BooleanLiteral: timing only: a wake-up in the instant between a pass and the wait; the dispatcher re-reads all state after every pass, and no deterministic test reaches that instant
+      // Stryker disable BlockStatement,BooleanLiteral: timing only: a wake-up in the instant between a pass and the wait; the dispatcher re-reads all state after every pass, and no deterministic test reaches that instant
     } else {
-      // Stryker disable next-line BooleanLiteral: timing only, as above
       this.signalled = true
     }
+    // Stryker restore BlockStatement,BooleanLiteral
   }
 
   private readonly waitSignal: Effect.Effect<void> = Effect.callback<void>((resume) => {
-    // Stryker disable next-line ConditionalExpression,BlockStatement: timing only, as for `wake`
+    // Stryker disable ConditionalExpression,BlockStatement,EqualityOperator: timing only, as for `wake`
     if (this.signalled) {
       this.signalled = false
       return resume(Effect.void)
     }
     this.resume = resume
-    // Stryker disable next-line BlockStatement: timing only, as for `wake`
     return Effect.sync(() => {
-      // Stryker disable next-line ConditionalExpression,EqualityOperator: timing only, as for `wake`
       if (this.resume === resume) this.resume = undefined
     })
+    // Stryker restore ConditionalExpression,BlockStatement,EqualityOperator
   })
 
   /**
