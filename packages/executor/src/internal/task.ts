@@ -3,7 +3,8 @@
  * `TaskHandle` interface, so a queued task costs one object plus its links.
  *
  * A task is the record every step of the data path works on (intake, admission, attempt, the engine's
- * cycle); each field says which step writes it. The handle reaches the executor only through a `Stopper`.
+ * cycle), the way a list node carries its own links: each field says which step writes it; fields no comment
+ * names are the cycle's. The handle reaches the executor only through a `Stopper`.
  */
 import type * as Context from "effect/Context"
 import type * as Duration from "effect/Duration"
@@ -57,13 +58,14 @@ export class Task<A = any, E = any> implements Node {
   /** Set once, when the outcome is decided (I18: a late completion never overwrites it). */
   result: Outcome.Outcome<A, E, any> | undefined = undefined
   waiters: Array<Waiter> | undefined = undefined
-  /** The rate reservation of the running attempt, for settlement and refunds (I9). Written by admission. */
+  /** The rate reservation of the running attempt, for settlement and refunds (I9). Set and settled by admission;
+   * dropped by the cycle's `finish`. */
   reservation: Reservation | undefined = undefined
   /** Clock readings (ms) for the wait and run-time histograms. */
   acceptedAt = 0
   dequeuedAt = 0
   startedAt = 0
-  /** Retry schedules' step functions, one per retry rule used by this task. Written by attempt. */
+  /** Retry schedules' step functions, one per retry rule used by this task. Made by attempt; dropped by `finish`. */
   steps:
     | Map<ErrorPolicy.Rule, (now: number, input: unknown) => Effect.Effect<[unknown, Duration.Duration], unknown>>
     | undefined = undefined
