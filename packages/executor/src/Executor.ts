@@ -14,36 +14,38 @@
  *
  * @since 0.1.0
  */
-import * as Cause from "effect/Cause"
 import * as Clock from "effect/Clock"
 import * as Context from "effect/Context"
 import * as Deferred from "effect/Deferred"
 import type * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
-import * as Exit from "effect/Exit"
-import * as Fiber from "effect/Fiber"
+import type * as Exit from "effect/Exit"
 import * as Layer from "effect/Layer"
-import { CircuitBreaker } from "effect/persistence"
-import * as Predicate from "effect/Predicate"
+import type { CircuitBreaker } from "effect/persistence"
 import * as Result from "effect/Result"
-import * as Schedule from "effect/Schedule"
+import type * as Schedule from "effect/Schedule"
 import * as Scope from "effect/Scope"
 import * as Stream from "effect/Stream"
-import * as ErrorPolicy from "./ErrorPolicy.ts"
+import type * as ErrorPolicy from "./ErrorPolicy.ts"
 import * as ExecutorError from "./ExecutorError.ts"
+import * as Batch from "./internal/batch.ts"
 import {
-  type Breaker,
-  Engine,
+  type Config,
+  costOverLimit,
+  makeBreaker,
   type Phase,
+  resolve,
+  resolveShutdown,
   type ShutdownMode,
-  type Strategy,
-  type Task,
-  type TaskSpec
-} from "./internal/engine.ts"
+  Specs,
+  type Strategy
+} from "./internal/config.ts"
+import { Engine } from "./internal/engine.ts"
 import { Instruments } from "./internal/instruments.ts"
 import * as Check from "./internal/options.ts"
 import { OutcomeBuffer } from "./internal/outcomeBuffer.ts"
-import { guard } from "./internal/userCode.ts"
+import { Services } from "./internal/services.ts"
+import * as Observation from "./internal/stats.ts"
 import type * as Outcome from "./Outcome.ts"
 import type { Pile } from "./Pile.ts"
 import * as RateLimit from "./RateLimit.ts"
@@ -1146,60 +1148,6 @@ export const Executor: Context.Service<Executor, Executor> = Context.Service<Exe
 // constructors
 // ---------------------------------------------------------------------------------------------------------
 
-interface Resolved {
-  readonly name: string
-  readonly capacity: number
-  readonly concurrency: number
-  readonly strategy: Strategy
-  readonly shutdown: { readonly mode: ShutdownMode; readonly grace: number }
-  readonly finalizerTimeout: number
-  readonly pile: number | "none"
-  readonly policy: ErrorPolicy.ErrorPolicy<any>
-  readonly timeout: number | undefined
-  readonly deadline: number | undefined
-  readonly limits: ReadonlyArray<RateLimit.Resolved>
-  readonly whenOpen: "reject" | "wait"
-}
-
-const resolveShutdown = (
-  prefix: string,
-  options: ShutdownOptions | undefined,
-  fallback: { readonly mode: ShutdownMode; readonly grace: number }
-) =>
-  Result.all({
-    mode: Check.oneOf(`${prefix}.mode`, options?.mode, ["drain", "cancel"], fallback.mode),
-    grace: Check.duration(`${prefix}.grace`, options?.grace, fallback.grace)
-  })
-
-const optionalDuration = (option: string, value: Duration.Input | undefined) =>
-  value === undefined ? Result.succeed(undefined) : Check.duration(option, value, 0)
-
-const resolve = (options: Options<any> | undefined): Result.Result<Resolved, ExecutorError.ExecutorError> =>
-  Result.all({
-    name: options?.name === undefined || typeof options.name === "string"
-      ? Result.succeed(options?.name ?? "executor")
-      : Result.fail(ExecutorError.invalidOption("name", options.name, "a string")),
-    capacity: Check.integer("capacity", options?.capacity, 1, 1024),
-    concurrency: Check.integer("concurrency", options?.concurrency, 1, 16),
-    strategy: Check.oneOf("strategy", options?.strategy, ["suspend", "dropping", "sliding"], "suspend"),
-    shutdown: resolveShutdown("shutdown", options?.shutdown, { mode: "drain", grace: 30_000 }),
-    finalizerTimeout: Check.duration("finalizerTimeout", options?.finalizerTimeout, 10_000),
-    pile: options?.pile === undefined || options.pile === "unbounded"
-      ? Result.succeed(Number.POSITIVE_INFINITY)
-      : options.pile === "none"
-      ? Result.succeed("none" as const)
-      : Predicate.isObject(options.pile)
-      ? Check.integer("pile.capacity", options.pile.capacity, 1, 0)
-      : Result.fail(ExecutorError.invalidOption("pile", options.pile, `"unbounded", "none" or { capacity }`)),
-    policy: options?.policy === undefined || ErrorPolicy.isErrorPolicy(options.policy)
-      ? Result.succeed(options?.policy ?? ErrorPolicy.record)
-      : Result.fail(ExecutorError.invalidOption("policy", options.policy, "an ErrorPolicy")),
-    timeout: optionalDuration("timeout", options?.timeout),
-    deadline: optionalDuration("deadline", options?.deadline),
-    limits: RateLimit.resolve("limits", options?.limits),
-    whenOpen: Check.oneOf("circuitBreaker.whenOpen", options?.circuitBreaker?.whenOpen, ["reject", "wait"], "reject")
-  })
-
 /**
  * Creates an executor in the current scope; closing the scope shuts it down with the `shutdown` options.
  *
@@ -1247,47 +1195,38 @@ export const make = <A = unknown, E = unknown>(
   options?: Options<E> | undefined
 ): Effect.Effect<Executor<A, E>, ExecutorError.ExecutorError, Scope.Scope> =>
   Effect.gen(function*() {
-    const config = yield* Effect.fromResult(resolve(options))
+    const resolved = yield* Effect.fromResult(resolve(options))
     const scope = yield* Effect.scope
     const clock = yield* Clock.Clock
-    const pile = config.pile === "none"
+    const pile = resolved.pile === "none"
       ? undefined
-      : new OutcomeBuffer<Outcome.Outcome<any, any, any>, any>(config.pile)
-    const breaker = yield* makeBreaker(options?.circuitBreaker, config.whenOpen)
+      : new OutcomeBuffer<Outcome.Outcome<any, any, any>, any>(resolved.pile)
+    const breaker = yield* makeBreaker(options?.circuitBreaker, resolved.whenOpen)
     // The gauges read the engine when scraped; it exists by then.
     const ref: { engine?: Engine } = {}
     const instruments = options?.metrics === false ? undefined : new Instruments(
-      config.name,
+      resolved.name,
       yield* Effect.context<never>(),
       {
         queued: () => ref.engine?.intake.size ?? 0,
-        waiting: () => ref.engine?.pendingCount ?? 0,
-        running: () => ref.engine?.running.size ?? 0
+        waiting: () => ref.engine?.admission.waiting ?? 0,
+        running: () => ref.engine?.runningCount ?? 0
       }
     )
     if (instruments !== undefined) yield* Scope.addFinalizer(scope, Effect.sync(() => instruments.remove()))
-    const engine = new Engine(
-      {
-        ...config,
-        store: options?.store ?? RateLimit.memoryStore(),
-        breaker,
-        instruments,
-        tracing: options?.tracing ?? "auto",
-        liveClock: clock === Context.get(Context.empty(), Clock.Clock)
-      },
-      clock,
-      pile
-    )
+    const config: Config = {
+      ...resolved,
+      store: options?.store ?? RateLimit.memoryStore(),
+      breaker,
+      instruments,
+      tracing: options?.tracing ?? "auto",
+      liveClock: clock === Context.get(Context.empty(), Clock.Clock)
+    }
+    const engine = new Engine(config, clock, pile)
     ref.engine = engine
-    const dispatcher = yield* Effect.forkIn(engine.run, scope)
-    engine.dispatcher = dispatcher
-    engine.fibers.add(dispatcher)
-    dispatcher.addObserver((exit) => {
-      engine.fibers.delete(dispatcher)
-      engine.onDispatcherExit(exit)
-    })
-    yield* Scope.addFinalizer(scope, shutdownAndWait(engine, config.shutdown))
-    return new ExecutorImpl<A, E>(config, engine)
+    yield* engine.launch(scope)
+    yield* Scope.addFinalizer(scope, engine.shutdown(config.shutdown))
+    return new ExecutorImpl<A, E>(engine, new Specs(config, clock), new Services(engine))
   })
 
 /**
@@ -1391,88 +1330,22 @@ export const scoped = <A, E, R, X = unknown, Y = unknown>(
     )
   }))
 
-const makeBreaker = (
-  options: Options["circuitBreaker"],
-  whenOpen: "reject" | "wait"
-): Effect.Effect<Breaker | undefined, never, Scope.Scope> => {
-  if (options === undefined) return Effect.succeed(undefined)
-  if (options.breaker !== undefined) return Effect.succeed({ breaker: options.breaker, whenOpen })
-  return CircuitBreaker.make({
-    tripPolicy: options.tripPolicy ?? CircuitBreaker.consecutive(5),
-    openDuration: options.openDuration ?? "30 seconds"
-  }).pipe(
-    Effect.provide(CircuitBreaker.layerStoreMemory()),
-    Effect.map((breaker) => ({ breaker, whenOpen }))
-  )
-}
-
-const shutdownAndWait = (engine: Engine, request: { readonly mode: ShutdownMode; readonly grace: number }) =>
-  Effect.suspend(() => {
-    engine.requestShutdown(request)
-    return Effect.andThen(
-      Deferred.await(engine.closed),
-      engine.dispatcher === undefined ? Effect.void : Effect.asVoid(Fiber.await(engine.dispatcher))
-    )
-  }).pipe(Effect.uninterruptible)
-
 // ---------------------------------------------------------------------------------------------------------
 // implementation
 // ---------------------------------------------------------------------------------------------------------
 
 class ExecutorImpl<A, E> implements Executor<A, E> {
   readonly name: string
-  readonly config: Resolved
   readonly engine: Engine
-  constructor(config: Resolved, engine: Engine) {
-    this.name = config.name
-    this.config = config
+  private readonly specs: Specs
+  private readonly services: Services
+
+  constructor(engine: Engine, specs: Specs, services: Services) {
+    this.name = engine.config.name
     this.engine = engine
+    this.specs = specs
+    this.services = services
   }
-
-  /** Whether the executor's own defaults give every task a spec (limits, a policy, a timeout, a breaker). */
-  private get needsSpec(): boolean {
-    const config = this.config
-    return config.limits.length > 0 || config.policy !== ErrorPolicy.record || config.timeout !== undefined ||
-      config.deadline !== undefined || this.engine.config.breaker !== undefined
-  }
-
-  /** Resolves a task's options into its spec; undefined when it asks for nothing (the fast path). */
-  private spec(
-    options: TaskOptions<any, any> | undefined,
-    key: string | undefined,
-    cost: RateLimit.Cost | undefined
-  ): Result.Result<TaskSpec | undefined, ExecutorError.ExecutorError> {
-    const config = this.config
-    if (
-      options === undefined && key === undefined && cost === undefined && config.limits.length === 0 &&
-      config.policy === ErrorPolicy.record && config.timeout === undefined && config.deadline === undefined &&
-      this.engine.config.breaker === undefined
-    ) return Result.succeed(undefined)
-    for (const [budget, amount] of Object.entries(cost ?? {})) {
-      if (!(typeof amount === "number" && amount >= 0 && Number.isFinite(amount))) {
-        return Result.fail(ExecutorError.invalidOption(`cost.${budget}`, amount, "a finite number >= 0"))
-      }
-    }
-    const taskLimits = options?.limits === undefined ? Result.succeed([]) : resolveLimits(options.limits)
-    if (Result.isFailure(taskLimits)) return Result.fail(taskLimits.failure)
-    const timeout = optionalDuration("timeout", options?.timeout)
-    if (Result.isFailure(timeout)) return Result.fail(timeout.failure)
-    const deadline = optionalDuration("deadline", options?.deadline)
-    if (Result.isFailure(deadline)) return Result.fail(deadline.failure)
-    const limits = taskLimits.success.length === 0 ? config.limits : [...config.limits, ...taskLimits.success]
-    const claims = RateLimit.claimsFor(limits, key, cost, this.buckets)
-    const deadlineMillis = deadline.success ?? config.deadline
-    return Result.succeed({
-      key,
-      claims,
-      policy: options?.policy ?? config.policy,
-      timeout: timeout.success ?? config.timeout,
-      deadlineAt: deadlineMillis === undefined ? undefined : this.engine.now() + deadlineMillis,
-      settle: options?.settle
-    })
-  }
-
-  private readonly buckets = new Map<string, RateLimit.Bucket>()
 
   private offerTask<A1, E1, R>(
     task: Effect.Effect<A1, E1, R>,
@@ -1480,14 +1353,14 @@ class ExecutorImpl<A, E> implements Executor<A, E> {
     wait: boolean
   ): Effect.Effect<TaskHandle<A1, E1>, ExecutorError.ExecutorError, R> {
     return Effect.contextWith((context: Context.Context<R>) => {
-      const spec = this.spec(options, options?.key, options?.cost)
+      const spec = this.specs.spec(options, options?.key, options?.cost)
       if (Result.isFailure(spec)) {
-        this.engine.reject(undefined)
+        this.engine.intake.reject(undefined)
         return Effect.fail(spec.failure)
       }
       const over = spec.success === undefined ? undefined : RateLimit.overLimit(spec.success.claims)
       if (over !== undefined) {
-        this.engine.reject(undefined)
+        this.engine.intake.reject(undefined)
         return Effect.fail(costOverLimit(over, options?.key))
       }
       return this.engine.offer(
@@ -1530,108 +1403,7 @@ class ExecutorImpl<A, E> implements Executor<A, E> {
     f: (input: I, index: number) => Effect.Effect<B, E1, R>,
     options?: RunOptions<I, B, E1> | undefined
   ): Pile<B, E1, I, ExecutorError.ExecutorError | EI, R | RI> {
-    const engine = this.engine
-    return Stream.unwrap(Effect.gen({ self: this }, function*() {
-      const capacity = yield* Effect.fromResult(Check.integer("buffer", options?.buffer, 1, 256))
-      const context = yield* Effect.context<R | RI>()
-      const scope = yield* Effect.scope
-      const batch = new Batch<B, E1, I, EI>(engine, capacity)
-      engine.sinks.add(batch)
-      const settle = options?.settle
-      // What every input's task asks for; nothing at all (the fast path) when neither the batch nor the
-      // executor needs a spec.
-      const shared: TaskOptions<B, E1> = {
-        policy: options?.policy,
-        timeout: options?.timeout,
-        deadline: options?.deadline,
-        limits: options?.limits
-      }
-      const perInput = options?.key !== undefined || options?.cost !== undefined || settle !== undefined ||
-        options?.policy !== undefined || options?.timeout !== undefined || options?.deadline !== undefined ||
-        options?.limits !== undefined || this.needsSpec
-      let index = 0
-      /** Offers one input: undefined once its task is accepted (or rejected into the batch), else the wait. */
-      const offerOne = (input: I): Effect.Effect<void, ExecutorError.ExecutorError> | undefined => {
-        let spec: TaskSpec | undefined
-        let key: string | undefined
-        // The user's key, cost and task function run here, in the feeder: a throw is that input's defect.
-        if (perInput) {
-          const described = guard(() => ({ key: options?.key?.(input), cost: options?.cost?.(input) }))
-          if (described._tag === "Failure") {
-            index++
-            return failInput(input, described)
-          }
-          key = described.value.key
-          const taskOptions = settle === undefined
-            ? shared
-            : { ...shared, settle: (exit: Exit.Exit<B, E1>) => settle(exit, input) }
-          const resolved = this.spec(taskOptions, key, described.value.cost)
-          if (Result.isFailure(resolved)) return Effect.fail(resolved.failure)
-          spec = resolved.success
-        }
-        const made = guard(() => f(input, index))
-        if (made._tag === "Failure") {
-          index++
-          return failInput(input, made)
-        }
-        const task = engine.makeTask<B, E1>(made.value, context, input, batch, spec)
-        index++
-        const over = spec === undefined ? undefined : RateLimit.overLimit(spec.claims)
-        if (over !== undefined) {
-          // One input whose cost can never fit must not stop the batch: its outcome says why.
-          engine.acceptRejected(task, costOverLimit(over, key))
-          batch.track(task)
-          return undefined
-        }
-        return offerTask(task)
-      }
-      /** An input whose description threw: accepted, and ended at once with the defect as its outcome. */
-      const failInput = (input: I, defect: Exit.Exit<unknown>): undefined => {
-        const task = engine.makeTask<B, E1>(Effect.void as any, context, input, batch, undefined)
-        engine.acceptFinished(task, defect, "defect")
-        batch.track(task)
-        return undefined
-      }
-      const offerTask = (task: Task<B, E1>): Effect.Effect<void, ExecutorError.ExecutorError> | undefined => {
-        const decided = engine.tryOffer(task, true)
-        if (decided === task) {
-          batch.track(task)
-          return undefined
-        }
-        if (decided !== undefined) return Effect.fail(decided as ExecutorError.ExecutorError)
-        // Full: wait for room once, then offer this task again (and the next ones synchronously).
-        return Effect.flatMap(engine.waitForRoom, () => offerTask(task) ?? Effect.void)
-      }
-      // Inputs are offered synchronously while the queue has room; the feeder suspends only to wait for
-      // room, and yields to other fibers every 1024 inputs.
-      const feedIterator = (iterator: Iterator<I>): Effect.Effect<void, ExecutorError.ExecutorError> =>
-        Effect.suspend(() => {
-          engine.beginBurst()
-          for (let n = 0; n < 1024; n++) {
-            const next = iterator.next()
-            if (next.done === true) {
-              engine.endBurst()
-              return Effect.void
-            }
-            const waiting = offerOne(next.value)
-            if (waiting !== undefined) {
-              engine.endBurst()
-              return Effect.andThen(waiting, feedIterator(iterator))
-            }
-          }
-          engine.endBurst()
-          return Effect.andThen(Effect.yieldNow, feedIterator(iterator))
-        })
-      const feed = Stream.isStream(inputs)
-        ? Stream.runForEachArray(inputs, (chunk) => feedIterator(chunk[Symbol.iterator]()))
-        : feedIterator(inputs[Symbol.iterator]())
-      const feeder = yield* Effect.forkIn(feed, scope, { startImmediately: true })
-      feeder.addObserver((exit) => batch.fed(exit))
-      // The consumer left (or the stream ended): stop feeding first, so nothing is submitted while the batch's
-      // tasks are cancelled (I5, I14).
-      yield* Scope.addFinalizer(scope, Effect.andThen(Fiber.interrupt(feeder), Effect.suspend(() => batch.cancel())))
-      return Stream.fromPull(Effect.succeed(batch.pull as any))
-    })) as any
+    return Batch.run(this.engine, this.specs, inputs, f, options)
   }
 
   get pile(): Pile<A, E, undefined, ExecutorError.ExecutorError> {
@@ -1644,10 +1416,10 @@ class ExecutorImpl<A, E> implements Executor<A, E> {
 
   shutdown(options?: ShutdownOptions | undefined): Effect.Effect<void, ExecutorError.ExecutorError> {
     return Effect.suspend(() => {
-      const request = resolveShutdown("shutdown", options, this.config.shutdown)
+      const request = resolveShutdown("shutdown", options, this.engine.config.shutdown)
       // A bad option is refused and shuts nothing down: a typo must not turn a cancel into a 30 s drain.
       if (Result.isFailure(request)) return Effect.fail(request.failure)
-      return shutdownAndWait(this.engine, request.success)
+      return this.engine.shutdown(request.success)
     })
   }
 
@@ -1661,95 +1433,20 @@ class ExecutorImpl<A, E> implements Executor<A, E> {
   }
 
   get stats(): Effect.Effect<Stats> {
-    return Effect.sync(() => snapshot(this.engine))
+    return Effect.sync(() => Observation.snapshot(this.engine, this.services.restarts))
   }
 
   progress(options?: ProgressOptions | undefined): Stream.Stream<Progress> {
     const interval = Check.duration("interval", options?.interval, 1000)
     const millis = Result.isSuccess(interval) && interval.success > 0 ? interval.success : 1000
-    const engine = this.engine
-    let first: Progress | undefined
-    let previous: Progress | undefined
-    return Stream.tick(millis).pipe(
-      Stream.map(() => {
-        const stats = snapshot(engine)
-        const at = engine.clock.currentTimeMillisUnsafe()
-        const seconds = previous === undefined ? 0 : (at - previous.at) / 1000
-        const progress: Progress = {
-          ...stats,
-          at,
-          elapsed: first === undefined ? 0 : at - first.at,
-          throughput: previous === undefined || seconds <= 0 ? 0 : (stats.finished - previous.finished) / seconds
-        }
-        first ??= progress
-        previous = progress
-        return progress
-      }),
-      Stream.takeUntil((progress) => progress.phase === "closed")
-    )
+    return Observation.progress(this.engine, () => Observation.snapshot(this.engine, this.services.restarts), millis)
   }
 
   start<V, E1, R>(
     service: (ready: (value: V) => Effect.Effect<void>) => Effect.Effect<unknown, E1, R>,
     options?: ServiceOptions | undefined
   ): Effect.Effect<ServiceHandle<V>, E1 | ExecutorError.ExecutorError, R> {
-    const engine = this.engine
-    return Effect.gen(function*() {
-      if (!engine.isAccepting) return yield* Effect.fail(ExecutorError.closed(engine.escalation !== undefined))
-      const name = options?.name ?? `service-${engine.services.size + 1}`
-      const ready = Deferred.makeUnsafe<V, E1 | ExecutorError.ExecutorError>()
-      let isReady = false
-      const signal = (value: V) =>
-        Effect.sync(() => {
-          if (isReady) return
-          isReady = true
-          Deferred.doneUnsafe(ready, Exit.succeed(value))
-        })
-      const step = options?.restart === undefined ? undefined : yield* Schedule.toStepWithSleep(options.restart)
-      const supervised = Effect.gen(function*() {
-        while (true) {
-          const exit = yield* Effect.exit(service(signal))
-          if (!isReady) {
-            return yield* (exit._tag === "Success"
-              ? Effect.fail(
-                new ExecutorError.ExecutorError({ reason: new ExecutorError.ServiceNotReady({ service: name }) })
-              )
-              : exit)
-          }
-          if (exit._tag === "Success") return
-          const next = step === undefined ? undefined : yield* Effect.exit(step(Cause.squash(exit.cause)))
-          if (next === undefined || next._tag === "Failure") {
-            engine.escalate(name, exit.cause)
-            return
-          }
-          engine.counters.serviceRestarts++
-        }
-      })
-      // Owned by the engine, like task fibers: shutdown stops it, bounded by finalizerTimeout.
-      const fiber = yield* Effect.forkDetach(supervised, { startImmediately: true })
-      engine.services.add(fiber)
-      engine.fibers.add(fiber)
-      fiber.addObserver((exit) => {
-        engine.services.delete(fiber)
-        engine.fibers.delete(fiber)
-        if (!isReady) {
-          Deferred.doneUnsafe(
-            ready,
-            exit._tag === "Success"
-              ? Exit.fail(
-                new ExecutorError.ExecutorError({ reason: new ExecutorError.ServiceNotReady({ service: name }) })
-              )
-              // Stopped by the executor's shutdown before it was ready: the caller is told so (I17), and does
-              // not look interrupted itself.
-              : Cause.hasInterruptsOnly(exit.cause) && !engine.isAccepting
-              ? Exit.fail(ExecutorError.closed(engine.escalation !== undefined))
-              : Exit.failCause(exit.cause)
-          )
-        }
-      })
-      const value = yield* Deferred.await(ready).pipe(Effect.onInterrupt(() => Fiber.interrupt(fiber)))
-      return { name, value, stop: Effect.asVoid(Fiber.interrupt(fiber)) }
-    })
+    return this.services.start(service, options)
   }
 
   get join(): Effect.Effect<void, ExecutorError.ExecutorError> {
@@ -1757,123 +1454,5 @@ class ExecutorImpl<A, E> implements Executor<A, E> {
       this.engine.escalation === undefined
         ? Effect.void
         : Effect.fail(new ExecutorError.ExecutorError({ reason: this.engine.escalation })))
-  }
-}
-
-/**
- * A batch's Pile buffer. It tracks the batch's live tasks (to cancel them if the consumer leaves early) and
- * closes once the feeder is done and every accepted task's outcome has entered the buffer.
- */
-class Batch<B, E, I, EI> extends OutcomeBuffer<Outcome.Outcome<B, E, I>, ExecutorError.ExecutorError | EI> {
-  private trackedCount = 0
-  private feederExit: Exit.Exit<void, ExecutorError.ExecutorError | EI> | undefined = undefined
-  readonly engine: Engine
-
-  constructor(engine: Engine, capacity: number) {
-    super(capacity)
-    this.engine = engine
-  }
-
-  /** Counts a task accepted for this batch (its outcome will come to this buffer). */
-  track(_task: Task): void {
-    this.trackedCount++
-  }
-
-  override offer(outcome: Outcome.Outcome<B, E, I>, release: () => void): boolean {
-    const accepted = super.offer(outcome, release)
-    this.maybeClose()
-    return accepted
-  }
-
-  protected override onAccepted(): void {
-    this.maybeClose()
-  }
-
-  fed(exit: Exit.Exit<void, ExecutorError.ExecutorError | EI>): void {
-    this.feederExit = exit
-    this.maybeClose()
-  }
-
-  private maybeClose(): void {
-    const exit = this.feederExit
-    if (exit === undefined || this.isClosed || this.accepted < this.trackedCount) return
-    this.engine.sinks.delete(this)
-    // An escalation while the batch ran is raised to the batch's caller, after every outcome.
-    const escalation = this.engine.escalation
-    if (escalation !== undefined) return this.close({ error: new ExecutorError.ExecutorError({ reason: escalation }) })
-    if (exit._tag === "Success") return this.close()
-    const error = Cause.findErrorOption(exit.cause)
-    if (error._tag === "Some") return this.close({ error: error.value })
-    // The feeder was interrupted (the consumer left) or died: end quietly; a defect is re-raised by the pull.
-    this.close()
-  }
-
-  /**
-   * The consumer is gone: cancel the batch's remaining tasks and wait for them to stop. The live tasks are
-   * found in the engine (queued, waiting or running), so nothing is kept per task meanwhile.
-   */
-  cancel(): Effect.Effect<void> {
-    this.engine.sinks.delete(this)
-    this.discard()
-    const engine = this.engine
-    const tasks: Array<Task> = []
-    for (let task = engine.intake.head; task !== undefined; task = task.next as Task | undefined) {
-      if (task.sink === this) tasks.push(task)
-    }
-    for (const task of engine.pendingTasks()) if (task.sink === this) tasks.push(task)
-    for (const task of engine.running.toArray()) if (task.sink === this) tasks.push(task)
-    if (tasks.length === 0) return Effect.void
-    // All are stopped at once, then awaited: their finalizers run side by side.
-    for (const task of tasks) engine.stop(task, "cancelled")
-    return Effect.forEach(tasks, (task) => task.outcome, { discard: true })
-  }
-}
-
-const limitCache = new WeakMap<ReadonlyArray<RateLimit.Limit>, ReturnType<typeof RateLimit.resolve>>()
-
-/** Per-task limits are usually one array reused by many tasks: check it once. */
-const resolveLimits = (limits: ReadonlyArray<RateLimit.Limit>) => {
-  let resolved = limitCache.get(limits)
-  if (resolved === undefined) {
-    resolved = RateLimit.resolve("limits", limits)
-    limitCache.set(limits, resolved)
-  }
-  return resolved
-}
-
-const costOverLimit = (claim: RateLimit.Claim, key: string | undefined): ExecutorError.ExecutorError =>
-  new ExecutorError.ExecutorError({
-    reason: new ExecutorError.CostOverLimit({
-      key: key ?? "",
-      limit: `${claim.bucket.limit} ${claim.bucket.budget} per ${claim.bucket.window} ms`,
-      cost: claim.amount,
-      capacity: claim.bucket.algorithm === "token-bucket" ? claim.bucket.burst : claim.bucket.limit
-    })
-  })
-
-const snapshot = (engine: Engine): Stats => {
-  const c = engine.counters
-  let finished = 0
-  for (const kind in c.finished) finished += c.finished[kind as Outcome.Kind]
-  return {
-    phase: engine.phase,
-    submitted: c.accepted + c.rejected,
-    accepted: c.accepted,
-    rejected: c.rejected,
-    queued: engine.intake.size,
-    waiting: engine.pendingCount,
-    retrying: engine.sleeping.size,
-    running: engine.running.size,
-    finished,
-    outcomes: { ...c.finished },
-    blockedSubmitters: engine.submitWaiters.size,
-    peakQueued: c.peakQueued,
-    capacity: engine.capacity,
-    concurrency: engine.concurrency,
-    pileBuffered: engine.pile?.size ?? 0,
-    abandoned: c.abandoned,
-    retries: c.retries,
-    pauses: c.pauses,
-    services: { running: engine.services.size, restarts: c.serviceRestarts }
   }
 }

@@ -345,7 +345,7 @@ describe("progress", () => {
       const queued = yield* executor.submit(Effect.never)
       yield* TestClock.adjust(1)
       // The dispatcher fiber dies as if a bug in the engine threw.
-      engineOf(executor).dispatcher!.interruptUnsafe()
+      engineOf(executor).fibers.dispatcher!.interruptUnsafe()
       yield* Effect.yieldNow
       assert.deepStrictEqual([(yield* running.outcome).kind, (yield* queued.outcome).kind], [
         "interrupted",

@@ -30,22 +30,22 @@ describe("key lines", () => {
   it.effect("a key's line is dropped once it is empty, and once its pause is over, at the exact end", () =>
     Effect.gen(function*() {
       const executor = yield* make({ limits: [{ key: "k", limit: 1, window: "1 minute" }] })
-      const lines = engineOf(executor).lines
+      const admission = engineOf(executor).admission
       yield* executor.submit(Effect.void, { key: "k" })
       const second = yield* executor.submit(Effect.void, { key: "k" })
       yield* TestClock.adjust(1)
-      assert.strictEqual(lines.size, 1, "the second task waits in the key's line")
+      assert.strictEqual(admission.lineCount, 1, "the second task waits in the key's line")
       yield* TestClock.adjust("1 minute")
       yield* second.await
-      assert.strictEqual(lines.size, 0)
+      assert.strictEqual(admission.lineCount, 0)
       // A retry-after pauses key p until t = 60,001 + 1,000: its (empty) line lives exactly that long.
       yield* executor.submit(Effect.fail(new RateLimited({ retryAfter: 1000 })), { key: "p" })
       yield* TestClock.adjust(1)
-      assert.strictEqual(lines.size, 1)
+      assert.strictEqual(admission.lineCount, 1)
       yield* TestClock.adjust(998)
-      assert.strictEqual(lines.size, 1, "still paused")
+      assert.strictEqual(admission.lineCount, 1, "still paused")
       yield* TestClock.adjust(1)
-      assert.strictEqual(lines.size, 0, "the pass at the end of the pause drops it")
+      assert.strictEqual(admission.lineCount, 0, "the pass at the end of the pause drops it")
     }))
 
   it.effect("I11 the oldest head of every line goes first, whatever the order the lines were made in", () =>

@@ -2,12 +2,14 @@
 // sequences: the intake list (I13, I2: a node is in one place at a time), the timer heap (deadlines, timeouts,
 // retry delays and rate wake-ups fire in time order, none lost), and the Pile buffer (I1: every outcome
 // delivered once, in order; the bound and its release, I14). fast-check shrinks a failure to a minimal sequence.
+// And the shape of the engine's modules: their imports form a tree (docs/architecture.md, "The data path").
 import { assert, describe, it } from "@effect/vitest"
 import * as Cause from "effect/Cause"
 import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
 import * as Fiber from "effect/Fiber"
 import * as fc from "fast-check"
+import { readdirSync, readFileSync } from "node:fs"
 import { LinkedList, type Node } from "../src/internal/linkedList.ts"
 import { OutcomeBuffer } from "../src/internal/outcomeBuffer.ts"
 import { Timers } from "../src/internal/timers.ts"
@@ -516,5 +518,46 @@ describe("internals: the Pile buffer, case by case", () => {
     }
     assert.strictEqual(buffer.size, 0)
     assert.isAtMost(copied, n, "entries copied by compactions while draining")
+  })
+})
+
+describe("internals: the engine's modules", () => {
+  const dir = new URL("../src/internal/", import.meta.url)
+  const imports = new Map<string, Array<string>>()
+  for (const file of readdirSync(dir)) {
+    const source = readFileSync(new URL(file, dir), "utf8")
+    const local = [...source.matchAll(/^import[^"]*"\.\/([A-Za-z]+)\.ts"/gm)].map((m) => m[1]!)
+    imports.set(file.replace(/\.ts$/, ""), local)
+  }
+  const steps = ["intake", "admission", "attempt", "dispatcher"]
+  const above = ["engine", "batch", "services", "stats"]
+
+  it("a step imports neither the engine, nor another step, nor what uses the engine", () => {
+    for (const step of steps) {
+      assert.isTrue(imports.has(step), `${step}.ts exists`)
+      for (const target of imports.get(step)!) {
+        assert.notInclude([...steps, ...above], target, `${step}.ts imports ${target}.ts`)
+      }
+    }
+  })
+
+  it("what the steps stand on (the task, the configuration, the data structures) imports no step", () => {
+    for (const [module, targets] of imports) {
+      if (steps.includes(module) || above.includes(module)) continue
+      for (const target of targets) assert.notInclude([...steps, ...above], target, `${module}.ts imports ${target}.ts`)
+    }
+  })
+
+  it("the imports among src/internal have no cycle", () => {
+    const state = new Map<string, "visiting" | "done">()
+    const visit = (module: string, path: ReadonlyArray<string>): void => {
+      if (state.get(module) === "done") return
+      assert.notStrictEqual(state.get(module), "visiting", `cycle: ${[...path, module].join(" -> ")}`)
+      state.set(module, "visiting")
+      for (const target of imports.get(module) ?? []) visit(target, [...path, module])
+      state.set(module, "done")
+    }
+    for (const module of imports.keys()) visit(module, [])
+    assert.strictEqual(state.size, imports.size)
   })
 })

@@ -50,10 +50,10 @@ describe("waiters that give up", () => {
       yield* TestClock.adjust(1)
       const reader = yield* Effect.forkChild(Stream.runCollect(executor.run([1, 2, 3], () => Effect.never)))
       yield* TestClock.adjust(1)
-      const engine = engineOf(executor) as unknown as { readonly roomWaiters: ReadonlyArray<unknown> }
-      assert.strictEqual(engine.roomWaiters.length, 1, "the feeder waits for room")
+      const intake = engineOf(executor).intake as unknown as { readonly roomWaiters: ReadonlyArray<unknown> }
+      assert.strictEqual(intake.roomWaiters.length, 1, "the feeder waits for room")
       yield* Fiber.interrupt(reader)
-      assert.strictEqual(engine.roomWaiters.length, 0, "an interrupted feeder is forgotten")
+      assert.strictEqual(intake.roomWaiters.length, 0, "an interrupted feeder is forgotten")
       const stats = yield* executor.stats
       assert.deepStrictEqual([stats.accepted, stats.queued], [5, 4])
       assertLedger(stats)
@@ -112,7 +112,7 @@ describe("the dispatcher dies", () => {
       const waiting = yield* Effect.forkChild(executor.submit(Effect.void))
       yield* Effect.yieldNow
       assert.isUndefined(waiting.pollUnsafe(), "the queue is full: the submitter waits")
-      engineOf(executor).dispatcher!.interruptUnsafe()
+      engineOf(executor).fibers.dispatcher!.interruptUnsafe()
       assert.strictEqual(reasonOf(yield* Fiber.await(waiting)), "Closed")
       yield* Deferred.await(stopped)
       assert.strictEqual((yield* executor.stats).phase, "closed")
@@ -127,7 +127,7 @@ describe("the dispatcher dies", () => {
       yield* TestClock.adjust(10)
       yield* Effect.yieldNow
       assert.strictEqual((yield* executor.stats).phase, "cancelling")
-      engineOf(executor).dispatcher!.interruptUnsafe()
+      engineOf(executor).fibers.dispatcher!.interruptUnsafe()
       const error = yield* Effect.flip(executor.join)
       assert.strictEqual(error.reason._tag, "Escalated")
       assert.strictEqual((error.reason as ExecutorError.Escalated).source, `task ${failing.id}`)

@@ -204,7 +204,7 @@ describe("random programs", () => {
           assert.strictEqual(totalRuns, totalAttempts, "one body run per attempt")
           // I9: slots and reservations were all returned; every admission belongs to an attempt that ran.
           assert.strictEqual(r.engine.slots, 0)
-          assert.strictEqual(r.engine.running.size, 0)
+          assert.strictEqual(r.engine.runningCount, 0)
           assert.strictEqual(r.admissions.length - r.refunds.length, totalAttempts, "one kept reservation per attempt")
           // I10: no start while the cap was reached.
           assert.deepStrictEqual(r.violations, [])

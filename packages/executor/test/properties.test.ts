@@ -120,7 +120,7 @@ const runProgram = (p: Program) =>
       stats: yield* executor.stats,
       live: liveFibers(executor),
       engineFibers: engineOf(executor).fibers.size,
-      abandoned: Array.from(engineOf(executor).abandonedFibers).filter((f) =>
+      abandoned: Array.from(engineOf(executor).fibers.abandonedFibers).filter((f) =>
         f.pollUnsafe() === undefined
       ).length
     }

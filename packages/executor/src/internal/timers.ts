@@ -3,6 +3,10 @@
  * wake-ups all wait here, so one fiber sleeps until the earliest of them instead of one fiber per timer.
  * Entries are never removed early: each `fire` checks that what it was set for still holds.
  */
+import type * as Clock from "effect/Clock"
+
+/** Milliseconds on `clock`, with sub-millisecond precision when the clock has it: the timers' time unit. */
+export const nowMillis = (clock: Clock.Clock): number => Number(clock.currentTimeNanosUnsafe()) / 1e6
 
 export interface Timer {
   readonly at: number
@@ -80,10 +84,10 @@ export class Timers {
         const l = 2 * i + 1
         const r = l + 1
         let m = i
-        // Stryker disable next-line EqualityOperator: a tie-break between equal times; their order is unspecified (the heap is not stable) and nothing relies on it
+        // Stryker disable EqualityOperator: tie-breaks between equal times, as in `add`
         if (l < heap.length && heap[l]!.at < heap[m]!.at) m = l
-        // Stryker disable next-line EqualityOperator: a tie-break between equal times; their order is unspecified (the heap is not stable) and nothing relies on it
         if (r < heap.length && heap[r]!.at < heap[m]!.at) m = r
+        // Stryker restore EqualityOperator
         if (m === i) break
         ;[heap[m], heap[i]] = [heap[i]!, heap[m]!]
         i = m

@@ -1,0 +1,131 @@
+/**
+ * One accepted task, and its handle: the object `submit` returns is the task itself, seen through the
+ * `TaskHandle` interface, so a queued task costs one object plus its links.
+ *
+ * A task is the record every step of the data path works on (intake, admission, attempt, the engine's
+ * cycle), the way a list node carries its own links: each field says which step writes it; fields no comment
+ * names are the cycle's. The handle reaches the executor only through a `Stopper`.
+ */
+import type * as Context from "effect/Context"
+import type * as Duration from "effect/Duration"
+import * as Effect from "effect/Effect"
+import type * as Exit from "effect/Exit"
+import type * as Fiber from "effect/Fiber"
+import type * as ErrorPolicy from "../ErrorPolicy.ts"
+import type * as Outcome from "../Outcome.ts"
+import type { TaskSpec } from "./config.ts"
+import type { Reservation } from "./limiter.ts"
+import type { LinkedList, Node } from "./linkedList.ts"
+import type { OutcomeBuffer } from "./outcomeBuffer.ts"
+
+/** Where a task's outcome goes besides its handle: a Pile buffer, or nowhere. */
+export type Sink = OutcomeBuffer<Outcome.Outcome<any, any, any>, any>
+
+/**
+ * A task's life: queued → (pending) → running → (pending → running)* → done. A done task whose outcome waits
+ * for room in a bounded Pile still holds its slot (the engine's `release` frees it once the outcome is in).
+ */
+export const QUEUED = 0
+export const PENDING = 1
+export const RUNNING = 2
+export const DONE = 3
+export type TaskState = typeof QUEUED | typeof PENDING | typeof RUNNING | typeof DONE
+
+/** A callback waiting for a task's outcome. */
+type Waiter = (outcome: Outcome.Outcome<any, any, any>) => void
+
+/** What a handle needs from the executor: stopping its task (the engine's `stop`). */
+export interface Stopper {
+  stop(task: Task, reason: Outcome.Kind): void
+}
+
+export class Task<A = any, E = any> implements Node {
+  prev: Node | undefined = undefined
+  next: Node | undefined = undefined
+  /** The intake or a key line, when the task is in one (written by those lists). */
+  list: LinkedList<any> | undefined = undefined
+  /** Written by the engine's cycle and by admission (queued ↔ pending) only. */
+  state: TaskState = QUEUED
+  /** Attempts started so far (I3: each attempt runs the body once). Written by the cycle and by attempt (an
+   * attempt whose body never ran does not count). */
+  attempts = 0
+  /** The fiber of the running attempt. Invariant: set iff state === RUNNING and the fork returned. */
+  fiber: Fiber.Fiber<any, any> | undefined = undefined
+  /** Whether the running attempt returns a `Decision` (the policy ran inside the fiber). Written by attempt. */
+  decides = false
+  /** Why the executor stopped this task, when it did: decides the outcome's kind over the fiber's exit. */
+  stopReason: Outcome.Kind | undefined = undefined
+  /** Set once, when the outcome is decided (I18: a late completion never overwrites it). */
+  result: Outcome.Outcome<A, E, any> | undefined = undefined
+  waiters: Array<Waiter> | undefined = undefined
+  /** The rate reservation of the running attempt, for settlement and refunds (I9). Set and settled by admission;
+   * dropped by the cycle's `finish`. */
+  reservation: Reservation | undefined = undefined
+  /** Clock readings (ms) for the wait and run-time histograms. */
+  acceptedAt = 0
+  dequeuedAt = 0
+  startedAt = 0
+  /** Retry schedules' step functions, one per retry rule used by this task. Made by attempt; dropped by `finish`. */
+  steps:
+    | Map<ErrorPolicy.Rule, (now: number, input: unknown) => Effect.Effect<[unknown, Duration.Duration], unknown>>
+    | undefined = undefined
+
+  readonly owner: Stopper
+  readonly id: number
+  readonly effect: Effect.Effect<A, E, any>
+  readonly context: Context.Context<any>
+  readonly input: unknown
+  readonly sink: Sink | undefined
+  readonly spec: TaskSpec | undefined
+
+  constructor(
+    owner: Stopper,
+    id: number,
+    effect: Effect.Effect<A, E, any>,
+    context: Context.Context<any>,
+    input: unknown,
+    sink: Sink | undefined,
+    spec: TaskSpec | undefined
+  ) {
+    this.owner = owner
+    this.id = id
+    this.effect = effect
+    this.context = context
+    this.input = input
+    this.sink = sink
+    this.spec = spec
+  }
+
+  /** The outcome, waiting for it. Never fails. */
+  get outcome(): Effect.Effect<Outcome.Outcome<A, E, any>> {
+    return Effect.callback<Outcome.Outcome<A, E, any>>((resume) => {
+      if (this.result !== undefined) return resume(Effect.succeed(this.result))
+      const waiter: Waiter = (outcome) => resume(Effect.succeed(outcome))
+      ;(this.waiters ??= []).push(waiter)
+      return Effect.sync(() => {
+        // Stryker disable next-line OptionalChaining,UnaryOperator: the wait is listed until the outcome arrives, and then nothing is left to clean up
+        const i = this.waiters?.indexOf(waiter) ?? -1
+        if (i >= 0) this.waiters!.splice(i, 1)
+      })
+    })
+  }
+
+  get await(): Effect.Effect<Exit.Exit<A, E>> {
+    return Effect.map(this.outcome, (outcome) => outcome.exit)
+  }
+
+  get join(): Effect.Effect<A, E> {
+    return Effect.flatMap(this.await, (exit) => exit)
+  }
+
+  get cancel(): Effect.Effect<void> {
+    return Effect.suspend(() => {
+      this.owner.stop(this, "cancelled")
+      return Effect.asVoid(this.outcome)
+    })
+  }
+
+  get poll(): Effect.Effect<Outcome.Outcome<A, E, any> | undefined> {
+    return Effect.sync(() => this.result)
+  }
+}
