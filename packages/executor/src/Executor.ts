@@ -276,7 +276,7 @@ export interface ShutdownOptions {
  * @since 0.1.0
  */
 export interface TaskHandle<A, E> {
-  /** The task's id, unique within the executor, increasing in submission order. */
+  /** The task's id, unique within the executor, increasing in the order tasks are accepted (a submitter that waited for room takes its id when it is let in). */
   readonly id: number
   /** Waits for the task's outcome (its `Exit` with how it ended and after how many attempts). Never fails. */
   readonly outcome: Effect.Effect<Outcome.Outcome<A, E, undefined>>

@@ -119,7 +119,7 @@ export const kinds: ReadonlyArray<Kind> = [
  *
  * **Details**
  *
- * - `id` is the task's id, the same as its handle's `id`; ids increase in submission order.
+ * - `id` is the task's id, the same as its handle's `id`; ids increase in the order tasks are accepted.
  * - `input` is the batch input the task was made from (the batch form), or `undefined` for `submit`.
  * - `exit` is the task's `Exit`. Its error type is the task's own `E`, never wrapped. For the kinds where the
  *   task was stopped or never ran (`interrupted`, `cancelled`, `timedOut`, `dropped`, `evicted`, `rejected`)

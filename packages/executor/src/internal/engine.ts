@@ -169,7 +169,7 @@ export class Engine implements Stopper, Cycle, AttemptEnd {
     sink: Sink | undefined,
     spec: TaskSpec | undefined
   ): Task<A, E> {
-    return new Task(this, this.nextId++, effect, context, input, sink, spec)
+    return new Task(this, effect, context, input, sink, spec)
   }
 
   closedError(): ExecutorError.ExecutorError {
@@ -206,6 +206,7 @@ export class Engine implements Stopper, Cycle, AttemptEnd {
       return task
     }
     if (this.config.strategy === "dropping") {
+      task.id = this.nextId++
       this.counters.accepted++
       this.config.instruments?.submitted(task.spec?.key)
       this.finish(task, Exit.interrupt(), "dropped")
@@ -236,6 +237,7 @@ export class Engine implements Stopper, Cycle, AttemptEnd {
     rejection?: ExecutorError.ExecutorError
   ): void {
     this.outbox.begin()
+    task.id = this.nextId++
     this.counters.accepted++
     this.config.instruments?.submitted(task.spec?.key)
     this.finish(task, exit, kind, rejection)
@@ -243,6 +245,7 @@ export class Engine implements Stopper, Cycle, AttemptEnd {
   }
 
   private accept(task: Task): void {
+    task.id = this.nextId++
     task.state = QUEUED
     this.intake.push(task)
     this.counters.accepted++

@@ -70,8 +70,12 @@ export class Task<A = any, E = any> implements Node {
     | Map<ErrorPolicy.Rule, (now: number, input: unknown) => Effect.Effect<[unknown, Duration.Duration], unknown>>
     | undefined = undefined
 
+  /**
+   * Unique within the executor; written by the cycle when the task is accepted, so that ids increase in the
+   * order tasks enter the executor and tasks start in id order (I11), whoever waited for room.
+   */
+  id = 0
   readonly owner: Stopper
-  readonly id: number
   readonly effect: Effect.Effect<A, E, any>
   readonly context: Context.Context<any>
   readonly input: unknown
@@ -80,7 +84,6 @@ export class Task<A = any, E = any> implements Node {
 
   constructor(
     owner: Stopper,
-    id: number,
     effect: Effect.Effect<A, E, any>,
     context: Context.Context<any>,
     input: unknown,
@@ -88,7 +91,6 @@ export class Task<A = any, E = any> implements Node {
     spec: TaskSpec | undefined
   ) {
     this.owner = owner
-    this.id = id
     this.effect = effect
     this.context = context
     this.input = input
