@@ -4,7 +4,9 @@
  * A task states its `key` and its `cost` (requests = 1 by default; tokens = an estimate). Every limit that
  * applies to the task is reserved at once, all or nothing, at the moment the task starts, and in the order
  * tasks arrived. After the task, its actual cost can be settled (refunded or charged to the window it was
- * reserved in). A failure carrying `retryAfter` (an HTTP 429) pauses the task's whole key.
+ * reserved in). A failure carrying `retryAfter` (an HTTP 429) pauses the task's whole key. A limit declared
+ * with an `adaptive` rate (`adaptive`) learns from 429s that say no wait: its rate is lowered for the key that
+ * got them, and recovers step by step to the configured limit.
  *
  * Models and their exact bounds (W = window, L = limit, B = burst, r = L / W):
  *
@@ -22,11 +24,13 @@
  *
  * @since 0.1.0
  */
+import * as Clock from "effect/Clock"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Option from "effect/Option"
 import * as Result from "effect/Result"
 import * as ExecutorError from "./ExecutorError.ts"
+import { type AdaptiveKey, type AdaptiveOptions, AdaptiveRate } from "./internal/adaptive.ts"
 import {
   type Algorithm,
   type Bucket,
@@ -36,7 +40,7 @@ import {
   type Reservation
 } from "./internal/limiter.ts"
 
-export type { Algorithm, Bucket, Claim, Reservation }
+export type { AdaptiveKey, AdaptiveOptions, AdaptiveRate, Algorithm, Bucket, Claim, Reservation }
 
 /**
  * One limit: "`limit` units of `budget` per `window`".
@@ -94,6 +98,11 @@ export interface Limit {
   readonly burst?: number | undefined
   /** GCRA: extra spacing per unit, a safety margin against the server's clock (default 0). */
   readonly margin?: Duration.Input | undefined
+  /**
+   * Scale the limit, per key, by this adaptive rate (see `adaptive`): lowered after 429s, recovering to the
+   * configured limit. Usually with `perKey: true`, so that each key learns its own rate.
+   */
+  readonly adaptive?: AdaptiveRate | undefined
 }
 
 /**
@@ -279,6 +288,127 @@ export const memoryStore = (): RateLimitStore => {
   }
 }
 
+/**
+ * An adaptive rate for limits that learn from a server's 429s: give it to limits (`adaptive: rate`), then
+ * tell it what the server answered. Per key, it lowers the rate multiplicatively after a 429 that said no
+ * wait, recovers it additively toward the configured limit, and holds the key for a wait the server asked for.
+ *
+ * **When to use**
+ *
+ * When the server's real limit is unknown or lower than the one you configured, and its 429s do not say how
+ * long to wait (nginx `limit_req`, many gateways): AIMD, as TCP does with congestion.
+ *
+ * **Details**
+ *
+ * - `slowDown(key, { sentAt })`: after a 429 without a wait: the key's rate is multiplied by `decrease`
+ *   (default 0.8), not below `floor` (default 5% of the limit). A 429 of a request sent before the last
+ *   slow-down is not news (the requests in flight then were sent at the old rate) and changes nothing.
+ * - Recovery: the key regains `increase` (default 5%) of the configured rate per second, up to the limit.
+ * - `hold(key, duration)`: after a wait the server asked for (`Retry-After`, an exhausted
+ *   `x-ratelimit-remaining-*` with its `x-ratelimit-reset-*`): the key's adaptive limits admit nothing for
+ *   that long. (A task failure carrying `retryAfter` already pauses the key in the executor; `hold` is for
+ *   answers that are not failures, such as a 200 saying the budget is spent.)
+ * - The `...At` methods take the time (milliseconds on the executor's `Clock`) instead of reading it, for
+ *   callers outside an effect.
+ * - With several limits declared with one rate, a key's factor scales all of them; an overall limit (no
+ *   `key`, no `perKey`) uses the factor of key `""`.
+ *
+ * **Gotchas**
+ *
+ * The rate is the state of one process: with `RateLimitRedis`, each process lowers and recovers its own view
+ * of a shared limit (it charges the shared budget at its own pace). Options out of range fail `Executor.make`
+ * with `InvalidOption` (`limits[i].adaptive`).
+ *
+ * **Example**
+ *
+ * ```ts
+ * import { Executor, RateLimit } from "@pile/executor"
+ * import { Clock, Effect } from "effect"
+ * import assert from "node:assert/strict"
+ *
+ * const rate = RateLimit.adaptive({ decrease: 0.5 })
+ *
+ * const program = Effect.gen(function*() {
+ *   const executor = yield* Executor.make({
+ *     limits: [{ perKey: true, limit: 100, window: "1 second", algorithm: "gcra", adaptive: rate }]
+ *   })
+ *   const startOf = (key: string) =>
+ *     Effect.flatMap(executor.submit(Clock.currentTimeMillis, { key }), (handle) => handle.join)
+ *   const a = yield* startOf("api")
+ *   const b = yield* startOf("api")
+ *   assert.ok(b - a >= 9, `10 ms apart at 100 per second: ${b - a}`)
+ *   yield* rate.slowDown("api") // the server answered 429 without Retry-After
+ *   const c = yield* startOf("api")
+ *   const d = yield* startOf("api")
+ *   assert.ok(d - c >= 19, `20 ms apart at half the rate: ${d - c}`)
+ * }).pipe(Effect.scoped)
+ *
+ * await Effect.runPromise(program)
+ * ```
+ *
+ * @see Limit for `adaptive` in a declaration
+ * @category constructors
+ * @since 0.1.0
+ */
+export const adaptive = (options?: AdaptiveOptions | undefined): Adaptive => new Adaptive(options)
+
+/**
+ * The adaptive rate `adaptive` returns: `AdaptiveRate` with effectful methods that read the `Clock`.
+ *
+ * **When to use**
+ *
+ * Tell it what the server answered, from inside the task or its error handling: `slowDown` after a 429
+ * without a wait, `hold` after an answer that asks for one; read `factor` or `snapshot` for a display.
+ *
+ * **Details**
+ *
+ * Each method is the `...At` method of `AdaptiveRate` at the `Clock`'s current time.
+ *
+ * **Gotchas**
+ *
+ * A failure that carries `retryAfter` already pauses its key in the executor: `hold` is for answers that do
+ * not fail the task.
+ *
+ * **Example**
+ *
+ * ```ts
+ * import { RateLimit } from "@pile/executor"
+ * import { Effect } from "effect"
+ * import assert from "node:assert/strict"
+ *
+ * const rate = RateLimit.adaptive()
+ * const factor = Effect.runSync(Effect.andThen(rate.slowDown("api"), rate.factor("api")))
+ * assert.ok(factor >= 0.8 && factor < 0.81, `${factor}`) // 80%, recovering 5% per second from now on
+ * ```
+ *
+ * @category models
+ * @since 0.1.0
+ */
+export class Adaptive extends AdaptiveRate {
+  /** A 429 without a wait for `key`; see `adaptive`. Succeeds with whether it lowered the rate. */
+  slowDown(key: string, options?: { readonly sentAt?: number | undefined } | undefined): Effect.Effect<boolean> {
+    return Effect.map(Clock.currentTimeMillis, (now) => this.slowDownAt(key, now, options?.sentAt))
+  }
+
+  /** The server asked `key` to wait `duration`. */
+  hold(key: string, duration: Duration.Input, reason?: string | undefined): Effect.Effect<void> {
+    return Effect.map(Clock.currentTimeMillis, (now) => {
+      const millis = Option.getOrUndefined(Option.map(Duration.fromInput(duration), Duration.toMillis))
+      if (millis !== undefined && millis > 0) this.holdAt(key, now + millis, reason)
+    })
+  }
+
+  /** The share of the configured rate in force for `key` now. */
+  factor(key: string): Effect.Effect<number> {
+    return Effect.map(Clock.currentTimeMillis, (now) => this.factorAt(key, now))
+  }
+
+  /** Every key that was slowed down or held, as it is now. */
+  get snapshot(): Effect.Effect<Array<AdaptiveKey>> {
+    return Effect.map(Clock.currentTimeMillis, (now) => this.snapshotAt(now))
+  }
+}
+
 /** @internal A limit with its options checked and resolved. */
 export interface Resolved {
   readonly declaration: Limit
@@ -331,8 +461,13 @@ export const resolve = (
     if (limit.key !== undefined && limit.perKey === true) {
       return Result.fail(ExecutorError.invalidOption(`${at}.perKey`, true, "not both key and perKey"))
     }
+    const invalid = limit.adaptive?.invalid
+    if (invalid !== undefined) {
+      return Result.fail(ExecutorError.invalidOption(`${at}.adaptive.${invalid[0]}`, invalid[1], invalid[2]))
+    }
     const budget = limit.budget ?? "requests"
-    const id = [limit.name ?? "", budget, limit.limit, window, algorithm, burst, margin].join("|")
+    const id = [limit.name ?? "", budget, limit.limit, window, algorithm, burst, margin].join("|") +
+      (limit.adaptive === undefined ? "" : "|adaptive")
     out.push({
       declaration: limit,
       id,
@@ -359,12 +494,15 @@ export const claimsFor = (
   const claims: Array<Claim> = []
   for (const limit of limits) {
     let bucketId: string
+    let bucketKey: string | undefined
     if (limit.key !== undefined) {
       if (limit.key !== key) continue
       bucketId = `${limit.id}|key=${key}`
+      bucketKey = key
     } else if (limit.perKey) {
       if (key === undefined) continue
       bucketId = `${limit.id}|each=${key}`
+      bucketKey = key
     } else {
       bucketId = `${limit.id}|all`
     }
@@ -379,7 +517,9 @@ export const claimsFor = (
         limit: limit.limit,
         window: limit.window,
         burst: limit.burst,
-        margin: limit.margin
+        margin: limit.margin,
+        ...(bucketKey === undefined ? {} : { key: bucketKey }),
+        ...(limit.declaration.adaptive === undefined ? {} : { adaptive: limit.declaration.adaptive })
       }
       buckets.set(bucketId, bucket)
     }

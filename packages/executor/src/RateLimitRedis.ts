@@ -13,7 +13,7 @@
  */
 import * as Effect from "effect/Effect"
 import * as Redis from "effect/persistence/Redis"
-import { type Claim, type Reservation, settlement } from "./internal/limiter.ts"
+import { type Claim, effectiveAt, type Reservation, settlement } from "./internal/limiter.ts"
 import type { RateLimitStore, ReserveResult } from "./RateLimit.ts"
 
 /**
@@ -256,10 +256,21 @@ export const make = (options?: Options | undefined): Effect.Effect<RateLimitStor
         now: number
       ): Effect.Effect<ReserveResult, Redis.RedisError> => {
         const args: Array<string | number> = [serverTime ? "" : String(now), `${instance}:${id}`]
+        let heldUntil = now
+        let held: Array<string> | undefined
         for (const claim of claims) {
-          const b = claim.bucket
+          // An adaptive limit is charged at this process's rate of the moment; a held key waits here.
+          const effective = claim.bucket.adaptive === undefined
+            ? undefined
+            : effectiveAt(claim.bucket, claim.amount, now)
+          if (effective?.heldUntil !== undefined) {
+            ;(held ??= []).push(claim.bucket.id)
+            heldUntil = Math.max(heldUntil, effective.heldUntil)
+          }
+          const b = effective?.bucket ?? claim.bucket
           args.push(b.algorithm, b.limit, b.window, b.burst, b.margin, claim.amount)
         }
+        if (held !== undefined) return Effect.succeed({ _tag: "Denied", retryAt: heldUntil, blocking: held })
         return Effect.map(reserve(claims.map(keyOf), args), (reply): ReserveResult => {
           const redisNow = Number(reply[1])
           // Answers are on the store's clock: translate them to the caller's.

@@ -55,6 +55,26 @@ const bucket = (
 const claim = (b: Bucket, amount = 1): Claim => ({ bucket: b, amount })
 
 describe.each(stores)("RateLimitStore conformance: %s", (_, makeStore) => {
+  it.live("an adaptive bucket: spaced at its key's lowered rate, held while the key is held, per key", () =>
+    Effect.scoped(Effect.gen(function*() {
+      const store = yield* makeStore()
+      const rate = RateLimit.adaptive({ decrease: 0.5, increase: 1e-9 }) // no recovery to speak of
+      const base = bucket("gcra", 10, 1000) // 100 ms apart
+      const a: Bucket = { ...base, id: `${base.id}|each=a`, key: "a", adaptive: rate }
+      const b: Bucket = { ...base, id: `${base.id}|each=b`, key: "b", adaptive: rate }
+      assert.strictEqual((yield* reserve(store, [claim(a)], 0))._tag, "Reserved")
+      rate.slowDownAt("a", 0) // half the rate: 200 ms apart, from the next reservation on
+      assert.strictEqual((yield* reserve(store, [claim(a)], 100))._tag, "Reserved")
+      const denied = yield* reserve(store, [claim(a)], 200)
+      assert.strictEqual(denied._tag, "Denied")
+      assert.closeTo(denied._tag === "Denied" ? denied.retryAt : 0, 300, 1e-3)
+      assert.strictEqual((yield* reserve(store, [claim(b)], 200))._tag, "Reserved") // another key, full rate
+      rate.holdAt("b", 5_000, "Retry-After")
+      const held = yield* reserve(store, [claim(b)], 1_000)
+      assert.deepStrictEqual(held, { _tag: "Denied", retryAt: 5_000, blocking: [b.id] })
+      assert.strictEqual((yield* reserve(store, [claim(b)], 5_000))._tag, "Reserved")
+    })))
+
   it.live("sliding window: L per W, the next one waits until the oldest leaves the window", () =>
     Effect.scoped(Effect.gen(function*() {
       const store = yield* makeStore()
