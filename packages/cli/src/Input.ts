@@ -149,6 +149,22 @@ const isHttpUrl = (text: string): boolean => {
   return protocol === "http:" || protocol === "https:"
 }
 
+/** A header name is an HTTP token (RFC 9110): letters, digits and ``!#$%&'*+-.^_`|~``, at least one. */
+const headerName = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/
+/** A header value has no control characters but tab (so no CR, LF or NUL), as Node's HTTP client requires. */
+const badValueChar = /[^\t\x20-\x7e\x80-\xff]/
+
+/** Why a line's headers cannot be sent, or undefined: the first bad name or value. */
+const badHeader = (headers: Readonly<Record<string, string>>): string | undefined => {
+  for (const [name, value] of Object.entries(headers)) {
+    if (!headerName.test(name)) return `invalid header name ${JSON.stringify(name)}`
+    if (badValueChar.test(value)) {
+      return `invalid value of header ${JSON.stringify(name)}: control characters (CR, LF...) are not allowed`
+    }
+  }
+  return undefined
+}
+
 const LineSchema = Schema.Struct({
   id: Schema.optional(Id),
   url: Schema.String.check(
@@ -162,7 +178,11 @@ const LineSchema = Schema.Struct({
       `expected one of ${methods.join(", ")}, got ${JSON.stringify(method)}`
     )
   )),
-  headers: Schema.optional(Schema.Record(Schema.String, Schema.String)),
+  headers: Schema.optional(
+    Schema.Record(Schema.String, Schema.String).check(
+      Schema.makeFilter((headers: Readonly<Record<string, string>>) => badHeader(headers) ?? true)
+    )
+  ),
   body: Schema.optional(Schema.Unknown),
   tokens: Schema.optional(Schema.Finite.check(Schema.isGreaterThanOrEqualTo(0))),
   metadata: Schema.optional(Schema.Unknown)
