@@ -24,6 +24,7 @@ import * as Queue from "effect/Queue"
 import * as Stdio from "effect/Stdio"
 import * as Stream from "effect/Stream"
 import * as Input from "./Input.ts"
+import { anchorAtDeparture, type Anchored } from "./internal/departure.ts"
 import * as Fingerprint from "./internal/fingerprint.ts"
 import { formatDuration } from "./internal/flags.ts"
 import * as Http from "./internal/http.ts"
@@ -427,6 +428,7 @@ interface Prepared {
   readonly executor: Executor.Executor<Http.Response, Http.RequestError>
   /** The adaptive rate of the per-host copies of the request limits, when there are any. */
   readonly adaptive: RateLimit.Adaptive | undefined
+  readonly store: RateLimit.RateLimitStore
   readonly timeoutMs: number
   readonly maxBody: number
   readonly maxRetryAfterMs: number
@@ -459,6 +461,8 @@ const prepare = (options: Options) =>
     const adaptive = options.adaptive === false || requestLimits.length === 0
       ? undefined
       : RateLimit.adaptive()
+    // The executor's store, kept so that admissions can be anchored at the requests' departures.
+    const store = options.store ?? RateLimit.memoryStore()
     const limits = adaptive === undefined
       ? options.limits
       : [...options.limits ?? [], ...requestLimits.map((limit) => Object.assign({}, limit, { perKey: true, adaptive }))]
@@ -473,7 +477,7 @@ const prepare = (options: Options) =>
       // Admitted but not started: at most as many as run. The input is read no faster than that.
       capacity: concurrency,
       limits,
-      store: options.store,
+      store,
       policy: Http.policy(retries),
       shutdown: { mode: "cancel", grace: 0 },
       finalizerTimeout: "5 seconds"
@@ -565,6 +569,7 @@ const prepare = (options: Options) =>
       options,
       executor,
       adaptive,
+      store,
       timeoutMs,
       maxBody,
       maxRetryAfterMs,
@@ -741,12 +746,17 @@ const execute = (prepared: Prepared) =>
       maxRetryAfter: prepared.maxRetryAfterMs,
       onAnswer: onAnswer(host)
     })
+    // The HTTP client's first request is slow (code to load and compile): pay for it before the first admission.
+    yield* Http.warmUp
+    const anchored: Anchored = prepared.store.memory === undefined
+      ? (effect) => effect
+      : yield* anchorAtDeparture(prepared.store.memory)
     const attempt = (line: Input.Line): Effect.Effect<Http.Response, Http.RequestError, HttpClient.HttpClient> =>
       line._tag === "Invalid"
         ? Effect.fail(new Http.InvalidInput({ detail: line.message }))
         : Effect.andThen(
           Effect.sync(() => tally.attempts++),
-          Http.send(line, sendOptions(hostOf(line.url)))
+          anchored(Http.send(line, sendOptions(hostOf(line.url))))
         )
 
     const pile = executor.run(inputs, attempt, {

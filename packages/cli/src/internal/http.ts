@@ -18,6 +18,7 @@ import * as HttpClientRequest from "effect/http/HttpClientRequest"
 import type * as HttpClientResponse from "effect/http/HttpClientResponse"
 import * as Schedule from "effect/Schedule"
 import * as Stream from "effect/Stream"
+import * as NodeHttp from "node:http"
 import type * as Input from "../Input.ts"
 import type * as Output from "../Output.ts"
 
@@ -322,3 +323,32 @@ export const send = (
     // No trace headers are added to the user's requests, and no spans are kept per request.
     Effect.provideService(HttpClient.TracerDisabledWhen, () => true)
   )
+
+/**
+ * Sends one request to a throwaway server on 127.0.0.1 before the run, so that the first real requests do
+ * not pay for what every first request pays (loading and compiling the HTTP client's code and its parser):
+ * they leave when their admission says, instead of arriving late and then together with the next ones.
+ * Bounded by one second; a failure is ignored (the run does not depend on it).
+ */
+export const warmUp: Effect.Effect<void, never, HttpClient.HttpClient> = Effect.gen(function*() {
+  const server = yield* Effect.acquireRelease(
+    Effect.callback<NodeHttp.Server>((resume) => {
+      const server = NodeHttp.createServer((_, response) => response.end("ok"))
+      server.listen(0, "127.0.0.1", () => resume(Effect.succeed(server)))
+    }),
+    (server) =>
+      Effect.sync(() => {
+        server.closeAllConnections()
+        server.close()
+      })
+  )
+  const address = server.address()
+  const port = typeof address === "object" && address !== null ? address.port : 0
+  const client = yield* HttpClient.HttpClient
+  for (let i = 0; i < 2; i++) yield* Effect.flatMap(client.get(`http://127.0.0.1:${port}/`), (r) => r.text)
+}).pipe(
+  Effect.scoped,
+  Effect.timeout(Duration.seconds(1)),
+  Effect.ignore,
+  Effect.provideService(HttpClient.TracerDisabledWhen, () => true)
+)
