@@ -301,9 +301,9 @@ export const memoryStore = (): RateLimitStore => {
  * **Details**
  *
  * - `slowDown(key, { sentAt })`: after a 429 without a wait: the key's rate is multiplied by `decrease`
- *   (default 0.8), not below `floor` (default 5% of the limit). A 429 of a request sent before the last
+ *   (default 0.95), not below `floor` (default 5% of the limit). A 429 of a request sent before the last
  *   slow-down is not news (the requests in flight then were sent at the old rate) and changes nothing.
- * - Recovery: the key regains `increase` (default 5%) of the configured rate per second, up to the limit.
+ * - Recovery: the key regains `increase` (default 10%) of the configured rate per second, up to the limit.
  * - `hold(key, duration)`: after a wait the server asked for (`Retry-After`, an exhausted
  *   `x-ratelimit-remaining-*` with its `x-ratelimit-reset-*`): the key's adaptive limits admit nothing for
  *   that long. (A task failure carrying `retryAfter` already pauses the key in the executor; `hold` is for
@@ -378,7 +378,7 @@ export const adaptive = (options?: AdaptiveOptions | undefined): Adaptive => new
  *
  * const rate = RateLimit.adaptive()
  * const factor = Effect.runSync(Effect.andThen(rate.slowDown("api"), rate.factor("api")))
- * assert.ok(factor >= 0.8 && factor < 0.81, `${factor}`) // 80%, recovering 5% per second from now on
+ * assert.ok(factor >= 0.95 && factor < 0.96, `${factor}`) // 95%, recovering 10% per second from now on
  * ```
  *
  * @category models

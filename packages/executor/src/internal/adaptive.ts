@@ -68,9 +68,9 @@ export interface AdaptiveKey {
  * @since 0.1.0
  */
 export interface AdaptiveOptions {
-  /** The factor a 429 multiplies the key's rate by, in (0, 1). Default 0.8. */
+  /** The factor a 429 multiplies the key's rate by, in (0, 1). Default 0.95. */
   readonly decrease?: number | undefined
-  /** The share of the configured rate regained per second after a slow-down, > 0. Default 0.05. */
+  /** The share of the configured rate regained per second after a slow-down, > 0. Default 0.1. */
   readonly increase?: number | undefined
   /** The lowest share of the configured rate, in (0, 1]. Default 0.05. */
   readonly floor?: number | undefined
@@ -124,8 +124,8 @@ export class AdaptiveRate {
   private readonly keys = new Map<string, KeyState>()
 
   constructor(options?: AdaptiveOptions | undefined) {
-    const decrease = options?.decrease ?? 0.8
-    const increase = options?.increase ?? 0.05
+    const decrease = options?.decrease ?? 0.95
+    const increase = options?.increase ?? 0.1
     const floor = options?.floor ?? 0.05
     this.decrease = decrease
     this.increase = increase
