@@ -7,7 +7,7 @@
 //   pnpm bench:nginx --requests 300   fewer requests per row
 //   pnpm bench:nginx --write          also replace the table in docs/performance.md
 import { type ChildProcess, spawn, spawnSync } from "node:child_process"
-import { mkdtempSync, readFileSync, statSync, writeFileSync } from "node:fs"
+import { existsSync, mkdtempSync, readFileSync, statSync, writeFileSync } from "node:fs"
 import { createServer } from "node:net"
 import { cpus, loadavg, tmpdir } from "node:os"
 import { join, resolve } from "node:path"
@@ -58,12 +58,11 @@ const servers = {
   r100: { conf: "limit_req zone=r100;", port: await freePort() },
   r100b10: { conf: "limit_req zone=r100b10 burst=10 nodelay;", port: await freePort() },
   r20: { conf: "limit_req zone=r20;", port: await freePort() },
-  // Each answer takes about 100 ms (nginx sends a second's worth at once, 10,000 bytes, then 1,000 more at 10 KB/s),
-  // so that 8 connections are a real limit.
+  // Each answer takes about 100 ms (1,100 bytes at 10 KB/s), so that 8 connections are a real limit.
   c8: { conf: "limit_conn c8 8; limit_rate 10k;", port: await freePort() },
   open: { conf: "", port: await freePort() }
 } as const
-writeFileSync(join(dir, "slow"), "x".repeat(11_000))
+writeFileSync(join(dir, "slow"), "x".repeat(1_100))
 writeFileSync(join(dir, "ok"), "ok")
 spawnSync("truncate", ["-s", "200M", join(dir, "big")])
 const serverBlocks = Object.entries(servers).map(([name, s]) =>
@@ -200,7 +199,9 @@ const inputFor = (server: keyof typeof servers, count: number, path = "") => {
 
 let outputs = 0
 const readRecords = (path: string): Array<{ ok: boolean; attempts: number; error?: { type: string } }> =>
-  readFileSync(path, "utf8").split("\n").filter((l) => l !== "").map((l) => JSON.parse(l))
+  existsSync(path)
+    ? readFileSync(path, "utf8").split("\n").filter((l) => l !== "").map((l) => JSON.parse(l))
+    : []
 
 /** `pile run` in `processes` processes (sharing the limit through Redis when more than one). */
 const cliRow = async (
@@ -227,7 +228,9 @@ const cliRow = async (
       ...(processes === 1 ? [] : ["--shard", `${i + 1}/${processes}`, "--redis", redisUrl, "--redis-prefix", prefix])
     ])
   ))
-  for (const r of results) if (r.code !== 0) process.stderr.write(`pile exited ${r.code}: ${r.stderr.slice(-500)}\n`)
+  for (const r of results) {
+    if (r.code !== 0) process.stderr.write(`pile exited ${r.code}: ${r.stderr.slice(-2000)}${r.stdout.slice(-500)}\n`)
+  }
   const records = outs.flatMap(readRecords)
   const firstTry = records.filter((r) => r.ok && r.attempts === 1).length / count
   const shared = processes === 1 ? "" : ` --redis --shard i/${processes}, ${processes} processes`
@@ -281,6 +284,7 @@ if (runs("limits")) {
   await step(libraryRow("100 r/s, burst 0", 100, 4))
   await step(cliRow("100 r/s, burst 0", "r100", ["--rate", "100/s", "--burst", "1"]))
   await step(cliRow("100 r/s, burst 0", "r100", ["--rate", "100/s", "--burst", "1"], { processes: 4 }))
+  await step(cliRow("100 r/s, burst 0", "r100", ["--rate", "100/s", "--burst", "1", "--no-adaptive"]))
   await step(cliRow("100 r/s, burst 10", "r100b10", ["--rate", "100/s", "--burst", "10"]))
   await step(cliRow("20 r/s, burst 0", "r20", ["--rate", "20/s", "--burst", "1"]))
   await step(cliRow("8 connections", "c8", ["--concurrency", "8"]))

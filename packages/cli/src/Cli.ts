@@ -28,6 +28,7 @@ import * as Result from "effect/Result"
 import * as Runtime from "effect/Runtime"
 import { limitsOf, parseDuration, parseShard, parseSize } from "./internal/flags.ts"
 import * as Report from "./internal/report.ts"
+import * as Tokenizer from "./internal/tokenizer.ts"
 import * as Run from "./Run.ts"
 
 /**
@@ -188,6 +189,13 @@ const runFlags = {
     Flag.optional,
     Flag.withDescription("Tokens per minute: each line's tokens, or an estimate for chat-completion bodies")
   ),
+  tokenizer: Flag.Literals("tokenizer", Tokenizer.names).pipe(
+    Flag.withDefault("estimate"),
+    Flag.withDescription(
+      "How --tpm estimates a line without tokens: estimate (4 characters per token), o200k or cl100k " +
+        "(needs the optional package gpt-tokenizer) (default: estimate)"
+    )
+  ),
   retries: Flag.Int("retries").pipe(
     Flag.withDefault(5),
     Flag.withDescription("Retries per request for 429, 5xx, timeouts and connection errors (default: 5)")
@@ -246,6 +254,13 @@ const runFlags = {
     Flag.withMetavar("i/n"),
     Flag.withDescription("Take only the ids of shard i of n (1 <= i <= n), by a stable hash of the id")
   ),
+  metrics: Flag.Int("metrics").pipe(
+    Flag.optional,
+    Flag.withMetavar("port"),
+    Flag.withDescription(
+      "Serve the executor's Prometheus metrics on http://127.0.0.1:<port>/metrics while the run lasts"
+    )
+  ),
   quiet: Flag.Boolean("quiet").pipe(
     Flag.withAlias("q"),
     Flag.withDefault(false),
@@ -297,6 +312,7 @@ export const run = Command.make("run", runFlags, (flags) =>
     const grace = yield* fromResult("run", parseDuration("--grace", flags.grace))
     const maxRetryAfter = yield* fromResult("run", parseDuration("--max-retry-after", flags.maxRetryAfter))
     const maxBody = yield* fromResult("run", parseSize("--max-body", flags.maxBody))
+    const countTokens = yield* Tokenizer.load(flags.tokenizer).pipe(Effect.catch((message) => usage("run", message)))
     const shard = Option.isSome(flags.shard) ? yield* fromResult("run", parseShard(flags.shard.value)) : undefined
     if (flags.concurrency < 1) return yield* usage("run", `--concurrency must be >= 1, got ${flags.concurrency}`)
     if (flags.retries < 0) return yield* usage("run", `--retries must be >= 0, got ${flags.retries}`)
@@ -313,6 +329,8 @@ export const run = Command.make("run", runFlags, (flags) =>
       maxBody,
       maxRetryAfter,
       adaptive: flags.adaptive,
+      metricsPort: Option.getOrUndefined(flags.metrics),
+      countTokens,
       grace,
       resume: flags.resume,
       overwrite: flags.overwrite,

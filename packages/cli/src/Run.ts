@@ -28,6 +28,7 @@ import { anchorAtDeparture, type Anchored } from "./internal/departure.ts"
 import * as Fingerprint from "./internal/fingerprint.ts"
 import { formatDuration } from "./internal/flags.ts"
 import * as Http from "./internal/http.ts"
+import * as Metrics from "./internal/metrics.ts"
 import { type Mode, Reporter } from "./internal/progress.ts"
 import * as Output from "./Output.ts"
 
@@ -54,6 +55,10 @@ import * as Output from "./Output.ts"
  *   record says `BodyTooLarge`, and its reading stops there (never retried).
  * - `maxRetryAfter`: the longest wait a 429 or 5xx can impose (default 5 minutes): a longer `Retry-After`
  *   (or `x-ratelimit-reset-*`) is capped to it.
+ * - `countTokens`: a tokenizer's count for the token estimate of chat-like bodies (see
+ *   `Input.estimateTokens`); without it, 4 characters per token.
+ * - `metricsPort`: serve the executor's Prometheus metrics on `http://127.0.0.1:<port>/metrics` while the
+ *   run lasts (0: a free port, said on stderr); a port that cannot be used is an `InvalidOption`.
  * - `adaptive`: learn from 429s that say no wait (default `true`): each request limit gets a per-host copy
  *   with a `RateLimit.adaptive` rate, lowered after such a 429 and recovered step by step.
  * - `shard`: keep only the ids of shard `index` of `count` (see `Input.shardOf`).
@@ -99,6 +104,8 @@ export interface Options {
   readonly maxBody?: number | undefined
   readonly maxRetryAfter?: Duration.Input | undefined
   readonly adaptive?: boolean | undefined
+  readonly metricsPort?: number | undefined
+  readonly countTokens?: Input.CountTokens | undefined
   readonly grace?: Duration.Input | undefined
   readonly resume?: boolean | undefined
   readonly overwrite?: boolean | undefined
@@ -484,6 +491,17 @@ const prepare = (options: Options) =>
     }).pipe(
       Effect.mapError((error) => new RunError({ reason: "InvalidOption", detail: error.message }))
     )
+    if (options.metricsPort !== undefined) {
+      const url = yield* Metrics.serve(options.metricsPort).pipe(
+        Effect.mapError((message) =>
+          new RunError({
+            reason: "InvalidOption",
+            detail: `cannot serve the metrics on 127.0.0.1:${options.metricsPort}: ${message}`
+          })
+        )
+      )
+      process.stderr.write(`pile: metrics at ${url}\n`)
+    }
     const fs = yield* FileSystem.FileSystem
     const { input, output } = options
     if (input !== "-") {
@@ -692,7 +710,7 @@ const execute = (prepared: Prepared) =>
     const shard = options.shard
     const seen = new Set<string>()
     const source = options.input === "-" ? stdio.stdin : fs.stream(options.input, { chunkSize: 64 * 1024 })
-    const inputs = Input.lines(source).pipe(
+    const inputs = Input.lines(source, { countTokens: options.countTokens }).pipe(
       Stream.mapError((error) =>
         new InputFailed({ detail: `reading the input ${options.input} failed: ${describe(error)}` })
       ),

@@ -3,6 +3,7 @@ import { Duration, Effect, Option, Result, Stream } from "effect"
 import * as Input from "../src/Input.ts"
 import { limitsOf, parseDuration, parseRate, parseShard, parseSize } from "../src/internal/flags.ts"
 import { askedWaitOf, exhaustedResetOf, resetMillisOf } from "../src/internal/http.ts"
+import * as Tokenizer from "../src/internal/tokenizer.ts"
 import * as Output from "../src/Output.ts"
 
 const bytes = (text: string) => Stream.make(new TextEncoder().encode(text))
@@ -274,4 +275,27 @@ describe("the waits a 429 asks for", () => {
     )
     assert.isUndefined(askedWaitOf({}, now))
   })
+})
+
+/** A toy tokenizer: one token per word. */
+const words: Input.CountTokens = (text) => text.split(/\s+/).filter((w) => w !== "").length
+
+describe("--tokenizer", () => {
+  it("a tokenizer's count replaces the 4-characters rule for the text; overhead and budget stay", () => {
+    const body = { messages: [{ role: "user", content: "one two three" }, { role: "user", content: "four" }] }
+    assert.strictEqual(Input.estimateTokens({ ...body, max_tokens: 10 }, words), 4 + 2 * 4 + 2 + 10)
+    const line = Input.parse(JSON.stringify({ url: "http://h", body }), 1, { countTokens: words })
+    assert.strictEqual(line._tag === "Request" ? line.tokens : -1, 4 + 2 * 4 + 2)
+  })
+
+  it.effect("o200k and cl100k come from gpt-tokenizer, and count code denser than 4 characters per token", () =>
+    Effect.gen(function*() {
+      const code = "def f(x):\n    return {\"a\": [1, 2, 3], \"b\": x}\n".repeat(20)
+      for (const name of ["o200k", "cl100k"] as const) {
+        const count = yield* Tokenizer.load(name)
+        assert.isDefined(count)
+        assert.isAbove(count!(code), Math.ceil(code.length / 4), name)
+      }
+      assert.isUndefined(yield* Tokenizer.load("estimate"))
+    }))
 })

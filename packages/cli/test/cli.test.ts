@@ -245,6 +245,22 @@ describe.concurrent("pile run", () => {
     await own.close()
   })
 
+  it("--metrics serves the executor's Prometheus metrics while the run lasts", async () => {
+    const dir = tmp()
+    const input = join(dir, "in.jsonl")
+    writeLines(input, Array.from({ length: 6 }, (_, i) => ({ id: i, url: `${mock.url}/m?delay=300&i=${i}` })))
+    const pile = startPile(["run", input, "--out", join(dir, "out.jsonl"), "-c", "2", "--metrics", "0", "--quiet"])
+    await waitUntil("the metrics address", () => /metrics at (http\S+)/.test(pile.stderr()), 20_000)
+    const url = /metrics at (http\S+)/.exec(pile.stderr())![1]!
+    const text = await (await fetch(url)).text()
+    assert.match(text, /pile_tasks_submitted_total|pile_task_/)
+    const result = await pile.done
+    assert.strictEqual(result.code, 0, result.stderr)
+    // Closed with the run.
+    const after = await fetch(url).then(() => "open", () => "closed")
+    assert.strictEqual(after, "closed")
+  })
+
   it("two shards, run at once, together take every line exactly once", async () => {
     const dir = tmp()
     const input = join(dir, "in.jsonl")
