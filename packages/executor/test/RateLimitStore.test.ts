@@ -207,3 +207,36 @@ describe.each(stores)("RateLimitStore conformance: %s", (_, makeStore) => {
     )
   }, 120_000)
 })
+
+describe.skipIf(redis === undefined)("RateLimitRedis lookahead", () => {
+  it.live("a reservation that fits within the lookahead is granted ahead, for its time; a later one is denied", () =>
+    Effect.scoped(Effect.gen(function*() {
+      const context = yield* Layer.build(NodeRedis.layer({ url: redis!.url }))
+      const store = yield* RateLimitRedis.make({
+        prefix: `pile-test:${process.pid}:${run++}:`,
+        time: "client",
+        lookahead: "50 millis"
+      }).pipe(Effect.provideContext(context))
+      const gcra = bucket("gcra", 10, 1000) // 100 ms apart
+      const first = yield* reserve(store, [claim(gcra)], 0)
+      assert.strictEqual(first._tag === "Reserved" ? first.reservation.notBefore : -1, undefined)
+      // The next slot is at 100: from 10, that is 90 ahead, more than the lookahead.
+      assert.deepStrictEqual(yield* reserve(store, [claim(gcra)], 10), {
+        _tag: "Denied",
+        retryAt: 100,
+        blocking: [gcra.id]
+      })
+      // From 60 it is 40 ahead: granted now, for 100; and the one after is at 200.
+      const ahead = yield* reserve(store, [claim(gcra)], 60)
+      assert.strictEqual(ahead._tag === "Reserved" ? ahead.reservation.notBefore : -1, 100)
+      assert.strictEqual(ahead._tag === "Reserved" ? ahead.reservation.at : -1, 100)
+      const next = yield* reserve(store, [claim(gcra)], 60)
+      assert.strictEqual(next._tag === "Denied" ? next.retryAt : -1, 200)
+      // A sliding window too: the slot frees at 1000, granted from 960.
+      const sliding = bucket("sliding-window", 1, 1000)
+      assert.strictEqual((yield* reserve(store, [claim(sliding)], 0))._tag, "Reserved")
+      assert.strictEqual((yield* reserve(store, [claim(sliding)], 900))._tag, "Denied")
+      const later = yield* reserve(store, [claim(sliding)], 960)
+      assert.strictEqual(later._tag === "Reserved" ? later.reservation.notBefore : -1, 1000)
+    })))
+})

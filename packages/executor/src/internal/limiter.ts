@@ -193,6 +193,11 @@ export interface Reservation {
   readonly claims: ReadonlyArray<Claim>
   /** Amounts charged now, per claim (updated by settlement). */
   readonly charged: Array<number>
+  /**
+   * Reserved ahead (`RateLimitRedis` with `lookahead`): the task must not start before this time, on the
+   * caller's clock. Absent when the reservation holds from the moment it was granted.
+   */
+  readonly notBefore?: number | undefined
 }
 
 /** A refused reservation: when it could be granted, and which buckets refused it. */
