@@ -58,7 +58,8 @@ const servers = {
   r100: { conf: "limit_req zone=r100;", port: await freePort() },
   r100b10: { conf: "limit_req zone=r100b10 burst=10 nodelay;", port: await freePort() },
   r20: { conf: "limit_req zone=r20;", port: await freePort() },
-  // Each answer takes about 100 ms (1,100 bytes at 10 KB/s), so that 8 connections are a real limit.
+  // limit_rate keeps a connection busy only past its first second's worth (10 KB), so these small answers are
+  // quick: the row checks that `--concurrency 8` never holds more than 8 connections.
   c8: { conf: "limit_conn c8 8; limit_rate 10k;", port: await freePort() },
   open: { conf: "", port: await freePort() }
 } as const

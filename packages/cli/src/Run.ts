@@ -434,7 +434,7 @@ interface Prepared {
   readonly options: Options
   readonly executor: Executor.Executor<Http.Response, Http.RequestError>
   /** The adaptive rate of the per-host copies of the request limits, when there are any. */
-  readonly adaptive: RateLimit.Adaptive | undefined
+  readonly adaptive: RateLimit.AdaptiveRate | undefined
   readonly store: RateLimit.RateLimitStore
   readonly timeoutMs: number
   readonly maxBody: number

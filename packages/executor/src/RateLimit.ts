@@ -24,7 +24,6 @@
  *
  * @since 0.1.0
  */
-import * as Clock from "effect/Clock"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Option from "effect/Option"
@@ -350,64 +349,7 @@ export const memoryStore = (): RateLimitStore => {
  * @category constructors
  * @since 0.1.0
  */
-export const adaptive = (options?: AdaptiveOptions | undefined): Adaptive => new Adaptive(options)
-
-/**
- * The adaptive rate `adaptive` returns: `AdaptiveRate` with effectful methods that read the `Clock`.
- *
- * **When to use**
- *
- * Tell it what the server answered, from inside the task or its error handling: `slowDown` after a 429
- * without a wait, `hold` after an answer that asks for one; read `factor` or `snapshot` for a display.
- *
- * **Details**
- *
- * Each method is the `...At` method of `AdaptiveRate` at the `Clock`'s current time.
- *
- * **Gotchas**
- *
- * A failure that carries `retryAfter` already pauses its key in the executor: `hold` is for answers that do
- * not fail the task.
- *
- * **Example**
- *
- * ```ts
- * import { RateLimit } from "@pile/executor"
- * import { Effect } from "effect"
- * import assert from "node:assert/strict"
- *
- * const rate = RateLimit.adaptive()
- * const factor = Effect.runSync(Effect.andThen(rate.slowDown("api"), rate.factor("api")))
- * assert.ok(factor >= 0.95 && factor < 0.96, `${factor}`) // 95%, recovering 10% per second from now on
- * ```
- *
- * @category models
- * @since 0.1.0
- */
-export class Adaptive extends AdaptiveRate {
-  /** A 429 without a wait for `key`; see `adaptive`. Succeeds with whether it lowered the rate. */
-  slowDown(key: string, options?: { readonly sentAt?: number | undefined } | undefined): Effect.Effect<boolean> {
-    return Effect.map(Clock.currentTimeMillis, (now) => this.slowDownAt(key, now, options?.sentAt))
-  }
-
-  /** The server asked `key` to wait `duration`. */
-  hold(key: string, duration: Duration.Input, reason?: string | undefined): Effect.Effect<void> {
-    return Effect.map(Clock.currentTimeMillis, (now) => {
-      const millis = Option.getOrUndefined(Option.map(Duration.fromInput(duration), Duration.toMillis))
-      if (millis !== undefined && millis > 0) this.holdAt(key, now + millis, reason)
-    })
-  }
-
-  /** The share of the configured rate in force for `key` now. */
-  factor(key: string): Effect.Effect<number> {
-    return Effect.map(Clock.currentTimeMillis, (now) => this.factorAt(key, now))
-  }
-
-  /** Every key that was slowed down or held, as it is now. */
-  get snapshot(): Effect.Effect<Array<AdaptiveKey>> {
-    return Effect.map(Clock.currentTimeMillis, (now) => this.snapshotAt(now))
-  }
-}
+export const adaptive = (options?: AdaptiveOptions | undefined): AdaptiveRate => new AdaptiveRate(options)
 
 /** @internal A limit with its options checked and resolved. */
 export interface Resolved {

@@ -35,6 +35,16 @@ const windowText = (millis: number): string =>
     ? `${millis / 1000} s`
     : formatDuration(millis)
 
+/** A window's length for "N windows of ...": `1 s`, `10 s`, `1 min`, `1 h`. */
+const spanText = (millis: number): string =>
+  millis % 3_600_000 === 0
+    ? `${millis / 3_600_000} h`
+    : millis % 60_000 === 0
+    ? `${millis / 60_000} min`
+    : millis % 1000 === 0
+    ? `${millis / 1000} s`
+    : formatDuration(millis)
+
 /** The summary table; `extra` rows (the demo's server view) are appended in the same columns. */
 export const table = (summary: Run.Summary, extra: ReadonlyArray<readonly [string, string]> = []): string => {
   const rows: Array<readonly [string, string]> = []
@@ -97,11 +107,11 @@ export const table = (summary: Run.Summary, extra: ReadonlyArray<readonly [strin
     const per = windowText(limit.windowMs)
     rows.push([
       "limit",
-      `${n(limit.limit)} ${limit.budget} per ${per}: ${n(limit.used)} used in ${
-        n(limit.windows)
-      } window(s) of a ${per}, ${n(Math.round(limit.perWindow * 10) / 10)} per window (${
-        Math.round((limit.perWindow / limit.limit) * 100)
-      }% of the limit)`
+      `${n(limit.limit)} ${limit.budget} per ${per}: ${n(limit.used)} used in ${n(limit.windows)} window(s) of ${
+        spanText(limit.windowMs)
+      }, ${
+        n(limit.perWindow >= 100 ? Math.round(limit.perWindow) : Math.round(limit.perWindow * 10) / 10)
+      } per window (${Math.round((limit.perWindow / limit.limit) * 100)}% of the limit)`
     ])
   }
   if (summary.tokens !== undefined) rows.push(["tokens", `${n(summary.tokens.used)} used (usage.total_tokens)`])

@@ -3,9 +3,13 @@
  * limits' rates (lowered multiplicatively on a 429, recovered additively with time), and a hold (a time
  * before which the key's adaptive limits admit nothing, when the server said how long to wait).
  *
- * Every method takes the time explicitly (milliseconds on the executor's `Clock`, as the stores receive it),
- * so that the stores can consult it synchronously; `RateLimit` wraps the ones a program calls in effects.
+ * The `...At` methods take the time explicitly (milliseconds on the executor's `Clock`, as the stores receive
+ * it), so that the stores can consult it synchronously; the others are effects that read the `Clock`.
  */
+import * as Clock from "effect/Clock"
+import * as Duration from "effect/Duration"
+import * as Effect from "effect/Effect"
+import * as Option from "effect/Option"
 
 /** One key's state. Invariant: `floor <= factor <= 1` at `since`; it recovers linearly from there. */
 interface KeyState {
@@ -83,14 +87,16 @@ export interface AdaptiveOptions {
  *
  * **When to use**
  *
- * Through `RateLimit.adaptive`, which adds effectful methods; use the `...At` methods directly where the time
- * is at hand and no effect runs (a callback of an HTTP client, a store).
+ * Make it with `RateLimit.adaptive`, give it to limits, and tell it what the server answered: `slowDown`
+ * after a 429 without a wait, `hold` after an answer that asks for one; read `factor` or `snapshot` for a
+ * display. Use the `...At` methods where the time is at hand and no effect runs (an HTTP client's callback).
  *
  * **Details**
  *
- * Per key: `factorAt` is the share of the configured rate in force, `slowDownAt` lowers it (a 429 without a
- * wait), `holdAt` holds the key (a wait the server asked for), `snapshotAt` lists the keys that were slowed
- * down or held. The stores read it at each reservation; nothing runs in the background.
+ * Per key: `factor` is the share of the configured rate in force, `slowDown` lowers it (a 429 without a
+ * wait), `hold` holds the key (a wait the server asked for), `snapshot` lists the keys that were slowed down
+ * or held. Each effect is its `...At` method at the `Clock`'s current time. The stores read it at each
+ * reservation; nothing runs in the background.
  *
  * **Gotchas**
  *
@@ -192,5 +198,28 @@ export class AdaptiveRate {
       reason: state.heldUntil > now ? state.reason : undefined,
       slowDowns: state.slowDowns
     }))
+  }
+
+  /** A 429 without a wait for `key`, at the `Clock`'s time; see `slowDownAt`. Succeeds with whether it lowered. */
+  slowDown(key: string, options?: { readonly sentAt?: number | undefined } | undefined): Effect.Effect<boolean> {
+    return Effect.map(Clock.currentTimeMillis, (now) => this.slowDownAt(key, now, options?.sentAt))
+  }
+
+  /** The server asked `key` to wait `duration`, from the `Clock`'s time; see `holdAt`. */
+  hold(key: string, duration: Duration.Input, reason?: string | undefined): Effect.Effect<void> {
+    return Effect.map(Clock.currentTimeMillis, (now) => {
+      const millis = Option.getOrUndefined(Option.map(Duration.fromInput(duration), Duration.toMillis))
+      if (millis !== undefined && millis > 0) this.holdAt(key, now + millis, reason)
+    })
+  }
+
+  /** The share of the configured rate in force for `key` now. */
+  factor(key: string): Effect.Effect<number> {
+    return Effect.map(Clock.currentTimeMillis, (now) => this.factorAt(key, now))
+  }
+
+  /** Every key that was slowed down or held, as it is now. */
+  get snapshot(): Effect.Effect<Array<AdaptiveKey>> {
+    return Effect.map(Clock.currentTimeMillis, (now) => this.snapshotAt(now))
   }
 }
