@@ -26,8 +26,9 @@ import * as Option from "effect/Option"
 import * as References from "effect/References"
 import * as Result from "effect/Result"
 import * as Runtime from "effect/Runtime"
-import { limitsOf, parseDuration, parseShard } from "./internal/flags.ts"
+import { limitsOf, parseDuration, parseShard, parseSize } from "./internal/flags.ts"
 import * as Report from "./internal/report.ts"
+import * as Tokenizer from "./internal/tokenizer.ts"
 import * as Run from "./Run.ts"
 
 /**
@@ -169,7 +170,7 @@ const runFlags = {
   concurrency: Flag.Int("concurrency").pipe(
     Flag.withAlias("c"),
     Flag.withDefault(16),
-    Flag.withDescription("Requests in flight at most")
+    Flag.withDescription("Requests in flight at most (default: 16)")
   ),
   rate: Flag.String("rate").pipe(
     Flag.withMetavar("n/unit"),
@@ -179,7 +180,8 @@ const runFlags = {
   burst: Flag.Int("burst").pipe(
     Flag.optional,
     Flag.withDescription(
-      "Space requests evenly, allowing n back to back (1: evenly spaced), for leaky-bucket servers"
+      "Space requests evenly, allowing n back to back (1: evenly spaced), for leaky-bucket servers " +
+        "(default: none, exact sliding windows)"
     )
   ),
   rpm: Flag.Int("rpm").pipe(Flag.optional, Flag.withDescription("Requests per minute (same as --rate n/min)")),
@@ -187,23 +189,50 @@ const runFlags = {
     Flag.optional,
     Flag.withDescription("Tokens per minute: each line's tokens, or an estimate for chat-completion bodies")
   ),
+  tokenizer: Flag.Literals("tokenizer", Tokenizer.names).pipe(
+    Flag.withDefault("estimate"),
+    Flag.withDescription(
+      "How --tpm estimates a line without tokens: estimate (4 characters per token), o200k or cl100k " +
+        "(needs the optional package gpt-tokenizer) (default: estimate)"
+    )
+  ),
   retries: Flag.Int("retries").pipe(
     Flag.withDefault(5),
-    Flag.withDescription("Retries per request for 429, 5xx, timeouts and connection errors")
+    Flag.withDescription("Retries per request for 429, 5xx, timeouts and connection errors (default: 5)")
+  ),
+  maxRetryAfter: Flag.String("max-retry-after").pipe(
+    Flag.withDefault("5m"),
+    Flag.withMetavar("duration"),
+    Flag.withDescription("The longest a 429's Retry-After (or x-ratelimit-reset-*) may make a host wait (default: 5m)")
+  ),
+  adaptive: Flag.Boolean("adaptive").pipe(
+    Flag.withDefault(true),
+    Flag.withDescription(
+      "Lower a host's rate after a 429 that says no wait, and recover it step by step (default: on; --no-adaptive)"
+    )
+  ),
+  maxBody: Flag.String("max-body").pipe(
+    Flag.withDefault("16MB"),
+    Flag.withMetavar("size"),
+    Flag.withDescription(
+      "Largest response body kept: 512KB, 16MB, 1GB; a larger one is a BodyTooLarge error (default: 16MB)"
+    )
   ),
   timeout: Flag.String("timeout").pipe(
     Flag.withDefault("60s"),
     Flag.withMetavar("duration"),
-    Flag.withDescription("Per attempt, until the whole response is read: 500ms, 30s, 2m")
+    Flag.withDescription("Per attempt, until the whole response is read: 500ms, 30s, 2m (default: 60s)")
   ),
   grace: Flag.String("grace").pipe(
     Flag.withDefault("30s"),
     Flag.withMetavar("duration"),
-    Flag.withDescription("After Ctrl-C, how long requests in flight may take to finish")
+    Flag.withDescription("After Ctrl-C, how long requests in flight may take to finish (default: 30s)")
   ),
   resume: Flag.Boolean("resume").pipe(
     Flag.withDefault(false),
-    Flag.withDescription("Continue an interrupted run: skip the ids that already have a record in --out")
+    Flag.withDescription(
+      "Continue an interrupted run: skip the ids that already have a record in --out (the same input and --shard)"
+    )
   ),
   overwrite: Flag.Boolean("overwrite").pipe(
     Flag.withDefault(false),
@@ -216,12 +245,21 @@ const runFlags = {
   ),
   redisPrefix: Flag.String("redis-prefix").pipe(
     Flag.withDefault("pile:rl:"),
-    Flag.withDescription("Prefix of the Redis keys: processes share limits only with the same prefix")
+    Flag.withDescription(
+      "Prefix of the Redis keys: processes share limits only with the same prefix (default: pile:rl:)"
+    )
   ),
   shard: Flag.String("shard").pipe(
     Flag.optional,
     Flag.withMetavar("i/n"),
     Flag.withDescription("Take only the ids of shard i of n (1 <= i <= n), by a stable hash of the id")
+  ),
+  metrics: Flag.Int("metrics").pipe(
+    Flag.optional,
+    Flag.withMetavar("port"),
+    Flag.withDescription(
+      "Serve the executor's Prometheus metrics on http://127.0.0.1:<port>/metrics while the run lasts"
+    )
   ),
   quiet: Flag.Boolean("quiet").pipe(
     Flag.withAlias("q"),
@@ -272,6 +310,9 @@ export const run = Command.make("run", runFlags, (flags) =>
     const limits = yield* fromResult("run", limitsOf(flags))
     const timeout = yield* fromResult("run", parseDuration("--timeout", flags.timeout))
     const grace = yield* fromResult("run", parseDuration("--grace", flags.grace))
+    const maxRetryAfter = yield* fromResult("run", parseDuration("--max-retry-after", flags.maxRetryAfter))
+    const maxBody = yield* fromResult("run", parseSize("--max-body", flags.maxBody))
+    const countTokens = yield* Tokenizer.load(flags.tokenizer).pipe(Effect.catch((message) => usage("run", message)))
     const shard = Option.isSome(flags.shard) ? yield* fromResult("run", parseShard(flags.shard.value)) : undefined
     if (flags.concurrency < 1) return yield* usage("run", `--concurrency must be >= 1, got ${flags.concurrency}`)
     if (flags.retries < 0) return yield* usage("run", `--retries must be >= 0, got ${flags.retries}`)
@@ -285,6 +326,11 @@ export const run = Command.make("run", runFlags, (flags) =>
       limits,
       retries: flags.retries,
       timeout,
+      maxBody,
+      maxRetryAfter,
+      adaptive: flags.adaptive,
+      metricsPort: Option.getOrUndefined(flags.metrics),
+      countTokens,
       grace,
       resume: flags.resume,
       overwrite: flags.overwrite,

@@ -12,7 +12,10 @@
  * - Any other path, any method: echoes `{ method, path, query, body }`, shaped by query parameters:
  *   `status=404` answers that status; `delay=250` waits that many milliseconds; `fail=2` answers 500 to the
  *   first 2 requests for that exact URL; `throttle=2` answers 429 to the first 2 (with
- *   `retry-after-ms: retryAfterMs`, default 200).
+ *   `retry-after-ms: retryAfterMs`, default 200; `retryAfterMs=none` sends no wait at all; `reset=300ms`
+ *   sends `x-ratelimit-remaining-requests: 0` and `x-ratelimit-reset-requests: 300ms` instead);
+ *   `size=1000000` answers a body of that many bytes, in 64 KiB chunks (`chunked=1`: without
+ *   `content-length`).
  *
  * @since 0.1.0
  */
@@ -24,6 +27,7 @@ import type { ServeError } from "effect/http/HttpServerError"
 import * as HttpServerRequest from "effect/http/HttpServerRequest"
 import * as HttpServerResponse from "effect/http/HttpServerResponse"
 import type * as Scope from "effect/Scope"
+import * as Stream from "effect/Stream"
 import * as Http from "node:http"
 import * as Input from "./Input.ts"
 
@@ -75,6 +79,8 @@ export interface Limit {
  * - `latency`: each chat completion takes a uniform random time in `[min, max]` ms (default 0 to 0).
  * - `errorRate`: the share of chat completions answered 500 (default 0).
  * - `seed`: makes latencies, errors and completions reproducible (default 1).
+ * - `retryAfter`: whether a 429 for an exceeded limit says how long to wait (default `true`); `false`
+ *   answers a bare 429, as nginx `limit_req` does.
  *
  * **Gotchas**
  *
@@ -106,6 +112,7 @@ export interface Options {
   readonly latency?: { readonly min: number; readonly max: number } | undefined
   readonly errorRate?: number | undefined
   readonly seed?: number | undefined
+  readonly retryAfter?: boolean | undefined
 }
 
 /**
@@ -296,14 +303,24 @@ export const make = (
     const counters = { requests: 0, rateLimited: 0, serverErrors: 0, tokens: 0 }
     const arrivals: Array<number> = []
 
-    const tooMany = (waitMs: number, reason: string) => {
+    const tooMany = (waitMs: number | undefined, reason: string, headers?: Record<string, string>) => {
       counters.rateLimited++
-      const ms = Math.max(1, Math.ceil(waitMs))
+      const ms = waitMs === undefined ? undefined : Math.max(1, Math.ceil(waitMs))
       return HttpServerResponse.jsonUnsafe(
-        { error: { type: "rate_limit_exceeded", message: `mock: ${reason} limit exceeded, retry in ${ms} ms` } },
-        { status: 429, headers: { "retry-after-ms": String(ms), "retry-after": String(Math.ceil(ms / 1000)) } }
+        {
+          error: {
+            type: "rate_limit_exceeded",
+            message: `mock: ${reason} limit exceeded${ms === undefined ? "" : `, retry in ${ms} ms`}`
+          }
+        },
+        {
+          status: 429,
+          headers: headers ??
+            (ms === undefined ? {} : { "retry-after-ms": String(ms), "retry-after": String(Math.ceil(ms / 1000)) })
+        }
       )
     }
+    const limitWait = (waitMs: number) => options?.retryAfter === false ? undefined : waitMs
 
     const app = Effect.gen(function*() {
       const request = yield* HttpServerRequest.HttpServerRequest
@@ -324,14 +341,22 @@ export const make = (
       const estimate = Input.estimateTokens(body) ?? 0
       // Admission: both limits must fit, or the request is refused and not charged.
       const requestWait = requestWindow?.wait(1, now) ?? 0
-      if (requestWait > 0) return tooMany(requestWait, "request")
+      if (requestWait > 0) return tooMany(limitWait(requestWait), "request")
       const tokenWait = estimate > 0 ? tokenWindow?.wait(estimate, now) ?? 0 : 0
-      if (tokenWait > 0) return tooMany(tokenWait, "token")
+      if (tokenWait > 0) return tooMany(limitWait(tokenWait), "token")
       const seen = (byUrl.get(request.url) ?? 0) + 1
       byUrl.set(request.url, seen)
       const throttle = Number(url.searchParams.get("throttle") ?? 0)
       if (seen <= throttle) {
-        return tooMany(Number(url.searchParams.get("retryAfterMs") ?? 200), "throttle")
+        const reset = url.searchParams.get("reset")
+        if (reset !== null) {
+          return tooMany(undefined, "throttle", {
+            "x-ratelimit-remaining-requests": "0",
+            "x-ratelimit-reset-requests": reset
+          })
+        }
+        const retryAfterMs = url.searchParams.get("retryAfterMs") ?? "200"
+        return tooMany(retryAfterMs === "none" ? undefined : Number(retryAfterMs), "throttle")
       }
       requestWindow?.charge(1, now)
       const charged = estimate > 0 ? tokenWindow?.charge(estimate, now) : undefined
@@ -344,6 +369,19 @@ export const make = (
         const fail = Number(url.searchParams.get("fail") ?? 0)
         const status = seen <= fail ? 500 : Number(url.searchParams.get("status") ?? 200)
         if (status >= 500) counters.serverErrors++
+        const size = Number(url.searchParams.get("size") ?? 0)
+        if (size > 0) {
+          const chunk = new Uint8Array(64 * 1024).fill(120) // "x"
+          const chunks = Math.ceil(size / chunk.length)
+          const body = Stream.range(1, chunks).pipe(
+            Stream.map((i) => i < chunks ? chunk : chunk.subarray(0, size - (chunks - 1) * chunk.length))
+          )
+          return HttpServerResponse.stream(body, {
+            status,
+            contentType: "text/plain",
+            ...(url.searchParams.get("chunked") === "1" ? {} : { contentLength: size })
+          })
+        }
         return HttpServerResponse.jsonUnsafe(
           { method: request.method, path: url.pathname, query: Object.fromEntries(url.searchParams), body },
           { status }

@@ -23,6 +23,7 @@ import * as Stream from "effect/Stream"
  * - `"HttpStatus"`: the server answered a status that is not retried (a 4xx other than 429, or a 1xx/3xx).
  * - `"RateLimited"`: 429, and the retries ran out.
  * - `"ServerError"`: 5xx, and the retries ran out.
+ * - `"BodyTooLarge"`: the response body is larger than `--max-body`; its reading stopped there (not retried).
  * - `"Timeout"`: no complete response within `--timeout`, and the retries ran out.
  * - `"Transport"`: the connection failed (refused, reset, DNS), and the retries ran out.
  * - `"InvalidInput"`: the input line is not a valid request; it was not sent.
@@ -51,6 +52,7 @@ export type ErrorType =
   | "HttpStatus"
   | "RateLimited"
   | "ServerError"
+  | "BodyTooLarge"
   | "Timeout"
   | "Transport"
   | "InvalidInput"

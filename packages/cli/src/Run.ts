@@ -8,7 +8,7 @@
 import * as Executor from "@pile/executor/Executor"
 import * as ExecutorError from "@pile/executor/ExecutorError"
 import type * as Outcome from "@pile/executor/Outcome"
-import type * as RateLimit from "@pile/executor/RateLimit"
+import * as RateLimit from "@pile/executor/RateLimit"
 import * as Cause from "effect/Cause"
 import * as Clock from "effect/Clock"
 import * as Data from "effect/Data"
@@ -24,8 +24,11 @@ import * as Queue from "effect/Queue"
 import * as Stdio from "effect/Stdio"
 import * as Stream from "effect/Stream"
 import * as Input from "./Input.ts"
+import { anchorAtDeparture, type Anchored } from "./internal/departure.ts"
+import * as Fingerprint from "./internal/fingerprint.ts"
 import { formatDuration } from "./internal/flags.ts"
 import * as Http from "./internal/http.ts"
+import * as Metrics from "./internal/metrics.ts"
 import { type Mode, Reporter } from "./internal/progress.ts"
 import * as Output from "./Output.ts"
 
@@ -48,6 +51,16 @@ import * as Output from "./Output.ts"
  *   all requests together.
  * - `retries`: retries per request for 429, 5xx, timeouts and connection failures (default 5).
  * - `timeout`: per attempt, from sending to the end of the response body (default 60 seconds).
+ * - `maxBody`: bytes of a response body kept at most (default 16 MiB); a larger body is not kept: the
+ *   record says `BodyTooLarge`, and its reading stops there (never retried).
+ * - `maxRetryAfter`: the longest wait a 429 or 5xx can impose (default 5 minutes): a longer `Retry-After`
+ *   (or `x-ratelimit-reset-*`) is capped to it.
+ * - `countTokens`: a tokenizer's count for the token estimate of chat-like bodies (see
+ *   `Input.estimateTokens`); without it, 4 characters per token.
+ * - `metricsPort`: serve the executor's Prometheus metrics on `http://127.0.0.1:<port>/metrics` while the
+ *   run lasts (0: a free port, said on stderr); a port that cannot be used is an `InvalidOption`.
+ * - `adaptive`: learn from 429s that say no wait (default `true`): each request limit gets a per-host copy
+ *   with a `RateLimit.adaptive` rate, lowered after such a 429 and recovered step by step.
  * - `shard`: keep only the ids of shard `index` of `count` (see `Input.shardOf`).
  * - `store`: where rate budgets are kept: in memory by default, Redis to share them between processes.
  * - `progress`: `"auto"` (a bar on a terminal, lines otherwise), `"bar"`, `"lines"` or `"none"`;
@@ -88,6 +101,11 @@ export interface Options {
   readonly limits?: ReadonlyArray<RateLimit.Limit> | undefined
   readonly retries?: number | undefined
   readonly timeout?: Duration.Input | undefined
+  readonly maxBody?: number | undefined
+  readonly maxRetryAfter?: Duration.Input | undefined
+  readonly adaptive?: boolean | undefined
+  readonly metricsPort?: number | undefined
+  readonly countTokens?: Input.CountTokens | undefined
   readonly grace?: Duration.Input | undefined
   readonly resume?: boolean | undefined
   readonly overwrite?: boolean | undefined
@@ -123,11 +141,19 @@ export interface Options {
  *   `limit`.
  * - `tokens`: with a token budget or token usage in the responses: `used` (sum of `usage.total_tokens`), per
  *   minute, and the tightest token limit per minute.
- * - `limits`: each rate limit (`limit` units of `budget` per `windowMs`) with `average`, the units used per
- *   window on average (attempts for requests, `used` for tokens), over `max(elapsedMs, windowMs)`: how close
- *   the run came to the limit. An average, not a peak: the limit itself holds in every window.
+ * - `limits`: each rate limit (`limit` units of `budget` per `windowMs`) with `used` (attempts for requests,
+ *   `usage.total_tokens` for tokens), `windows` (the windows the run started: `ceil(elapsedMs / windowMs)`)
+ *   and `perWindow` (`used / windows`): how close the run came to the limit. Counting every started window,
+ *   a run that started with a full window reads at most 100% for a sliding window.
  * - `latency`: of the last attempt of each answered request, in milliseconds.
- * - `stopped`: `"completed"`, `"drained"` (one signal), `"cancelled"` (two) or `"failed"` (`error` says why).
+ * - `failures`: the records of this run that are not ok, by error type (`HttpStatus`, `RateLimited`...).
+ * - `cancelled`: requests stopped by a signal before they finished (no record: `resume` sends them again);
+ *   `cancelledBy`: `"signal"` (a second one) or `"grace"` (the grace after the first ran out).
+ * - `slowedDown`: the hosts whose adaptive rate was lowered after 429s without a wait, with the share of the
+ *   configured rate in force at the end.
+ * - `stopped`: `"completed"`, `"drained"` (one signal, and every admitted request finished within the grace),
+ *   `"cancelled"` (a second signal, or the grace ran out: `cancelled` says how many) or `"failed"` (`error`
+ *   says why).
  * - `exitCode`: 0 when every request succeeded (including those already in the output); 1 when some failed,
  *   or lines were invalid or duplicated; 3 when the run stopped on an error; 130 after a signal.
  *
@@ -171,11 +197,22 @@ export interface Summary {
     | { readonly used: number; readonly perMinute: number; readonly limitPerMinute: number | undefined }
     | undefined
   readonly limits: ReadonlyArray<
-    { readonly budget: string; readonly limit: number; readonly windowMs: number; readonly average: number }
+    {
+      readonly budget: string
+      readonly limit: number
+      readonly windowMs: number
+      readonly used: number
+      readonly windows: number
+      readonly perWindow: number
+    }
   >
   readonly latency:
     | { readonly p50: number; readonly p95: number; readonly p99: number; readonly max: number }
     | undefined
+  readonly failures: Readonly<Partial<Record<Output.ErrorType, number>>>
+  readonly cancelled: number
+  readonly cancelledBy: "signal" | "grace" | undefined
+  readonly slowedDown: ReadonlyArray<{ readonly host: string; readonly slowDowns: number; readonly factor: number }>
   readonly stopped: "completed" | "drained" | "cancelled" | "failed"
   readonly error: string | undefined
   readonly exitCode: 0 | 1 | 3 | 130
@@ -191,8 +228,9 @@ export interface Summary {
  * **Details**
  *
  * `reason` is one of `"InputNotFound"`, `"InputUnreadable"`, `"OutputExists"` (it has records and neither
- * `resume` nor `overwrite` was given), `"OutputUnwritable"`, `"SameFile"` (input and output are one file) or
- * `"InvalidOption"`; `message` is one line for the user.
+ * `resume` nor `overwrite` was given), `"OutputUnwritable"` (including an output that is not a regular file),
+ * `"SameFile"` (input and output are one file), `"InputChanged"` (`resume` with another input or shard than
+ * the output was started with) or `"InvalidOption"`; `message` is one line for the user.
  *
  * **Gotchas**
  *
@@ -226,6 +264,7 @@ export class RunError extends Data.TaggedError("RunError")<{
     | "OutputExists"
     | "OutputUnwritable"
     | "SameFile"
+    | "InputChanged"
     | "InvalidOption"
   readonly detail: string
 }> {
@@ -261,6 +300,8 @@ class Tally {
   serverErrors = 0
   tokensUsed = 0
   sawUsage = false
+  cancelled = 0
+  readonly failures: Partial<Record<Output.ErrorType, number>> = {}
   readonly latencies: Array<number> = []
 }
 
@@ -319,7 +360,7 @@ const toRecord = (
         status: answered ? error.status : null,
         attempts: outcome.attempts,
         latencyMs: answered ? error.latencyMs : null,
-        ...(answered ? { body: error.body } : {}),
+        ...("body" in error ? { body: error.body } : {}),
         error: { type: Http.errorType(error), message: after(error.message, outcome.attempts) },
         ...metadata
       }
@@ -384,10 +425,20 @@ const millisOf = (name: string, value: Duration.Input | undefined, fallback: num
     : Effect.fail(new RunError({ reason: "InvalidOption", detail: `${name} must be a duration > 0` }))
 }
 
+/** A response body larger than this is not kept (`maxBody`'s default): 16 MiB. */
+const defaultMaxBody = 16 * 1024 * 1024
+/** The largest `maxBody`: a JavaScript string holds at most 2^29 - 24 characters. */
+const maxBodyLimit = 512 * 1024 * 1024 - 1024
+
 interface Prepared {
   readonly options: Options
   readonly executor: Executor.Executor<Http.Response, Http.RequestError>
+  /** The adaptive rate of the per-host copies of the request limits, when there are any. */
+  readonly adaptive: RateLimit.AdaptiveRate | undefined
+  readonly store: RateLimit.RateLimitStore
   readonly timeoutMs: number
+  readonly maxBody: number
+  readonly maxRetryAfterMs: number
   readonly graceMs: number
   readonly intervalMs: number
   readonly mode: Mode
@@ -403,6 +454,25 @@ const prepare = (options: Options) =>
     const timeoutMs = yield* millisOf("timeout", options.timeout, 60_000)
     const graceMs = yield* millisOf("grace", options.grace, 30_000)
     const intervalMs = yield* millisOf("progressInterval", options.progressInterval, 5_000)
+    const maxRetryAfterMs = yield* millisOf("maxRetryAfter", options.maxRetryAfter, 300_000)
+    const maxBody = yield* positiveInteger("maxBody", options.maxBody, defaultMaxBody, 1)
+    if (maxBody > maxBodyLimit) {
+      return yield* new RunError({
+        reason: "InvalidOption",
+        detail: `maxBody must be at most ${maxBodyLimit} bytes (a JavaScript string cannot hold more), got ${maxBody}`
+      })
+    }
+    // Each request limit gets a per-host copy whose rate learns from the 429s of that host (the overall
+    // limits stay as given): the copy binds only once the host's rate was lowered.
+    const requestLimits = (options.limits ?? []).filter((limit) => (limit.budget ?? "requests") === "requests")
+    const adaptive = options.adaptive === false || requestLimits.length === 0
+      ? undefined
+      : RateLimit.adaptive()
+    // The executor's store, kept so that admissions can be anchored at the requests' departures.
+    const store = options.store ?? RateLimit.memoryStore()
+    const limits = adaptive === undefined
+      ? options.limits
+      : [...options.limits ?? [], ...requestLimits.map((limit) => Object.assign({}, limit, { perKey: true, adaptive }))]
     if (options.resume === true && options.overwrite === true) {
       return yield* new RunError({ reason: "InvalidOption", detail: "resume and overwrite cannot be used together" })
     }
@@ -413,14 +483,25 @@ const prepare = (options: Options) =>
       concurrency,
       // Admitted but not started: at most as many as run. The input is read no faster than that.
       capacity: concurrency,
-      limits: options.limits,
-      store: options.store,
+      limits,
+      store,
       policy: Http.policy(retries),
       shutdown: { mode: "cancel", grace: 0 },
       finalizerTimeout: "5 seconds"
     }).pipe(
       Effect.mapError((error) => new RunError({ reason: "InvalidOption", detail: error.message }))
     )
+    if (options.metricsPort !== undefined) {
+      const url = yield* Metrics.serve(options.metricsPort).pipe(
+        Effect.mapError((message) =>
+          new RunError({
+            reason: "InvalidOption",
+            detail: `cannot serve the metrics on 127.0.0.1:${options.metricsPort}: ${message}`
+          })
+        )
+      )
+      process.stderr.write(`pile: metrics at ${url}\n`)
+    }
     const fs = yield* FileSystem.FileSystem
     const { input, output } = options
     if (input !== "-") {
@@ -441,6 +522,12 @@ const prepare = (options: Options) =>
       )
     }
     const existing = yield* Effect.option(fs.stat(output))
+    if (Option.isSome(existing) && existing.value.type !== "File") {
+      return yield* new RunError({
+        reason: "OutputUnwritable",
+        detail: `the output ${output} is not a regular file`
+      })
+    }
     if (Option.isSome(existing) && input !== "-") {
       const [a, b] = yield* Effect.all([fs.realPath(input), fs.realPath(output)]).pipe(
         Effect.orElseSucceed(() => ["", "-"] as const)
@@ -454,9 +541,27 @@ const prepare = (options: Options) =>
     }
     const unwritable = (error: PlatformError.PlatformError) =>
       new RunError({ reason: "OutputUnwritable", detail: `cannot write the output ${output}: ${describe(error)}` })
+    const fingerprint = yield* Fingerprint.make(fs, input, options.shard).pipe(
+      Effect.mapError((error) =>
+        new RunError({ reason: "InputUnreadable", detail: `cannot read the input ${input}: ${describe(error)}` })
+      )
+    )
     let scan: Output.ScanResult | undefined
-    if (Option.isSome(existing) && existing.value.type === "File" && Number(existing.value.size) > 0) {
+    let keepSidecar = false
+    if (Option.isSome(existing) && Number(existing.value.size) > 0) {
       if (options.resume === true) {
+        const before = yield* Fingerprint.read(fs, output)
+        if (before !== undefined) {
+          const why = yield* Fingerprint.mismatch(fs, before, fingerprint).pipe(Effect.orElseSucceed(() => undefined))
+          if (why !== undefined) {
+            return yield* new RunError({
+              reason: "InputChanged",
+              detail: `cannot resume ${output}: ${why}. Resume with the same input and --shard, or use --overwrite ` +
+                `to start over`
+            })
+          }
+          keepSidecar = true
+        }
         scan = yield* Output.scan(fs.stream(output)).pipe(Effect.mapError(unwritable))
         if (scan.tail === "torn") yield* fs.truncate(output, scan.validBytes).pipe(Effect.mapError(unwritable))
       } else if (options.overwrite !== true) {
@@ -469,12 +574,29 @@ const prepare = (options: Options) =>
     const file = yield* fs.open(output, { flag: options.overwrite === true ? "w" : "a" }).pipe(
       Effect.mapError(unwritable)
     )
+    // A file that opens but cannot be written (a /proc file, a full or read-only device) fails here, before
+    // anything is sent: an empty write reaches the file system all the same.
+    yield* file.write(new Uint8Array(0)).pipe(Effect.mapError(unwritable))
+    if (!keepSidecar) yield* Fingerprint.write(fs, output, fingerprint).pipe(Effect.mapError(unwritable))
     if (scan?.tail === "unterminated") {
       yield* file.writeAll(new TextEncoder().encode("\n")).pipe(Effect.mapError(unwritable))
     }
     const progress = options.progress ?? "auto"
     const mode: Mode = progress === "auto" ? (process.stderr.isTTY === true ? "bar" : "lines") : progress
-    return { options, executor, timeoutMs, graceMs, intervalMs, mode, scan, file } satisfies Prepared
+    return {
+      options,
+      executor,
+      adaptive,
+      store,
+      timeoutMs,
+      maxBody,
+      maxRetryAfterMs,
+      graceMs,
+      intervalMs,
+      mode,
+      scan,
+      file
+    } satisfies Prepared
   })
 
 /** Lines this run has to process, counted in a second pass over the input (in the background). */
@@ -572,6 +694,10 @@ const execute = (prepared: Prepared) =>
               waiting: snapshot.waiting + snapshot.queued,
               rateLimited: tally.rateLimited,
               retries: snapshot.retries,
+              slowed: adaptive === undefined
+                ? []
+                : adaptive.snapshotAt(snapshot.at).filter((key) => key.factor < 1)
+                  .map((key) => ({ host: key.key, factor: key.factor })),
               now: snapshot.at
             })
           )
@@ -584,7 +710,7 @@ const execute = (prepared: Prepared) =>
     const shard = options.shard
     const seen = new Set<string>()
     const source = options.input === "-" ? stdio.stdin : fs.stream(options.input, { chunkSize: 64 * 1024 })
-    const inputs = Input.lines(source).pipe(
+    const inputs = Input.lines(source, { countTokens: options.countTokens }).pipe(
       Stream.mapError((error) =>
         new InputFailed({ detail: `reading the input ${options.input} failed: ${describe(error)}` })
       ),
@@ -608,16 +734,47 @@ const execute = (prepared: Prepared) =>
       })
     )
 
-    const onStatus: Http.OnStatus = (status) => {
+    // What the answers say about each host: the counters, the adaptive rate, and why a host waits.
+    const adaptive = prepared.adaptive
+    const onAnswer = (host: string) => (answer: Http.Answer): void => {
+      const { status, asked } = answer
       if (status === 429) tally.rateLimited++
       else if (status >= 500) tally.serverErrors++
+      if (status === 429 || status >= 500) {
+        if (asked !== undefined) {
+          const until = answer.at + Math.min(asked, prepared.maxRetryAfterMs)
+          const capped = asked > prepared.maxRetryAfterMs ? ` (asked ${formatDuration(asked)}, capped)` : ""
+          reporter.hold(host, until, `${status === 429 ? "429" : status} said wait${capped}`)
+        } else if (status === 429 && adaptive !== undefined) {
+          adaptive.slowDownAt(host, answer.at, answer.sentAt)
+        }
+      } else if (status >= 200 && status < 300 && adaptive !== undefined) {
+        // A success that says a budget is spent: wait for its reset before the next request to that host.
+        const reset = Http.exhaustedResetOf(answer.headers)
+        if (reset !== undefined && reset > 0) {
+          const until = answer.at + Math.min(reset, prepared.maxRetryAfterMs)
+          adaptive.holdAt(host, until, "x-ratelimit-remaining 0")
+          reporter.hold(host, until, "x-ratelimit-remaining 0")
+        }
+      }
     }
+    const sendOptions = (host: string): Http.SendOptions => ({
+      timeoutMs: prepared.timeoutMs,
+      maxBody: prepared.maxBody,
+      maxRetryAfter: prepared.maxRetryAfterMs,
+      onAnswer: onAnswer(host)
+    })
+    // The HTTP client's first request is slow (code to load and compile): pay for it before the first admission.
+    yield* Http.warmUp
+    const anchored: Anchored = prepared.store.memory === undefined
+      ? (effect) => effect
+      : yield* anchorAtDeparture(prepared.store.memory)
     const attempt = (line: Input.Line): Effect.Effect<Http.Response, Http.RequestError, HttpClient.HttpClient> =>
       line._tag === "Invalid"
         ? Effect.fail(new Http.InvalidInput({ detail: line.message }))
         : Effect.andThen(
           Effect.sync(() => tally.attempts++),
-          Http.send(line, prepared.timeoutMs, onStatus)
+          anchored(Http.send(line, sendOptions(hostOf(line.url))))
         )
 
     const pile = executor.run(inputs, attempt, {
@@ -646,6 +803,9 @@ const execute = (prepared: Prepared) =>
     const count = (record: Output.Record): void => {
       if (record.ok) tally.ok++
       else tally.failed++
+      if (record.error !== undefined) {
+        tally.failures[record.error.type] = (tally.failures[record.error.type] ?? 0) + 1
+      }
       if (record.error?.type === "InvalidInput") tally.invalid++
       if (record.error?.type === "TooManyTokens") tally.tooManyTokens++
       if (record.attempts > 1) tally.retried++
@@ -661,7 +821,11 @@ const execute = (prepared: Prepared) =>
       let text = ""
       for (const outcome of outcomes) {
         const record = toRecord(outcome)
-        if (record === undefined) continue
+        if (record === undefined) {
+          // Stopped by a signal (the second one, or the grace ran out): it gets no record.
+          if (outcome.kind === "cancelled" || outcome.kind === "interrupted") tally.cancelled++
+          continue
+        }
         records.push(record)
         text += Output.encode(record)
       }
@@ -714,7 +878,7 @@ const execute = (prepared: Prepared) =>
       ? "failed"
       : state.signal === undefined
       ? "completed"
-      : state.phase === "cancelling"
+      : state.phase === "cancelling" || tally.cancelled > 0
       ? "cancelled"
       : "drained"
     const exitCode = state.signal !== undefined
@@ -749,7 +913,8 @@ const execute = (prepared: Prepared) =>
         const budget = limit.budget ?? "requests"
         const windowMs = Duration.toMillis(limit.window)
         const units = budget === "requests" ? tally.attempts : budget === "tokens" ? tally.tokensUsed : 0
-        return { budget, limit: limit.limit, windowMs, average: (units * windowMs) / Math.max(elapsedMs, windowMs) }
+        const windows = Math.max(1, Math.ceil(elapsedMs / windowMs))
+        return { budget, limit: limit.limit, windowMs, used: units, windows, perWindow: units / windows }
       }),
       tokens: tokenLimit === undefined && !tally.sawUsage
         ? undefined
@@ -760,6 +925,12 @@ const execute = (prepared: Prepared) =>
         p99: percentile(sorted, 99),
         max: sorted[sorted.length - 1]!
       },
+      failures: { ...tally.failures },
+      cancelled: tally.cancelled,
+      cancelledBy: stopped !== "cancelled" ? undefined : state.phase === "cancelling" ? "signal" : "grace",
+      slowedDown: adaptive === undefined ? [] : adaptive.snapshotAt(yield* Clock.currentTimeMillis)
+        .filter((key) => key.slowDowns > 0)
+        .map((key) => ({ host: key.key, slowDowns: key.slowDowns, factor: key.factor })),
       stopped,
       error,
       exitCode

@@ -1,7 +1,9 @@
 import { assert, describe, it } from "@effect/vitest"
 import { Duration, Effect, Option, Result, Stream } from "effect"
 import * as Input from "../src/Input.ts"
-import { limitsOf, parseDuration, parseRate, parseShard } from "../src/internal/flags.ts"
+import { limitsOf, parseDuration, parseRate, parseShard, parseSize } from "../src/internal/flags.ts"
+import { askedWaitOf, exhaustedResetOf, resetMillisOf } from "../src/internal/http.ts"
+import * as Tokenizer from "../src/internal/tokenizer.ts"
 import * as Output from "../src/Output.ts"
 
 const bytes = (text: string) => Stream.make(new TextEncoder().encode(text))
@@ -35,13 +37,25 @@ describe("Input.parse", () => {
       [`{"url":"http://h","method":"FETCH"}`, `line 4: "method": expected one of GET, POST`],
       [`{"url":"http://h","method":"GET","body":{}}`, `line 4: "body": a GET request cannot have a body`],
       [`{"url":"http://h","headers":{"a":1}}`, `line 4: "headers.a": expected string`],
-      [`{"url":"http://h","tokens":-5}`, `line 4: "tokens": expected a value greater than or equal to 0`]
+      [`{"url":"http://h","tokens":-5}`, `line 4: "tokens": expected a value greater than or equal to 0`],
+      [`{"url":"http://h","headers":{"x a":"1"}}`, `line 4: "headers": invalid header name "x a"`],
+      [`{"url":"http://h","headers":{"":"1"}}`, `line 4: "headers": invalid header name ""`],
+      [
+        `{"url":"http://h","headers":{"x-a":"1\\r\\nx-b: 2"}}`,
+        `line 4: "headers": invalid value of header "x-a": control characters`
+      ],
+      [`{"url":"http://h","headers":{"x-a":"\\u0000"}}`, `line 4: "headers": invalid value of header "x-a"`]
     ]
     for (const [text, message] of cases) {
       const line = Input.parse(text, 4)
       assert.strictEqual(line._tag, "Invalid", text)
       if (line._tag === "Invalid") assert.include(line.message, message, text)
     }
+  })
+
+  it("header names are tokens and values have no control characters but tab", () => {
+    const line = Input.parse(`{"url":"http://h","headers":{"X-Api_Key.2":"a b\\tc ü"}}`, 1)
+    assert.strictEqual(line._tag, "Request")
   })
 
   it("an invalid line keeps its own id when it has a valid one", () => {
@@ -166,6 +180,13 @@ describe("flag values", () => {
       limits.success.map((l) => Duration.toMillis(Duration.fromInputUnsafe(l.window))),
       [1000, 60_000, 60_000]
     )
+    // --burst uses the margin of the rate-limit guide's recipe for leaky-bucket servers.
+    assert.deepStrictEqual(
+      limits.success.map((l) =>
+        l.margin === undefined ? undefined : Duration.toMillis(Duration.fromInputUnsafe(l.margin))
+      ),
+      [0.2, 0.2, undefined]
+    )
     assert.include(
       limitsFailure({ rate: [], rpm: none, tpm: none, burst: Option.some(1) }),
       "--burst needs a request limit"
@@ -192,10 +213,89 @@ describe("flag values", () => {
     assert.isTrue(Result.isFailure(parseDuration("--timeout", "0s")))
   })
 
+  it("sizes: bytes, KB, MB, GB (binary)", () => {
+    assert.deepStrictEqual(parseSize("--max-body", "100"), Result.succeed(100))
+    assert.deepStrictEqual(parseSize("--max-body", "512KB"), Result.succeed(512 * 1024))
+    assert.deepStrictEqual(parseSize("--max-body", "16mb"), Result.succeed(16 * 1024 * 1024))
+    assert.deepStrictEqual(parseSize("--max-body", "1GiB"), Result.succeed(1024 ** 3))
+    assert.isTrue(Result.isFailure(parseSize("--max-body", "0")))
+    assert.isTrue(Result.isFailure(parseSize("--max-body", "big")))
+  })
+
   it("shards: i/n with 1 <= i <= n", () => {
     assert.deepStrictEqual(parseShard("2/3"), Result.succeed({ index: 2, count: 3 }))
     assert.isTrue(Result.isFailure(parseShard("0/3")))
     assert.isTrue(Result.isFailure(parseShard("4/3")))
     assert.isTrue(Result.isFailure(parseShard("1")))
   })
+})
+
+describe("the waits a 429 asks for", () => {
+  it("reset times: Go durations and bare seconds", () => {
+    assert.strictEqual(resetMillisOf("20ms"), 20)
+    assert.strictEqual(resetMillisOf("1.5s"), 1500)
+    assert.strictEqual(resetMillisOf("6m0s"), 360_000)
+    assert.strictEqual(resetMillisOf("1h2m3s"), 3_723_000)
+    assert.strictEqual(resetMillisOf("2"), 2000)
+    assert.isUndefined(resetMillisOf("soon"))
+    assert.isUndefined(resetMillisOf("5 s"))
+  })
+
+  it("an exhausted budget waits for its reset; the longest of several; none when nothing is exhausted", () => {
+    assert.strictEqual(
+      exhaustedResetOf({
+        "x-ratelimit-remaining-requests": "0",
+        "x-ratelimit-reset-requests": "300ms",
+        "x-ratelimit-remaining-tokens": "0",
+        "x-ratelimit-reset-tokens": "2s"
+      }),
+      2000
+    )
+    assert.strictEqual(
+      exhaustedResetOf({
+        "x-ratelimit-remaining-requests": "12",
+        "x-ratelimit-reset-requests": "300ms",
+        "x-ratelimit-remaining-tokens": "0",
+        "x-ratelimit-reset-tokens": "1s"
+      }),
+      1000
+    )
+    assert.isUndefined(exhaustedResetOf({ "x-ratelimit-remaining-requests": "3", "x-ratelimit-reset-requests": "1s" }))
+    assert.isUndefined(exhaustedResetOf({}))
+  })
+
+  it("Retry-After first (milliseconds, seconds or a date), then the rate-limit headers", () => {
+    const now = Date.parse("2026-01-01T00:00:00Z")
+    assert.strictEqual(askedWaitOf({ "retry-after-ms": "250", "retry-after": "9" }, now), 250)
+    assert.strictEqual(askedWaitOf({ "retry-after": "3" }, now), 3000)
+    assert.strictEqual(askedWaitOf({ "retry-after": "Thu, 01 Jan 2026 00:00:05 GMT" }, now), 5000)
+    assert.strictEqual(
+      askedWaitOf({ "x-ratelimit-remaining-requests": "0", "x-ratelimit-reset-requests": "750ms" }, now),
+      750
+    )
+    assert.isUndefined(askedWaitOf({}, now))
+  })
+})
+
+/** A toy tokenizer: one token per word. */
+const words: Input.CountTokens = (text) => text.split(/\s+/).filter((w) => w !== "").length
+
+describe("--tokenizer", () => {
+  it("a tokenizer's count replaces the 4-characters rule for the text; overhead and budget stay", () => {
+    const body = { messages: [{ role: "user", content: "one two three" }, { role: "user", content: "four" }] }
+    assert.strictEqual(Input.estimateTokens({ ...body, max_tokens: 10 }, words), 4 + 2 * 4 + 2 + 10)
+    const line = Input.parse(JSON.stringify({ url: "http://h", body }), 1, { countTokens: words })
+    assert.strictEqual(line._tag === "Request" ? line.tokens : -1, 4 + 2 * 4 + 2)
+  })
+
+  it.effect("o200k and cl100k come from gpt-tokenizer, and count code denser than 4 characters per token", () =>
+    Effect.gen(function*() {
+      const code = "def f(x):\n    return {\"a\": [1, 2, 3], \"b\": x}\n".repeat(20)
+      for (const name of ["o200k", "cl100k"] as const) {
+        const count = yield* Tokenizer.load(name)
+        assert.isDefined(count)
+        assert.isAbove(count!(code), Math.ceil(code.length / 4), name)
+      }
+      assert.isUndefined(yield* Tokenizer.load("estimate"))
+    }))
 })

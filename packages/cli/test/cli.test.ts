@@ -1,7 +1,7 @@
 // End to end: `pile` as a real child process (Node 24, `src/bin.ts`) against the mock API running in this
 // process, on real time. Assertions are on counts and bounds, never on speed.
 import { afterAll, assert, beforeAll, describe, it } from "@effect/vitest"
-import { appendFileSync, writeFileSync } from "node:fs"
+import { appendFileSync, existsSync, writeFileSync } from "node:fs"
 import { join } from "node:path"
 import type * as Output from "../src/Output.ts"
 import type * as Run from "../src/Run.ts"
@@ -115,7 +115,11 @@ describe.concurrent("pile run", () => {
       [["run", input, "--out", existing], "already has results: use --resume"],
       [["run", input, "--out", join(dir, "o2.jsonl"), "--rate", "10/week"], `unknown unit "week"`],
       [["run", input, "--out", join(dir, "o5.jsonl"), "--redis", noRedis], `cannot use Redis at ${noRedis}`],
-      [["run", input], "Missing required flag: --out"]
+      [["run", input], "Missing required flag: --out"],
+      [["run", input, "--out", "/dev/null"], "the output /dev/null is not a regular file"],
+      ...(existsSync("/proc/version")
+        ? [[["run", input, "--out", "/proc/version"], "cannot write the output"] as [Array<string>, string]]
+        : [])
     ]
     // Two at a time: each case starts a process, and the machine may have two cores.
     const results: Array<Finished> = []
@@ -189,7 +193,7 @@ describe.concurrent("pile run", () => {
     const second = await cancelled.done
     assert.isBelow(Date.now() - signalled, 20_000)
     assert.strictEqual(second.code, 130, second.stderr)
-    assert.include(second.stdout, "stopped after a second signal (cancelled)")
+    assert.include(second.stdout, "cancelled (a second signal)")
     const afterCancel = readRecords(out)
     assert.isTrue(afterCancel.every((r) => r.ok), "a cancelled request was recorded")
     assert.strictEqual(new Set(ids(afterCancel)).size, afterCancel.length)
@@ -197,6 +201,64 @@ describe.concurrent("pile run", () => {
     const finished = await runPile(["run", input, "--out", out, "-c", "16", "--resume", "--quiet"])
     assert.strictEqual(finished.code, 0, finished.stderr)
     assertExactlyOnce(readRecords(out), all)
+  })
+
+  it("--resume with another input or another shard is refused; an input that grew at its end resumes", async () => {
+    const dir = tmp()
+    const [first, other, out] = [join(dir, "first.jsonl"), join(dir, "other.jsonl"), join(dir, "out.jsonl")]
+    writeLines(first, [1, 2, 3].map((i) => ({ id: `f${i}`, url: `${mock.url}/a` })))
+    writeLines(other, [1, 2, 3].map((i) => ({ id: `o${i}`, url: `${mock.url}/a` })))
+    assert.strictEqual((await runPile(["run", first, "--out", out, "--quiet"])).code, 0)
+    const refused = await Promise.all([
+      runPile(["run", other, "--out", out, "--resume"]),
+      runPile(["run", first, "--out", out, "--resume", "--shard", "1/2"])
+    ])
+    for (const result of refused) assert.strictEqual(result.code, 2, result.stderr)
+    assert.include(refused[0].stderr, `it was started with another input (${first})`)
+    assert.include(refused[1].stderr, "it was started with no --shard, not --shard 1/2")
+    assertExactlyOnce(readRecords(out), ["f1", "f2", "f3"])
+    appendFileSync(first, JSON.stringify({ id: "f4", url: `${mock.url}/a` }) + "\n")
+    const grown = await runPile(["run", first, "--out", out, "--resume", "--quiet"])
+    assert.strictEqual(grown.code, 0, grown.stderr)
+    assertExactlyOnce(readRecords(out), ["f1", "f2", "f3", "f4"])
+  })
+
+  it("a grace that runs out is reported as cancelled, with the count", async () => {
+    const own = await startMock()
+    const dir = tmp()
+    const input = join(dir, "in.jsonl")
+    const out = join(dir, "out.jsonl")
+    writeLines(input, Array.from({ length: 20 }, (_, i) => ({ id: i, url: `${own.url}/stuck?delay=5000&i=${i}` })))
+    const pile = startPile(["run", input, "--out", out, "-c", "3", "--grace", "300ms", "--json"])
+    const end = Date.now() + 30_000
+    while ((await own.stats()).requests < 3 && Date.now() < end) await new Promise((r) => setTimeout(r, 50))
+    pile.child.kill("SIGINT")
+    const result = await pile.done
+    assert.strictEqual(result.code, 130, result.stderr)
+    const summary = summaryOf(result.stdout)
+    assert.strictEqual(summary.stopped, "cancelled")
+    assert.strictEqual(summary.cancelledBy, "grace")
+    // The three running, and as many admitted and waiting for a slot, at most: none of them has a record.
+    assert.isAtLeast(summary.cancelled, 1)
+    assert.isAtMost(summary.cancelled, 6)
+    assert.strictEqual(lineCount(out), 0)
+    await own.close()
+  })
+
+  it("--metrics serves the executor's Prometheus metrics while the run lasts", async () => {
+    const dir = tmp()
+    const input = join(dir, "in.jsonl")
+    writeLines(input, Array.from({ length: 6 }, (_, i) => ({ id: i, url: `${mock.url}/m?delay=300&i=${i}` })))
+    const pile = startPile(["run", input, "--out", join(dir, "out.jsonl"), "-c", "2", "--metrics", "0", "--quiet"])
+    await waitUntil("the metrics address", () => /metrics at (http\S+)/.test(pile.stderr()), 20_000)
+    const url = /metrics at (http\S+)/.exec(pile.stderr())![1]!
+    const text = await (await fetch(url)).text()
+    assert.match(text, /pile_tasks_submitted_total|pile_task_/)
+    const result = await pile.done
+    assert.strictEqual(result.code, 0, result.stderr)
+    // Closed with the run.
+    const after = await fetch(url).then(() => "open", () => "closed")
+    assert.strictEqual(after, "closed")
   })
 
   it("two shards, run at once, together take every line exactly once", async () => {

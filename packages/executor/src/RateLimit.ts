@@ -5,7 +5,9 @@
  * applies to the task is reserved at once, all or nothing, at the moment the task starts, and in the order
  * tasks arrived. After the task, its actual cost can be settled: an extra charge always applies; a refund
  * gives back only capacity no later reservation relied on (see below). A failure carrying `retryAfter` (an
- * HTTP 429) pauses the task's whole key.
+ * HTTP 429) pauses the task's whole key. A limit declared with an `adaptive` rate (`adaptive`) learns from
+ * 429s that say no wait: its rate is lowered for the key that got them, and recovers step by step to the
+ * configured limit.
  *
  * Models and their exact bounds (W = window, L = limit, B = burst, r = L / W), which hold with settlement,
  * counting each task at the smaller of its reserved cost and the least cost it was settled to:
@@ -35,6 +37,7 @@ import * as Effect from "effect/Effect"
 import * as Option from "effect/Option"
 import * as Result from "effect/Result"
 import * as ExecutorError from "./ExecutorError.ts"
+import { type AdaptiveKey, type AdaptiveOptions, AdaptiveRate } from "./internal/adaptive.ts"
 import {
   type Algorithm,
   type Bucket,
@@ -44,7 +47,7 @@ import {
   type Reservation
 } from "./internal/limiter.ts"
 
-export type { Algorithm, Bucket, Claim, Reservation }
+export type { AdaptiveKey, AdaptiveOptions, AdaptiveRate, Algorithm, Bucket, Claim, Reservation }
 
 /**
  * One limit: "`limit` units of `budget` per `window`".
@@ -102,6 +105,11 @@ export interface Limit {
   readonly burst?: number | undefined
   /** GCRA: extra spacing per unit, a safety margin against the server's clock (default 0). */
   readonly margin?: Duration.Input | undefined
+  /**
+   * Scale the limit, per key, by this adaptive rate (see `adaptive`): lowered after 429s, recovering to the
+   * configured limit. Usually with `perKey: true`, so that each key learns its own rate.
+   */
+  readonly adaptive?: AdaptiveRate | undefined
 }
 
 /**
@@ -288,6 +296,70 @@ export const memoryStore = (): RateLimitStore => {
   }
 }
 
+/**
+ * An adaptive rate for limits that learn from a server's 429s: give it to limits (`adaptive: rate`), then
+ * tell it what the server answered. Per key, it lowers the rate multiplicatively after a 429 that said no
+ * wait, recovers it additively toward the configured limit, and holds the key for a wait the server asked for.
+ *
+ * **When to use**
+ *
+ * When the server's real limit is unknown or lower than the one you configured, and its 429s do not say how
+ * long to wait (nginx `limit_req`, many gateways): AIMD, as TCP does with congestion.
+ *
+ * **Details**
+ *
+ * - `slowDown(key, { sentAt })`: after a 429 without a wait: the key's rate is multiplied by `decrease`
+ *   (default 0.95), not below `floor` (default 5% of the limit). A 429 of a request sent before the last
+ *   slow-down is not news (the requests in flight then were sent at the old rate) and changes nothing.
+ * - Recovery: the key regains `increase` (default 10%) of the configured rate per second, up to the limit.
+ * - `hold(key, duration)`: after a wait the server asked for (`Retry-After`, an exhausted
+ *   `x-ratelimit-remaining-*` with its `x-ratelimit-reset-*`): the key's adaptive limits admit nothing for
+ *   that long. (A task failure carrying `retryAfter` already pauses the key in the executor; `hold` is for
+ *   answers that are not failures, such as a 200 saying the budget is spent.)
+ * - The `...At` methods take the time (milliseconds on the executor's `Clock`) instead of reading it, for
+ *   callers outside an effect.
+ * - With several limits declared with one rate, a key's factor scales all of them; an overall limit (no
+ *   `key`, no `perKey`) uses the factor of key `""`.
+ *
+ * **Gotchas**
+ *
+ * The rate is the state of one process: with `RateLimitRedis`, each process lowers and recovers its own view
+ * of a shared limit (it charges the shared budget at its own pace). Options out of range fail `Executor.make`
+ * with `InvalidOption` (`limits[i].adaptive`).
+ *
+ * **Example**
+ *
+ * ```ts
+ * import { Executor, RateLimit } from "@pile/executor"
+ * import { Clock, Effect } from "effect"
+ * import assert from "node:assert/strict"
+ *
+ * const rate = RateLimit.adaptive({ decrease: 0.5 })
+ *
+ * const program = Effect.gen(function*() {
+ *   const executor = yield* Executor.make({
+ *     limits: [{ perKey: true, limit: 100, window: "1 second", algorithm: "gcra", adaptive: rate }]
+ *   })
+ *   const startOf = (key: string) =>
+ *     Effect.flatMap(executor.submit(Clock.currentTimeMillis, { key }), (handle) => handle.join)
+ *   const a = yield* startOf("api")
+ *   const b = yield* startOf("api")
+ *   assert.ok(b - a >= 9, `10 ms apart at 100 per second: ${b - a}`)
+ *   yield* rate.slowDown("api") // the server answered 429 without Retry-After
+ *   const c = yield* startOf("api")
+ *   const d = yield* startOf("api")
+ *   assert.ok(d - c >= 19, `20 ms apart at half the rate: ${d - c}`)
+ * }).pipe(Effect.scoped)
+ *
+ * await Effect.runPromise(program)
+ * ```
+ *
+ * @see Limit for `adaptive` in a declaration
+ * @category constructors
+ * @since 0.1.0
+ */
+export const adaptive = (options?: AdaptiveOptions | undefined): AdaptiveRate => new AdaptiveRate(options)
+
 /** @internal A limit with its options checked and resolved. */
 export interface Resolved {
   readonly declaration: Limit
@@ -340,8 +412,13 @@ export const resolve = (
     if (limit.key !== undefined && limit.perKey === true) {
       return Result.fail(ExecutorError.invalidOption(`${at}.perKey`, true, "not both key and perKey"))
     }
+    const invalid = limit.adaptive?.invalid
+    if (invalid !== undefined) {
+      return Result.fail(ExecutorError.invalidOption(`${at}.adaptive.${invalid[0]}`, invalid[1], invalid[2]))
+    }
     const budget = limit.budget ?? "requests"
-    const id = [limit.name ?? "", budget, limit.limit, window, algorithm, burst, margin].join("|")
+    const id = [limit.name ?? "", budget, limit.limit, window, algorithm, burst, margin].join("|") +
+      (limit.adaptive === undefined ? "" : "|adaptive")
     out.push({
       declaration: limit,
       id,
@@ -368,12 +445,15 @@ export const claimsFor = (
   const claims: Array<Claim> = []
   for (const limit of limits) {
     let bucketId: string
+    let bucketKey: string | undefined
     if (limit.key !== undefined) {
       if (limit.key !== key) continue
       bucketId = `${limit.id}|key=${key}`
+      bucketKey = key
     } else if (limit.perKey) {
       if (key === undefined) continue
       bucketId = `${limit.id}|each=${key}`
+      bucketKey = key
     } else {
       bucketId = `${limit.id}|all`
     }
@@ -388,7 +468,9 @@ export const claimsFor = (
         limit: limit.limit,
         window: limit.window,
         burst: limit.burst,
-        margin: limit.margin
+        margin: limit.margin,
+        ...(bucketKey === undefined ? {} : { key: bucketKey }),
+        ...(limit.declaration.adaptive === undefined ? {} : { adaptive: limit.declaration.adaptive })
       }
       buckets.set(bucketId, bucket)
     }

@@ -11,9 +11,11 @@
  *
  * @since 0.1.0
  */
+import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
+import * as Option from "effect/Option"
 import * as Redis from "effect/persistence/Redis"
-import { type Claim, type Reservation, settlement } from "./internal/limiter.ts"
+import { type Claim, effectiveAt, type Reservation, settlement } from "./internal/limiter.ts"
 import type { RateLimitStore, ReserveResult } from "./RateLimit.ts"
 
 /**
@@ -42,12 +44,20 @@ export interface Options {
    * which tests drive with `TestClock`.
    */
   readonly time?: "server" | "client" | undefined
+  /**
+   * Reserve ahead: a reservation that could be granted within this long is granted now, for that later time
+   * (`Reservation.notBefore`, on the caller's clock), instead of denied. Default 0 (never ahead). The task
+   * must not start before `notBefore`: the executor of this version starts a task when its reservation is
+   * granted, so leave it at 0 with `Executor`; it is for an executor that waits for `notBefore` (see the
+   * rate-limit guide).
+   */
+  readonly lookahead?: Duration.Input | undefined
 }
 
-// KEYS: one per bucket. ARGV: now (client ms, or "" for server time), reservation id, then 6 per bucket:
-// algorithm, limit, window, burst, margin, amount.
-// Returns { 1, now, then 3 per bucket: its mark (value, last, bound; see settleLua) } when reserved;
-// { 0, now, retryAt, blocking bucket indexes... } when denied.
+// KEYS: one per bucket. ARGV: now (client ms, or "" for server time), reservation id, lookahead (ms), then 6
+// per bucket: algorithm, limit, window, burst, margin, amount.
+// Returns { 1, now, at, then 3 per bucket: its mark (value, last, bound; see settleLua) } when reserved (at > now:
+// reserved ahead, for `at`); { 0, now, retryAt, blocking bucket indexes... } when denied.
 const reserveLua = `
 local now
 if ARGV[1] == "" then
@@ -57,10 +67,11 @@ else
   now = tonumber(ARGV[1])
 end
 local id = ARGV[2]
+local lookahead = tonumber(ARGV[3])
 local n = #KEYS
 local inf = math.huge
 
-local function param(i, k) return ARGV[2 + (i - 1) * 6 + k] end
+local function param(i, k) return ARGV[3 + (i - 1) * 6 + k] end
 
 local function earliest(i)
   local key = KEYS[i]
@@ -112,13 +123,15 @@ for i = 1, n do
     if e > retryAt then retryAt = e end
   end
 end
-if #blocking > 0 then
+if #blocking > 0 and retryAt - now > lookahead then
   local out = { 0, string.format("%.17g", now), string.format("%.17g", retryAt) }
   for _, i in ipairs(blocking) do table.insert(out, i) end
   return out
 end
+-- Granted at once, or ahead: every bucket is charged at \`at\` (the earliest time all of them allow).
+local at = retryAt
 
-local out = { 1, string.format("%.17g", now) }
+local out = { 1, string.format("%.17g", now), string.format("%.17g", at) }
 for i = 1, n do
   local key = KEYS[i]
   local alg = param(i, 1)
@@ -129,7 +142,7 @@ for i = 1, n do
   local amount = tonumber(param(i, 6))
   local ttl = math.ceil(window * 2 + 1000)
   if alg == "sliding-window" then
-    redis.call("ZADD", key, now, id)
+    redis.call("ZADD", key, at, id)
     redis.call("HSET", key .. ":a", id, amount)
     redis.call("INCRBYFLOAT", key .. ":u", amount)
     redis.call("PEXPIRE", key, ttl)
@@ -140,7 +153,7 @@ for i = 1, n do
     table.insert(out, "")
   elseif alg == "gcra" then
     local interval = window / limit + margin
-    local bound = math.max(tonumber(redis.call("GET", key) or "-1e308"), now)
+    local bound = math.max(tonumber(redis.call("GET", key) or "-1e308"), at)
     local tat = string.format("%.17g", bound + amount * interval)
     redis.call("SET", key, tat, "PX", math.ceil(tonumber(tat) - now + ttl))
     table.insert(out, tat)
@@ -149,10 +162,10 @@ for i = 1, n do
   else
     local state = redis.call("HMGET", key, "t", "l")
     local tokens = tonumber(state[1]) or burst
-    local last = tonumber(state[2]) or now
-    if now > last then tokens = math.min(burst, tokens + (now - last) * limit / window) end
+    local last = tonumber(state[2]) or at
+    if at > last then tokens = math.min(burst, tokens + (at - last) * limit / window) end
     local t = string.format("%.17g", tokens - amount)
-    local l = string.format("%.17g", math.max(now, last))
+    local l = string.format("%.17g", math.max(at, last))
     redis.call("HSET", key, "t", t, "l", l)
     redis.call("PEXPIRE", key, ttl)
     table.insert(out, t)
@@ -292,6 +305,10 @@ export const make = (options?: Options | undefined): Effect.Effect<RateLimitStor
   Effect.map(Redis.Redis, (redis) => {
     const prefix = options?.prefix ?? "pile:rl:"
     const serverTime = (options?.time ?? "server") === "server"
+    const lookahead = Option.getOrElse(
+      Option.map(Duration.fromInput(options?.lookahead ?? 0), Duration.toMillis),
+      () => 0
+    )
     const reserve = redis.eval(reserveScript)
     const settle = redis.eval(settleScript)
     const keyOf = (claim: Claim) => prefix + claim.bucket.id
@@ -306,19 +323,38 @@ export const make = (options?: Options | undefined): Effect.Effect<RateLimitStor
         claims: ReadonlyArray<Claim>,
         now: number
       ): Effect.Effect<ReserveResult, Redis.RedisError> => {
-        const args: Array<string | number> = [serverTime ? "" : String(now), `${instance}:${id}`]
+        const args: Array<string | number> = [serverTime ? "" : String(now), `${instance}:${id}`, lookahead]
+        let heldUntil = now
+        let held: Array<string> | undefined
         for (const claim of claims) {
-          const b = claim.bucket
+          // An adaptive limit is charged at this process's rate of the moment; a held key waits here.
+          const effective = claim.bucket.adaptive === undefined
+            ? undefined
+            : effectiveAt(claim.bucket, claim.amount, now)
+          if (effective?.heldUntil !== undefined) {
+            ;(held ??= []).push(claim.bucket.id)
+            heldUntil = Math.max(heldUntil, effective.heldUntil)
+          }
+          const b = effective?.bucket ?? claim.bucket
           args.push(b.algorithm, b.limit, b.window, b.burst, b.margin, claim.amount)
         }
+        if (held !== undefined) return Effect.succeed({ _tag: "Denied", retryAt: heldUntil, blocking: held })
         return Effect.map(reserve(claims.map(keyOf), args), (reply): ReserveResult => {
           const redisNow = Number(reply[1])
           // Answers are on the store's clock: translate them to the caller's.
           const shift = now - redisNow
           if (Number(reply[0]) === 1) {
-            // `at` is the admission time on the store's clock (Redis's with server time).
-            const reservation: Reservation = { id, at: redisNow, claims, charged: claims.map((c) => c.amount) }
-            marks.set(reservation, reply.slice(2).map(String))
+            // `at` is the admission time on the store's clock (Redis's with server time); later than the
+            // store's now when reserved ahead, and then `notBefore` is that time on the caller's clock.
+            const at = Number(reply[2])
+            const reservation: Reservation = {
+              id,
+              at,
+              claims,
+              charged: claims.map((c) => c.amount),
+              ...(at > redisNow ? { notBefore: at + shift } : {})
+            }
+            marks.set(reservation, reply.slice(3).map(String))
             return { _tag: "Reserved", reservation }
           }
           const blocking = reply.slice(3).map((i) => claims[Number(i) - 1]!.bucket.id)

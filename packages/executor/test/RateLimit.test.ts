@@ -4,7 +4,7 @@ import { TestClock } from "effect/testing"
 import * as fc from "fast-check"
 import * as ErrorPolicy from "../src/ErrorPolicy.ts"
 import * as Executor from "../src/Executor.ts"
-import type * as RateLimit from "../src/RateLimit.ts"
+import * as RateLimit from "../src/RateLimit.ts"
 import { assertLedger, runs } from "./support.ts"
 
 const make = <A = unknown, E = unknown>(options?: Executor.Options<E>) =>
@@ -432,5 +432,119 @@ describe("429 feedback", () => {
       yield* TestClock.adjust("5 seconds")
       assert.strictEqual(yield* handle.join, 2)
       assert.deepStrictEqual(yield* Ref.get(starts), [0, 3000])
+    }))
+})
+
+class Throttled extends Data.TaggedError("Throttled")<{ readonly sentAt: number }> {}
+
+describe("adaptive rates", () => {
+  it.effect("a 429 without a wait lowers the key's rate; it recovers additively, never above the limit", () =>
+    Effect.gen(function*() {
+      const rate = RateLimit.adaptive({ decrease: 0.5, increase: 0.1 })
+      const log = yield* Ref.make<Array<Start>>([])
+      const executor = yield* make({
+        concurrency: 10,
+        capacity: 100,
+        limits: [{ perKey: true, limit: 10, window: "1 second", algorithm: "gcra", adaptive: rate }]
+      })
+      const startsOf = (key: string) =>
+        Ref.get(log).pipe(Effect.map((xs) => xs.filter((s) => s.key === key).map((s) => s.at)))
+      for (let i = 0; i < 3; i++) yield* executor.submit(recorded(log, "api", {}), { key: "api" })
+      yield* TestClock.adjust(1_000)
+      assert.deepStrictEqual(yield* startsOf("api"), [0, 100, 200]) // 10 per second
+      yield* rate.slowDown("api")
+      assert.strictEqual(yield* rate.factor("api"), 0.5)
+      for (let i = 0; i < 3; i++) yield* executor.submit(recorded(log, "api", {}), { key: "api" })
+      yield* executor.submit(recorded(log, "other", {}), { key: "other" })
+      yield* TestClock.adjust(1_000)
+      // Half the rate for "api": 200 ms apart (the recovery of 10% per second shortens the gaps a little).
+      const slowed = (yield* startsOf("api")).slice(3)
+      assert.strictEqual(slowed[0], 1_000)
+      assert.isAtLeast(slowed[1]! - slowed[0]!, 180)
+      assert.isAtLeast(slowed[2]! - slowed[1]!, 170)
+      assert.deepStrictEqual(yield* startsOf("other"), [1_000]) // other keys keep their rate
+      yield* TestClock.adjust(2_000)
+      assert.closeTo(yield* rate.factor("api"), 0.5 + 0.1 * 3, 1e-9)
+      yield* TestClock.adjust(10_000)
+      assert.strictEqual(yield* rate.factor("api"), 1)
+      for (let i = 0; i < 2; i++) yield* executor.submit(recorded(log, "api", {}), { key: "api" })
+      yield* TestClock.adjust(1_000)
+      const recovered = (yield* startsOf("api")).slice(6)
+      assert.strictEqual(recovered[1]! - recovered[0]!, 100)
+    }))
+
+  it.effect("a 429 of a request sent before the last slow-down changes nothing; the floor holds", () =>
+    Effect.gen(function*() {
+      const rate = RateLimit.adaptive({ decrease: 0.5, floor: 0.2 })
+      yield* TestClock.adjust(1_000)
+      assert.isTrue(yield* rate.slowDown("api", { sentAt: 900 }))
+      assert.isFalse(yield* rate.slowDown("api", { sentAt: 950 })) // in flight when the first 429 came
+      assert.strictEqual(yield* rate.factor("api"), 0.5)
+      for (let i = 0; i < 5; i++) yield* rate.slowDown("api")
+      assert.strictEqual(yield* rate.factor("api"), 0.2)
+      assert.deepStrictEqual((yield* rate.snapshot).map((k) => [k.key, k.slowDowns]), [["api", 6]])
+    }))
+
+  it.effect("a hold: the key's adaptive limits admit nothing until the wait is over", () =>
+    Effect.gen(function*() {
+      const rate = RateLimit.adaptive()
+      const log = yield* Ref.make<Array<Start>>([])
+      const executor = yield* make({ limits: [{ perKey: true, limit: 100, window: "1 second", adaptive: rate }] })
+      yield* rate.hold("api", "3 seconds", "x-ratelimit-remaining 0")
+      assert.deepStrictEqual((yield* rate.snapshot).map((k) => [k.heldUntil, k.reason]), [[
+        3_000,
+        "x-ratelimit-remaining 0"
+      ]])
+      yield* executor.submit(recorded(log, "api", {}), { key: "api" })
+      yield* executor.submit(recorded(log, "other", {}), { key: "other" })
+      yield* TestClock.adjust(5_000)
+      assert.deepStrictEqual((yield* Ref.get(log)).map((s) => [s.key, s.at]), [["other", 0], ["api", 3_000]])
+    }))
+
+  it.effect("against a server that answers 429 without a wait, the rate comes down to the server's", () =>
+    Effect.gen(function*() {
+      // The server accepts one request per 250 ms (4 per second); the limit says 20 per second.
+      const rate = RateLimit.adaptive({ decrease: 0.7, increase: 0.02 })
+      let lastAccepted = Number.NEGATIVE_INFINITY
+      let throttled = 0
+      const accepted: Array<number> = []
+      const call = Effect.gen(function*() {
+        const now = yield* Clock.currentTimeMillis
+        if (now - lastAccepted < 250) {
+          throttled++
+          return yield* new Throttled({ sentAt: now })
+        }
+        lastAccepted = now
+        accepted.push(now)
+      }).pipe(Effect.tapError((e) => rate.slowDown("api", { sentAt: e.sentAt })))
+      const executor = yield* make<void, Throttled>({
+        concurrency: 4,
+        capacity: 200,
+        limits: [{ perKey: true, limit: 20, window: "1 second", algorithm: "gcra", adaptive: rate }],
+        policy: ErrorPolicy.retry(Schedule.recurs(100))
+      })
+      const handles = []
+      for (let i = 0; i < 40; i++) handles.push(yield* executor.submit(call, { key: "api" }))
+      yield* TestClock.adjust(60_000)
+      for (const handle of handles) assert.strictEqual((yield* handle.outcome).kind, "success")
+      // Without adapting, 20 per second against 4 per second: about four 429s per success (160).
+      assert.isBelow(throttled, 40)
+      assert.isAbove((yield* rate.snapshot)[0]!.slowDowns, 0)
+      // And it still used the server's capacity: 40 accepted at 250 ms in about 10 s, not much more.
+      assert.isBelow(accepted.at(-1)! - accepted[0]!, 20_000)
+    }))
+
+  it.effect("adaptive options out of range are typed errors naming the option", () =>
+    Effect.gen(function*() {
+      const cases: Array<[RateLimit.AdaptiveOptions, string]> = [
+        [{ decrease: 1 }, "limits[0].adaptive.decrease"],
+        [{ increase: 0 }, "limits[0].adaptive.increase"],
+        [{ floor: 0 }, "limits[0].adaptive.floor"]
+      ]
+      for (const [options, option] of cases) {
+        const adaptive = RateLimit.adaptive(options)
+        const error = yield* Effect.flip(make({ limits: [{ limit: 1, window: "1 second", adaptive }] }))
+        assert.include(error.message, option)
+      }
     }))
 })

@@ -170,6 +170,26 @@ const seedOf = (fixed: number): number => {
 }
 
 describe.each(stores)("RateLimitStore conformance: %s", (_, makeStore) => {
+  it.live("an adaptive bucket: spaced at its key's lowered rate, held while the key is held, per key", () =>
+    Effect.scoped(Effect.gen(function*() {
+      const store = yield* makeStore()
+      const rate = RateLimit.adaptive({ decrease: 0.5, increase: 1e-9 }) // no recovery to speak of
+      const base = bucket("gcra", 10, 1000) // 100 ms apart
+      const a: Bucket = { ...base, id: `${base.id}|each=a`, key: "a", adaptive: rate }
+      const b: Bucket = { ...base, id: `${base.id}|each=b`, key: "b", adaptive: rate }
+      assert.strictEqual((yield* reserve(store, [claim(a)], 0))._tag, "Reserved")
+      rate.slowDownAt("a", 0) // half the rate: 200 ms apart, from the next reservation on
+      assert.strictEqual((yield* reserve(store, [claim(a)], 100))._tag, "Reserved")
+      const denied = yield* reserve(store, [claim(a)], 200)
+      assert.strictEqual(denied._tag, "Denied")
+      assert.closeTo(denied._tag === "Denied" ? denied.retryAt : 0, 300, 1e-3)
+      assert.strictEqual((yield* reserve(store, [claim(b)], 200))._tag, "Reserved") // another key, full rate
+      rate.holdAt("b", 5_000, "Retry-After")
+      const held = yield* reserve(store, [claim(b)], 1_000)
+      assert.deepStrictEqual(held, { _tag: "Denied", retryAt: 5_000, blocking: [b.id] })
+      assert.strictEqual((yield* reserve(store, [claim(b)], 5_000))._tag, "Reserved")
+    })))
+
   it.live("sliding window: L per W, the next one waits until the oldest leaves the window", () =>
     Effect.scoped(Effect.gen(function*() {
       const store = yield* makeStore()
@@ -368,4 +388,37 @@ describe.each(stores)("RateLimitStore conformance: %s", (_, makeStore) => {
       { numRuns: 40 }
     )
   }, 120_000)
+})
+
+describe.skipIf(redis === undefined)("RateLimitRedis lookahead", () => {
+  it.live("a reservation that fits within the lookahead is granted ahead, for its time; a later one is denied", () =>
+    Effect.scoped(Effect.gen(function*() {
+      const context = yield* Layer.build(NodeRedis.layer({ url: redis!.url }))
+      const store = yield* RateLimitRedis.make({
+        prefix: `pile-test:${process.pid}:${run++}:`,
+        time: "client",
+        lookahead: "50 millis"
+      }).pipe(Effect.provideContext(context))
+      const gcra = bucket("gcra", 10, 1000) // 100 ms apart
+      const first = yield* reserve(store, [claim(gcra)], 0)
+      assert.strictEqual(first._tag === "Reserved" ? first.reservation.notBefore : -1, undefined)
+      // The next slot is at 100: from 10, that is 90 ahead, more than the lookahead.
+      assert.deepStrictEqual(yield* reserve(store, [claim(gcra)], 10), {
+        _tag: "Denied",
+        retryAt: 100,
+        blocking: [gcra.id]
+      })
+      // From 60 it is 40 ahead: granted now, for 100; and the one after is at 200.
+      const ahead = yield* reserve(store, [claim(gcra)], 60)
+      assert.strictEqual(ahead._tag === "Reserved" ? ahead.reservation.notBefore : -1, 100)
+      assert.strictEqual(ahead._tag === "Reserved" ? ahead.reservation.at : -1, 100)
+      const next = yield* reserve(store, [claim(gcra)], 60)
+      assert.strictEqual(next._tag === "Denied" ? next.retryAt : -1, 200)
+      // A sliding window too: the slot frees at 1000, granted from 960.
+      const sliding = bucket("sliding-window", 1, 1000)
+      assert.strictEqual((yield* reserve(store, [claim(sliding)], 0))._tag, "Reserved")
+      assert.strictEqual((yield* reserve(store, [claim(sliding)], 900))._tag, "Denied")
+      const later = yield* reserve(store, [claim(sliding)], 960)
+      assert.strictEqual(later._tag === "Reserved" ? later.reservation.notBefore : -1, 1000)
+    })))
 })

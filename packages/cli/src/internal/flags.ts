@@ -56,6 +56,32 @@ export const parseDuration = (flag: string, text: string): Result.Result<number,
   return Result.succeed(millis)
 }
 
+const sizeUnits: Readonly<Record<string, number>> = {
+  "": 1,
+  b: 1,
+  k: 1024,
+  kb: 1024,
+  kib: 1024,
+  m: 1024 ** 2,
+  mb: 1024 ** 2,
+  mib: 1024 ** 2,
+  g: 1024 ** 3,
+  gb: 1024 ** 3,
+  gib: 1024 ** 3
+}
+
+/** `512KB`, `16MB`, `1GB` (binary: 1 KB = 1024 bytes), or a bare number of bytes; returns bytes (>= 1). */
+export const parseSize = (flag: string, text: string): Result.Result<number, string> => {
+  const match = /^\s*(\d+(?:\.\d+)?)\s*([a-z]*)\s*$/i.exec(text)
+  const factor = match === null ? undefined : sizeUnits[match[2]!.toLowerCase()]
+  if (match === null || factor === undefined) {
+    return Result.fail(`${flag} ${JSON.stringify(text)}: expected a size such as 512KB, 16MB or 1GB`)
+  }
+  const bytes = Math.floor(Number(match[1]) * factor)
+  if (!(bytes >= 1 && Number.isFinite(bytes))) return Result.fail(`${flag} ${JSON.stringify(text)}: must be >= 1 byte`)
+  return Result.succeed(bytes)
+}
+
 /** A shard: `index` of `count`, 1-based, as in `--shard 2/3`. */
 export interface Shard {
   readonly index: number
@@ -85,6 +111,9 @@ export const formatDuration = (millis: number): string => {
   return `${Math.floor(minutes / 60)}h${String(minutes % 60).padStart(2, "0")}m`
 }
 
+/** The spacing margin `--burst` adds to GCRA limits. */
+export const gcraMargin = "0.2 millis"
+
 /** The rate limits the flags ask for. */
 export const limitsOf = (flags: {
   readonly rate: ReadonlyArray<string>
@@ -110,7 +139,9 @@ export const limitsOf = (flags: {
     const burst = flags.burst.value
     if (!(burst >= 1)) return Result.fail(`--burst must be >= 1, got ${burst}`)
     if (requests.length === 0) return Result.fail("--burst needs a request limit: --rate or --rpm")
-    for (const r of requests) limits.push({ ...r, algorithm: "gcra", burst })
+    // The margin of the rate-limit guide's recipe for leaky-bucket servers: 0.2 ms more per interval
+    // absorbs the jitter between our clock and the server's.
+    for (const r of requests) limits.push({ ...r, algorithm: "gcra", burst, margin: gcraMargin })
   } else {
     limits.push(...requests)
   }

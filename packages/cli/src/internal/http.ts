@@ -1,10 +1,11 @@
 /**
  * One HTTP attempt of `pile run`, with its typed errors and the error policy that retries them.
  *
- * An attempt sends the request, reads the whole body and classifies the answer: 2xx succeeds; 429 is
- * `RateLimited` (its `retryAfter` makes the executor wait at least that long and pause the key); 5xx is
- * `ServerError`; any other status is `HttpStatus` (recorded, not retried). A timeout (`Timeout`) and a failed
- * connection (`Transport`) are retried too.
+ * An attempt sends the request, reads the body (at most `maxBody` bytes, streamed) and classifies the answer:
+ * 2xx succeeds; 429 is `RateLimited` (when the server said how long to wait, its `retryAfter` makes the
+ * executor wait at least that long and pause the key); 5xx is `ServerError`; any other status is `HttpStatus`
+ * (recorded, not retried); a body over the cap is `BodyTooLarge` (recorded, not retried). A timeout
+ * (`Timeout`) and a failed connection (`Transport`) are retried too.
  */
 import * as ErrorPolicy from "@pile/executor/ErrorPolicy"
 import * as Clock from "effect/Clock"
@@ -14,7 +15,10 @@ import * as Effect from "effect/Effect"
 import * as HttpClient from "effect/http/HttpClient"
 import type * as HttpClientError from "effect/http/HttpClientError"
 import * as HttpClientRequest from "effect/http/HttpClientRequest"
+import type * as HttpClientResponse from "effect/http/HttpClientResponse"
 import * as Schedule from "effect/Schedule"
+import * as Stream from "effect/Stream"
+import * as NodeHttp from "node:http"
 import type * as Input from "../Input.ts"
 import type * as Output from "../Output.ts"
 
@@ -31,15 +35,28 @@ interface Answered {
   readonly body: unknown
 }
 
-/** 429: retried after at least `retryAfter` ms; the executor pauses the request's key for that long. */
-export class RateLimited extends Data.TaggedError("RateLimited")<Answered & { readonly retryAfter: number }> {
+/**
+ * 429: retried. With a wait the server asked for (`Retry-After`, `retry-after-ms`, or an exhausted
+ * `x-ratelimit-remaining-*` with its `x-ratelimit-reset-*`), `retryAfter` is that wait, capped at
+ * `--max-retry-after` (`asked` keeps what the server said): the executor pauses the request's key for that
+ * long. Without one, `retryAfter` is absent: nothing pauses, and the key's adaptive rate slows down instead.
+ */
+export class RateLimited extends Data.TaggedError("RateLimited")<
+  Answered & { readonly retryAfter?: number; readonly asked?: number; readonly sentAt: number }
+> {
   override get message(): string {
-    return `HTTP 429 Too Many Requests (retry after ${Math.round(this.retryAfter)} ms)`
+    if (this.retryAfter === undefined) return "HTTP 429 Too Many Requests (the server said no wait)"
+    const capped = this.asked !== undefined && this.asked > this.retryAfter
+      ? `, capped by --max-retry-after: the server asked for ${Math.round(this.asked)} ms`
+      : ""
+    return `HTTP 429 Too Many Requests (retry after ${Math.round(this.retryAfter)} ms${capped})`
   }
 }
 
-/** 5xx: retried; a `Retry-After` header is honoured (and pauses the key) when present. */
-export class ServerError extends Data.TaggedError("ServerError")<Answered & { readonly retryAfter?: number }> {
+/** 5xx: retried; a `Retry-After` header is honoured (capped, and it pauses the key) when present. */
+export class ServerError extends Data.TaggedError("ServerError")<
+  Answered & { readonly retryAfter?: number; readonly asked?: number }
+> {
   override get message(): string {
     return `HTTP ${this.status}`
   }
@@ -49,6 +66,21 @@ export class ServerError extends Data.TaggedError("ServerError")<Answered & { re
 export class HttpStatus extends Data.TaggedError("HttpStatus")<Answered> {
   override get message(): string {
     return `HTTP ${this.status}`
+  }
+}
+
+/** The response body is larger than `--max-body`: its reading stopped there; recorded, never retried. */
+export class BodyTooLarge extends Data.TaggedError("BodyTooLarge")<{
+  readonly status: number
+  readonly latencyMs: number
+  readonly maxBytes: number
+  /** The `content-length` the server announced, when it did. */
+  readonly announced: number | undefined
+}> {
+  override get message(): string {
+    return this.announced === undefined
+      ? `the response body is larger than --max-body (${this.maxBytes} bytes): not kept`
+      : `the response body (${this.announced} bytes) is larger than --max-body (${this.maxBytes} bytes): not kept`
   }
 }
 
@@ -73,7 +105,14 @@ export class InvalidInput extends Data.TaggedError("InvalidInput")<{ readonly de
   }
 }
 
-export type RequestError = RateLimited | ServerError | HttpStatus | Timeout | Transport | InvalidInput
+export type RequestError =
+  | RateLimited
+  | ServerError
+  | HttpStatus
+  | BodyTooLarge
+  | Timeout
+  | Transport
+  | InvalidInput
 
 export const errorType = (error: RequestError): Output.ErrorType => error._tag
 
@@ -111,8 +150,47 @@ export const retryAfterOf = (
   return Number.isNaN(date) ? undefined : Math.max(0, date - now)
 }
 
-/** A 429 without a retry-after header still pauses the key for this long. */
-export const defaultRetryAfter = 1000
+const goUnits: Readonly<Record<string, number>> = { h: 3_600_000, m: 60_000, s: 1_000, ms: 1, us: 0.001, "µs": 0.001 }
+
+/**
+ * A reset time as LLM APIs write it: a Go duration (`6m0s`, `1.5s`, `20ms`) or a bare number of seconds;
+ * milliseconds, or undefined when it is neither.
+ */
+export const resetMillisOf = (text: string): number | undefined => {
+  const trimmed = text.trim()
+  if (trimmed === "") return undefined
+  if (/^\d+(\.\d+)?$/.test(trimmed)) return Number(trimmed) * 1000
+  const parts = /^(?:\d+(?:\.\d+)?(?:h|ms|m|s|us|µs))+$/.test(trimmed)
+    ? trimmed.match(/\d+(?:\.\d+)?(?:h|ms|m|s|us|µs)/g)
+    : null
+  if (parts === null) return undefined
+  let total = 0
+  for (const part of parts) {
+    const [, value, unit] = /^(\d+(?:\.\d+)?)(\D+)$/.exec(part)!
+    total += Number(value) * goUnits[unit!]!
+  }
+  return total
+}
+
+/**
+ * Milliseconds until an exhausted budget refills, from the rate-limit headers LLM APIs send with every
+ * answer: the largest `x-ratelimit-reset-<budget>` among the budgets whose `x-ratelimit-remaining-<budget>`
+ * is 0 (OpenAI: `requests`, `tokens`). Undefined when no budget is exhausted, or its reset is unreadable.
+ */
+export const exhaustedResetOf = (headers: Readonly<Record<string, string | undefined>>): number | undefined => {
+  let wait: number | undefined
+  for (const [name, value] of Object.entries(headers)) {
+    if (!name.startsWith("x-ratelimit-remaining-") || value === undefined || Number(value) !== 0) continue
+    const reset = headers[`x-ratelimit-reset-${name.slice("x-ratelimit-remaining-".length)}`]
+    const millis = reset === undefined ? undefined : resetMillisOf(reset)
+    if (millis !== undefined && (wait === undefined || millis > wait)) wait = millis
+  }
+  return wait
+}
+
+/** The wait a 429 asks for: `Retry-After` (or `retry-after-ms`) first, else an exhausted budget's reset. */
+export const askedWaitOf = (headers: Readonly<Record<string, string | undefined>>, now: number): number | undefined =>
+  retryAfterOf(headers, now) ?? exhaustedResetOf(headers)
 
 const parseBody = (text: string): unknown => {
   if (text === "") return null
@@ -147,45 +225,130 @@ const toHttpRequest = (request: Input.Request): HttpClientRequest.HttpClientRequ
     : HttpClientRequest.bodyText(base, JSON.stringify(request.body), contentType ?? "application/json")
 }
 
-/** Observes every answer of every attempt (for the 429 and 5xx counters). */
-export type OnStatus = (status: number) => void
+/** What an attempt reports of every answer it got (for the counters, the adaptive rate and the progress). */
+export interface Answer {
+  readonly status: number
+  readonly headers: Readonly<Record<string, string | undefined>>
+  /** When the request was sent, and when its headers came back (ms, the executor's clock). */
+  readonly sentAt: number
+  readonly at: number
+  /** The wait the server asked for, uncapped, when it asked for one. */
+  readonly asked: number | undefined
+}
+
+/** How an attempt is sent and read. */
+export interface SendOptions {
+  readonly timeoutMs: number
+  /** Bytes of body kept at most; a larger body is `BodyTooLarge`, and its reading stops there. */
+  readonly maxBody: number
+  /** The longest a 429 or 5xx may make the key wait, whatever the server asked. */
+  readonly maxRetryAfter: number
+  readonly onAnswer: (answer: Answer) => void
+}
+
+const decoder = new TextDecoder()
+
+/** Reads at most `maxBody` bytes of the body, chunk by chunk; undefined when it is larger. */
+const readBody = (
+  response: HttpClientResponse.HttpClientResponse,
+  maxBody: number
+): Effect.Effect<string | undefined, HttpClientError.HttpClientError> => {
+  const announced = Number(response.headers["content-length"])
+  if (Number.isFinite(announced) && announced > maxBody) return Effect.succeed(undefined)
+  const chunks: Array<Uint8Array> = []
+  let size = 0
+  let over = false
+  return response.stream.pipe(
+    Stream.takeWhile((chunk) => {
+      size += chunk.length
+      over = size > maxBody
+      if (!over) chunks.push(chunk)
+      return !over
+    }),
+    Stream.runDrain,
+    Effect.map(() => {
+      if (over) return undefined
+      if (chunks.length === 1) return decoder.decode(chunks[0])
+      const bytes = new Uint8Array(size)
+      let offset = 0
+      for (const chunk of chunks) {
+        bytes.set(chunk, offset)
+        offset += chunk.length
+      }
+      return decoder.decode(bytes)
+    })
+  )
+}
 
 /**
- * One attempt: sends `request`, reads the whole response within `timeoutMs`, and classifies it.
- * Follows up to 10 redirects.
+ * One attempt: sends `request`, reads the response (at most `maxBody` bytes) within `timeoutMs`, and
+ * classifies it. Follows up to 10 redirects.
  */
 export const send = (
   request: Input.Request,
-  timeoutMs: number,
-  onStatus: OnStatus
+  options: SendOptions
 ): Effect.Effect<Response, RequestError, HttpClient.HttpClient> =>
   Effect.gen(function*() {
     const client = HttpClient.followRedirects(yield* HttpClient.HttpClient, 10)
-    const started = yield* Clock.currentTimeMillis
+    const sentAt = yield* Clock.currentTimeMillis
     const response = yield* client.execute(toHttpRequest(request))
-    const text = yield* response.text
-    const now = yield* Clock.currentTimeMillis
     const status = response.status
-    onStatus(status)
-    const answered = { status, latencyMs: now - started, body: parseBody(text) }
-    if (status >= 200 && status < 300) return answered
-    if (status === 429) {
-      return yield* new RateLimited({
-        ...answered,
-        retryAfter: retryAfterOf(response.headers, now) ?? defaultRetryAfter
+    const headersAt = yield* Clock.currentTimeMillis
+    const asked = status === 429 || status >= 500 ? askedWaitOf(response.headers, headersAt) : undefined
+    options.onAnswer({ status, headers: response.headers, sentAt, at: headersAt, asked })
+    const text = yield* readBody(response, options.maxBody)
+    const now = yield* Clock.currentTimeMillis
+    const latencyMs = now - sentAt
+    if (text === undefined) {
+      const announced = Number(response.headers["content-length"])
+      return yield* new BodyTooLarge({
+        status,
+        latencyMs,
+        maxBytes: options.maxBody,
+        announced: Number.isFinite(announced) ? announced : undefined
       })
     }
-    if (status >= 500) {
-      const retryAfter = retryAfterOf(response.headers, now)
-      return yield* new ServerError(retryAfter === undefined ? answered : { ...answered, retryAfter })
-    }
+    const answered = { status, latencyMs, body: parseBody(text) }
+    if (status >= 200 && status < 300) return answered
+    const wait = asked === undefined ? {} : { retryAfter: Math.min(asked, options.maxRetryAfter), asked }
+    if (status === 429) return yield* new RateLimited({ ...answered, ...wait, sentAt })
+    if (status >= 500) return yield* new ServerError({ ...answered, ...wait })
     return yield* new HttpStatus(answered)
   }).pipe(
     Effect.catchTag("HttpClientError", (error) => Effect.fail(new Transport({ detail: describeTransport(error) }))),
     Effect.timeoutOrElse({
-      duration: Duration.millis(timeoutMs),
-      orElse: () => Effect.fail(new Timeout({ timeoutMs }))
+      duration: Duration.millis(options.timeoutMs),
+      orElse: () => Effect.fail(new Timeout({ timeoutMs: options.timeoutMs }))
     }),
     // No trace headers are added to the user's requests, and no spans are kept per request.
     Effect.provideService(HttpClient.TracerDisabledWhen, () => true)
   )
+
+/**
+ * Sends one request to a throwaway server on 127.0.0.1 before the run, so that the first real requests do
+ * not pay for what every first request pays (loading and compiling the HTTP client's code and its parser):
+ * they leave when their admission says, instead of arriving late and then together with the next ones.
+ * Bounded by one second; a failure is ignored (the run does not depend on it).
+ */
+export const warmUp: Effect.Effect<void, never, HttpClient.HttpClient> = Effect.gen(function*() {
+  const server = yield* Effect.acquireRelease(
+    Effect.callback<NodeHttp.Server>((resume) => {
+      const server = NodeHttp.createServer((_, response) => response.end("ok"))
+      server.listen(0, "127.0.0.1", () => resume(Effect.succeed(server)))
+    }),
+    (server) =>
+      Effect.sync(() => {
+        server.closeAllConnections()
+        server.close()
+      })
+  )
+  const address = server.address()
+  const port = typeof address === "object" && address !== null ? address.port : 0
+  const client = yield* HttpClient.HttpClient
+  for (let i = 0; i < 2; i++) yield* Effect.flatMap(client.get(`http://127.0.0.1:${port}/`), (r) => r.text)
+}).pipe(
+  Effect.scoped,
+  Effect.timeout(Duration.seconds(1)),
+  Effect.ignore,
+  Effect.provideService(HttpClient.TracerDisabledWhen, () => true)
+)

@@ -1,6 +1,7 @@
 /**
  * Progress on stderr: a live bar redrawn in place on a terminal, plain periodic lines otherwise, nothing in
- * quiet mode. Messages (warnings, the drain notice) go through `log`, which keeps them above the bar.
+ * quiet mode. Messages (warnings, the drain notice) go through `log`, which keeps them above the bar. It also
+ * says why a host is waiting: held for the wait a server asked for (`hold`), or slowed after 429s.
  */
 import { formatDuration } from "./flags.ts"
 
@@ -16,6 +17,8 @@ export interface Snapshot {
   readonly waiting: number
   readonly rateLimited: number
   readonly retries: number
+  /** Hosts whose adaptive rate is below the configured limit, with the share in force. */
+  readonly slowed: ReadonlyArray<{ readonly host: string; readonly factor: number }>
   readonly now: number
 }
 
@@ -31,6 +34,8 @@ export class Reporter {
   private readonly out: NodeJS.WriteStream
   private drawn = false
   private samples: Array<Sample> = []
+  /** Hosts held by a server's wait: until when, and why. */
+  private readonly holds = new Map<string, { readonly until: number; readonly reason: string }>()
 
   constructor(mode: Mode, out: NodeJS.WriteStream = process.stderr) {
     this.mode = mode
@@ -47,6 +52,25 @@ export class Reporter {
     if (this.mode === "none" && options?.always !== true) return
     this.clear()
     this.out.write(message + "\n")
+  }
+
+  /** A server asked `host` to wait until `until` (ms): progress says so while it lasts. */
+  hold(host: string, until: number, reason: string): void {
+    const current = this.holds.get(host)
+    if (current === undefined || until > current.until) this.holds.set(host, { until, reason })
+  }
+
+  /** Why hosts are waiting, at `now`: at most two named, then how many more. */
+  private why(snapshot: Snapshot): Array<string> {
+    const reasons: Array<string> = []
+    for (const [host, hold] of this.holds) {
+      if (hold.until <= snapshot.now) this.holds.delete(host)
+      else reasons.push(`${host} waits ${formatDuration(hold.until - snapshot.now)}: ${hold.reason}`)
+    }
+    for (const { factor, host } of snapshot.slowed) {
+      reasons.push(`${host} slowed to ${Math.round(factor * 100)}% after 429s`)
+    }
+    return reasons.length <= 2 ? reasons : [...reasons.slice(0, 2), `${reasons.length - 2} more host(s) waiting`]
   }
 
   /** Requests per second over the last ten seconds (or since the first sample). */
@@ -75,6 +99,7 @@ export class Reporter {
     ]
     if (left === 0) parts.push("finishing")
     else if (eta !== undefined) parts.push(`ETA ${formatDuration(eta)}`)
+    parts.push(...this.why(snapshot))
     if (this.mode === "lines") {
       const count = total === undefined ? `${fmt(done)} done` : `${fmt(done)}/${fmt(total)} done`
       this.out.write(`pile: ${count}: ${parts.join(", ")}\n`)

@@ -16,7 +16,9 @@ const headline = (summary: Run.Summary): string => {
     case "drained":
       return `pile: stopped after a signal (drained) in ${elapsed}`
     case "cancelled":
-      return `pile: stopped after a second signal (cancelled) in ${elapsed}`
+      return `pile: stopped after a signal in ${elapsed}: ${n(summary.cancelled)} request(s) cancelled (${
+        summary.stopped === "cancelled" && summary.cancelledBy === "grace" ? "the grace ran out" : "a second signal"
+      })`
     case "failed":
       return `pile: stopped on an error after ${elapsed}: ${summary.error ?? "unknown error"}`
   }
@@ -29,6 +31,16 @@ const windowText = (millis: number): string =>
     ? "minute"
     : millis === 3_600_000
     ? "hour"
+    : millis % 1000 === 0
+    ? `${millis / 1000} s`
+    : formatDuration(millis)
+
+/** A window's length for "N windows of ...": `1 s`, `10 s`, `1 min`, `1 h`. */
+const spanText = (millis: number): string =>
+  millis % 3_600_000 === 0
+    ? `${millis / 3_600_000} h`
+    : millis % 60_000 === 0
+    ? `${millis / 60_000} min`
     : millis % 1000 === 0
     ? `${millis / 1000} s`
     : formatDuration(millis)
@@ -59,13 +71,31 @@ export const table = (summary: Run.Summary, extra: ReadonlyArray<readonly [strin
   if (summary.remaining !== undefined && summary.remaining > 0) {
     rows.push(["not done", `${n(summary.remaining)}: run again with --resume to finish`])
   }
+  const failures = Object.entries(summary.failures).filter(([, count]) => (count ?? 0) > 0)
+  if (failures.length > 0) {
+    rows.push([
+      "failed by",
+      failures.sort(([, a], [, b]) => b! - a!).map(([type, count]) => `${type} ${n(count!)}`).join(", ")
+    ])
+  }
+  if (summary.cancelled > 0) {
+    rows.push(["cancelled", `${n(summary.cancelled)} admitted, unfinished: no record, --resume sends them again`])
+  }
   rows.push(["retried", `${n(summary.retried)} request(s), ${n(summary.retries)} retries`])
   rows.push([
     "429s seen",
     `${n(summary.rateLimited)}${
-      summary.pauses > 0 ? ` (a Retry-After paused the host ${n(summary.pauses)} time(s))` : ""
+      summary.pauses > 0 ? ` (a wait the server asked for paused the host ${n(summary.pauses)} time(s))` : ""
     }`
   ])
+  for (const slowed of summary.slowedDown) {
+    rows.push([
+      "slowed down",
+      `${slowed.host}: ${n(slowed.slowDowns)} time(s) after 429s without a wait; ended at ${
+        Math.round(slowed.factor * 100)
+      }% of the limit`
+    ])
+  }
   if (summary.serverErrors > 0) rows.push(["5xx seen", n(summary.serverErrors)])
   rows.push([
     "throughput",
@@ -77,9 +107,11 @@ export const table = (summary: Run.Summary, extra: ReadonlyArray<readonly [strin
     const per = windowText(limit.windowMs)
     rows.push([
       "limit",
-      `${n(limit.limit)} ${limit.budget} per ${per}: ${n(Math.round(limit.average * 10) / 10)} per ${per} on average (${
-        Math.round((limit.average / limit.limit) * 100)
-      }%)`
+      `${n(limit.limit)} ${limit.budget} per ${per}: ${n(limit.used)} used in ${n(limit.windows)} window(s) of ${
+        spanText(limit.windowMs)
+      }, ${
+        n(limit.perWindow >= 100 ? Math.round(limit.perWindow) : Math.round(limit.perWindow * 10) / 10)
+      } per window (${Math.round((limit.perWindow / limit.limit) * 100)}% of the limit)`
     ])
   }
   if (summary.tokens !== undefined) rows.push(["tokens", `${n(summary.tokens.used)} used (usage.total_tokens)`])

@@ -5,6 +5,7 @@
  * reservation over several buckets is all or nothing: every bucket is checked before any is charged.
  * Times are milliseconds (fractions allowed) on the executor's `Clock`.
  */
+import type { AdaptiveRate } from "./adaptive.ts"
 
 /**
  * A rate-limit model: `"sliding-window"` (exact: no window of length W admits more than L), `"gcra"`
@@ -81,6 +82,32 @@ export interface Bucket {
   readonly burst: number
   /** GCRA: extra spacing added per unit, in milliseconds (a safety margin against a server's clock). */
   readonly margin: number
+  /** The task key it counts, for a limit with `key` or `perKey`; undefined for an overall limit. */
+  readonly key?: string | undefined
+  /** The adaptive rate that scales its limit, for a limit declared `adaptive`. */
+  readonly adaptive?: AdaptiveRate | undefined
+}
+
+/**
+ * The bucket as it applies at `now`: an adaptive bucket's limit scaled by its key's factor (never below one
+ * unit, nor below `amount`, so that a cost that fits the configured limit still fits), and the time before
+ * which it is held, if it is. A bucket without `adaptive` is returned as it is.
+ */
+export const effectiveAt = (
+  bucket: Bucket,
+  amount: number,
+  now: number
+): { readonly bucket: Bucket; readonly heldUntil: number | undefined } => {
+  const adaptive = bucket.adaptive
+  if (adaptive === undefined) return { bucket, heldUntil: undefined }
+  const key = bucket.key ?? ""
+  const heldUntil = adaptive.heldAt(key, now)
+  const factor = adaptive.factorAt(key, now)
+  if (factor >= 1) return { bucket, heldUntil }
+  const limit = bucket.algorithm === "sliding-window"
+    ? Math.max(Math.floor(bucket.limit * factor), 1, Math.min(amount, bucket.limit))
+    : Math.max(bucket.limit * factor, Number.MIN_VALUE)
+  return { bucket: { ...bucket, limit }, heldUntil }
 }
 
 /**
@@ -167,6 +194,11 @@ export interface Reservation {
   readonly claims: ReadonlyArray<Claim>
   /** Amounts the buckets count now, per claim (updated by the settlements the store applied). */
   readonly charged: Array<number>
+  /**
+   * Reserved ahead (`RateLimitRedis` with `lookahead`): the task must not start before this time, on the
+   * caller's clock. Absent when the reservation holds from the moment it was granted.
+   */
+  readonly notBefore?: number | undefined
 }
 
 /** A refused reservation: when it could be granted, and which buckets refused it. */
@@ -379,13 +411,13 @@ export class MemoryLimiter {
     return state
   }
 
-  private earliest(claim: Claim, now: number): number {
-    const state = this.state(claim.bucket)
+  private earliest(bucket: Bucket, amount: number, now: number): number {
+    const state = this.state(bucket)
     if (state instanceof SlidingState) {
-      state.purge(claim.bucket, now)
-      return state.earliest(claim.bucket, claim.amount, now)
+      state.purge(bucket, now)
+      return state.earliest(bucket, amount, now)
     }
-    return state.earliest(claim.bucket, claim.amount, now)
+    return state.earliest(bucket, amount, now)
   }
 
   /**
@@ -395,16 +427,28 @@ export class MemoryLimiter {
   reserve(id: string, claims: ReadonlyArray<Claim>, now: number): Reservation | Denial {
     let retryAt = now
     let blocking: Array<string> | undefined
-    for (const claim of claims) {
-      const earliest = this.earliest(claim, now)
+    // An adaptive bucket is checked and charged at its rate of the moment (the same bucket otherwise).
+    let buckets: Array<Bucket> | undefined
+    for (const [i, claim] of claims.entries()) {
+      let bucket = claim.bucket
+      let earliest: number
+      if (bucket.adaptive !== undefined) {
+        const effective = effectiveAt(bucket, claim.amount, now)
+        bucket = effective.bucket
+        ;(buckets ??= claims.map((c) => c.bucket))[i] = bucket
+        earliest = Math.max(effective.heldUntil ?? now, this.earliest(bucket, claim.amount, now))
+      } else {
+        earliest = this.earliest(bucket, claim.amount, now)
+      }
       if (earliest > now) (blocking ??= []).push(claim.bucket.id)
       retryAt = Math.max(retryAt, earliest)
     }
     if (blocking !== undefined) return { retryAt, blocking }
-    const marks = claims.map((claim) => {
-      const state = this.state(claim.bucket)
+    const marks = claims.map((claim, i) => {
+      const bucket = buckets?.[i] ?? claim.bucket
+      const state = this.state(bucket)
       if (state instanceof SlidingState) return state.charge(id, claim.amount, now)
-      return state.charge(claim.bucket, claim.amount, now)
+      return state.charge(bucket, claim.amount, now)
     })
     const reservation: Reservation = { id, at: now, claims, charged: claims.map((claim) => claim.amount) }
     this.marks.set(reservation, marks)
@@ -421,7 +465,12 @@ export class MemoryLimiter {
     reservation.claims.forEach((claim, i) => {
       const state = this.state(claim.bucket)
       if (state instanceof SlidingState) state.anchor(reservation.id, at)
-      else if (state instanceof GcraState) state.anchor(claim.bucket, claim.amount, at, marks?.[i])
+      else if (state instanceof GcraState) {
+        const bucket = claim.bucket.adaptive === undefined
+          ? claim.bucket
+          : effectiveAt(claim.bucket, claim.amount, at).bucket
+        state.anchor(bucket, claim.amount, at, marks?.[i])
+      }
     })
   }
 
