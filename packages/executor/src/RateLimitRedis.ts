@@ -46,10 +46,10 @@ export interface Options {
   readonly time?: "server" | "client" | undefined
   /**
    * Reserve ahead: a reservation that could be granted within this long is granted now, for that later time
-   * (`Reservation.notBefore`, on the caller's clock), instead of denied. Default 0 (never ahead). The task
-   * must not start before `notBefore`: the executor of this version starts a task when its reservation is
-   * granted, so leave it at 0 with `Executor`; it is for an executor that waits for `notBefore` (see the
-   * rate-limit guide).
+   * (`Reservation.notBefore`, on the caller's clock), instead of denied. Default 0 (never ahead). The
+   * executor starts such a task at `notBefore`, not when the store answered: with a lookahead a little longer
+   * than a round trip to Redis (e.g. `"20 millis"`), processes sharing a limit space their starts as tightly as
+   * one process (see the rate-limit guide).
    */
   readonly lookahead?: Duration.Input | undefined
 }

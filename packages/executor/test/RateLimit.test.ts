@@ -548,3 +548,39 @@ describe("adaptive rates", () => {
       }
     }))
 })
+
+describe("reservations granted ahead", () => {
+  /** A store that grants every reservation `ahead` ms in the future, as the Redis store does with `lookahead`. */
+  const aheadStore = (ahead: number): RateLimit.RateLimitStore => ({
+    reserve: (id, claims, now) =>
+      Effect.succeed({
+        _tag: "Reserved",
+        reservation: { id, at: now + ahead, claims, charged: claims.map((c) => c.amount), notBefore: now + ahead }
+      }),
+    settle: () => Effect.void
+  })
+
+  it.effect("I12 a task reserved ahead starts at its notBefore, not when the store answered", () =>
+    Effect.gen(function*() {
+      const executor = yield* make({ limits: [{ limit: 10, window: "1 second" }], store: aheadStore(50) })
+      const handle = yield* executor.submit(Clock.currentTimeMillis)
+      yield* TestClock.adjust(49)
+      assert.isUndefined(yield* handle.poll, "the body waits for notBefore")
+      yield* TestClock.adjust(1)
+      assert.strictEqual(yield* handle.join, 50)
+    }))
+
+  it.effect("I3 a task cancelled while it waits for its notBefore never runs its body", () =>
+    Effect.gen(function*() {
+      const executor = yield* make({ limits: [{ limit: 10, window: "1 second" }], store: aheadStore(50) })
+      let ran = false
+      const handle = yield* executor.submit(Effect.sync(() => {
+        ran = true
+      }))
+      yield* TestClock.adjust(10)
+      yield* handle.cancel
+      yield* TestClock.adjust(100)
+      assert.strictEqual((yield* handle.outcome).kind, "cancelled")
+      assert.isFalse(ran)
+    }))
+})

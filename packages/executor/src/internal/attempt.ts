@@ -20,7 +20,7 @@ import * as ExecutorError from "../ExecutorError.ts"
 import * as Outcome from "../Outcome.ts"
 import type { Config, Phase } from "./config.ts"
 import type { Task } from "./task.ts"
-import { nowMillis } from "./timers.ts"
+import { nowMillis, sleepUntil } from "./timers.ts"
 
 /** What an attempt fiber returns when the policy had to be consulted inside it. */
 export interface Decision {
@@ -169,6 +169,12 @@ export class Attempts {
         memory.anchor(reservation, nowMillis(this.clock))
         return body
       })
+    }
+    const notBefore = reservation?.notBefore
+    if (notBefore !== undefined) {
+      // Reserved ahead (a store with `lookahead`): the budget is the task's from `notBefore` on, so it waits
+      // for that moment in its own fiber, holding its slot, and then starts as close to it as the clock allows.
+      effect = Effect.andThen(sleepUntil(this.clock, notBefore, this.config.liveClock), effect)
     }
     const breaker = this.config.breaker
     // Whether the body ran: an attempt that failed without running it was rejected by the executor's own

@@ -4,9 +4,28 @@
  * Entries are never removed early: each `fire` checks that what it was set for still holds.
  */
 import type * as Clock from "effect/Clock"
+import * as Effect from "effect/Effect"
 
 /** Milliseconds on `clock`, with sub-millisecond precision when the clock has it: the timers' time unit. */
 export const nowMillis = (clock: Clock.Clock): number => Number(clock.currentTimeNanosUnsafe()) / 1e6
+
+/**
+ * Waits until `clock` reads `at` (ms). Node's timers fire on a whole-millisecond clock, often a millisecond
+ * late and sometimes early: on the live clock this sleeps until about a millisecond before `at`, then yields
+ * to the event loop until the clock reaches it, so it never returns early and is late by a fraction of a
+ * millisecond. On any other clock (`TestClock`) it sleeps until `at`.
+ */
+export const sleepUntil = (clock: Clock.Clock, at: number, liveClock: boolean): Effect.Effect<void> =>
+  Effect.suspend(() => {
+    const remaining = at - nowMillis(clock)
+    if (remaining <= 0) return Effect.void
+    const step = !liveClock
+      ? Effect.sleep(Math.ceil(remaining))
+      : remaining > 2
+      ? Effect.sleep(Math.floor(remaining - 1))
+      : Effect.yieldNow
+    return Effect.andThen(step, sleepUntil(clock, at, liveClock))
+  })
 
 export interface Timer {
   readonly at: number
