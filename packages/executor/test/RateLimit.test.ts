@@ -549,17 +549,17 @@ describe("adaptive rates", () => {
     }))
 })
 
-describe("reservations granted ahead", () => {
-  /** A store that grants every reservation `ahead` ms in the future, as the Redis store does with `lookahead`. */
-  const aheadStore = (ahead: number): RateLimit.RateLimitStore => ({
-    reserve: (id, claims, now) =>
-      Effect.succeed({
-        _tag: "Reserved",
-        reservation: { id, at: now + ahead, claims, charged: claims.map((c) => c.amount), notBefore: now + ahead }
-      }),
-    settle: () => Effect.void
-  })
+/** A store that grants every reservation `ahead` ms in the future, as the Redis store does with `lookahead`. */
+const aheadStore = (ahead: number): RateLimit.RateLimitStore => ({
+  reserve: (id, claims, now) =>
+    Effect.succeed({
+      _tag: "Reserved",
+      reservation: { id, at: now + ahead, claims, charged: claims.map((c) => c.amount), notBefore: now + ahead }
+    }),
+  settle: () => Effect.void
+})
 
+describe("reservations granted ahead", () => {
   it.effect("I12 a task reserved ahead starts at its notBefore, not when the store answered", () =>
     Effect.gen(function*() {
       const executor = yield* make({ limits: [{ limit: 10, window: "1 second" }], store: aheadStore(50) })
