@@ -6,7 +6,7 @@ import * as ErrorPolicy from "../src/ErrorPolicy.ts"
 import * as Executor from "../src/Executor.ts"
 import * as ExecutorError from "../src/ExecutorError.ts"
 import * as Pile from "../src/Pile.ts"
-import { assertLedger, failsOnce, make, plain, retryOnce, runs } from "./support.ts"
+import { assertLedger, failsOnce, make, plain, retryOnce, runs, settleFibers } from "./support.ts"
 
 class RateLimited extends Data.TaggedError("RateLimited")<{ readonly retryAfter: Duration.Duration }> {}
 class ServerError extends Data.TaggedError("ServerError")<{ readonly status: number }> {}
@@ -291,6 +291,21 @@ describe("ErrorPolicy", () => {
       yield* TestClock.adjust("10 seconds")
       const error = yield* Effect.flip(executor.join)
       assert.strictEqual((error.reason as ExecutorError.Escalated).source, `task ${failing.id}`)
+    }))
+
+  it.effect("escalate during a drain: the escalation cuts the drain short and interrupts what still runs", () =>
+    Effect.gen(function*() {
+      const executor = yield* Executor.make({
+        policy: ErrorPolicy.escalate,
+        shutdown: { mode: "drain", grace: "1 hour" }
+      })
+      const endless = yield* executor.submit(Effect.never)
+      yield* executor.submit(Effect.andThen(Effect.sleep(10), Effect.fail("fatal")))
+      yield* Effect.forkChild(executor.shutdown())
+      yield* TestClock.adjust(10)
+      yield* settleFibers
+      assert.strictEqual((yield* endless.poll)?.kind, "interrupted")
+      assert.strictEqual((yield* executor.stats).phase, "closed")
     }))
 })
 

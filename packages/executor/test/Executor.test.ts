@@ -16,7 +16,8 @@ import {
   makeGauge,
   plain,
   reasonOf,
-  retryOnce
+  retryOnce,
+  settleFibers
 } from "./support.ts"
 
 const kinds = (outcomes: ReadonlyArray<Outcome.Outcome<any, any, any>>) => outcomes.map((o) => o.kind)
@@ -190,6 +191,23 @@ describe("outcomes", () => {
       const timedOut = yield* stubborn.outcome
       assert.strictEqual(timedOut.kind, "timedOut")
       assert.strictEqual(timedOut.exit._tag, "Failure", "stopped: its outcome is an interruption, not its value")
+    }))
+
+  it.effect("I1 a task whose body cancels it before the first suspension ends cancelled and frees its slot", () =>
+    Effect.gen(function*() {
+      const executor = yield* make({ concurrency: 1 })
+      const gate = yield* Deferred.make<void>()
+      yield* executor.submit(Deferred.await(gate))
+      let cancelSelf: Effect.Effect<void> = Effect.void
+      // Queued now; it starts when the gate opens, and its body cancels it before anything else.
+      const handle = yield* executor.submit(Effect.suspend(() => cancelSelf))
+      cancelSelf = handle.cancel
+      yield* Deferred.succeed(gate, undefined)
+      yield* settleFibers
+      assert.strictEqual((yield* handle.poll)?.kind, "cancelled")
+      const stats = yield* executor.stats
+      assert.strictEqual(stats.running, 0)
+      assertLedger(stats)
     }))
 })
 
@@ -511,6 +529,23 @@ describe("lifetime", () => {
       assert.strictEqual(runTime(yield* Metric.snapshot), before)
       assertLedger(yield* executor.stats)
     }).pipe(Effect.provideService(Metric.MetricRegistry, new Map())))
+
+  it.effect("I7 a drain waits for a task that waits in its key's line for budget while nothing runs", () =>
+    Effect.gen(function*() {
+      const executor = yield* Executor.make({
+        shutdown: { mode: "drain", grace: "1 hour" },
+        limits: [{ key: "k", limit: 1, window: "1 minute" }]
+      })
+      yield* executor.submit(Effect.void, { key: "k" })
+      const second = yield* executor.submit(Effect.succeed("second"), { key: "k" })
+      yield* TestClock.adjust(1)
+      const before = yield* executor.stats
+      assert.deepStrictEqual([before.running, before.waiting], [0, 1])
+      const shutdown = yield* Effect.forkChild(executor.shutdown())
+      yield* TestClock.adjust("1 minute")
+      yield* Fiber.join(shutdown)
+      assert.strictEqual(yield* second.join, "second")
+    }))
 })
 
 describe("progress", () => {
@@ -584,6 +619,22 @@ describe("progress", () => {
       yield* TestClock.adjust(1)
       yield* executor.resize(1000)
       for (let i = 0; i < 5; i++) yield* Effect.yieldNow
+      assert.strictEqual((yield* executor.stats).running, 1000)
+    }))
+
+  it.effect("a long pass gives way after 512 starts: other fibers see 512 more running before the rest start", () =>
+    Effect.gen(function*() {
+      const executor = yield* make({ concurrency: 1, capacity: 2000 })
+      yield* executor.submitAll(Array.from({ length: 1000 }, () => Effect.never))
+      yield* TestClock.adjust(1)
+      yield* executor.resize(1000)
+      let running = 1
+      for (let i = 0; i < 100 && running === 1; i++) {
+        yield* Effect.yieldNow
+        running = (yield* executor.stats).running
+      }
+      assert.strictEqual(running, 513, "the pass started 512 tasks, then let this fiber run")
+      yield* settleFibers
       assert.strictEqual((yield* executor.stats).running, 1000)
     }))
 })
