@@ -6,15 +6,12 @@ import * as ErrorPolicy from "../src/ErrorPolicy.ts"
 import * as Executor from "../src/Executor.ts"
 import * as ExecutorError from "../src/ExecutorError.ts"
 import * as Pile from "../src/Pile.ts"
-import { assertLedger, plain, runs } from "./support.ts"
+import { assertLedger, failsOnce, make, plain, retryOnce, runs, settleFibers } from "./support.ts"
 
 class RateLimited extends Data.TaggedError("RateLimited")<{ readonly retryAfter: Duration.Duration }> {}
 class ServerError extends Data.TaggedError("ServerError")<{ readonly status: number }> {}
 class BadRequest extends Data.TaggedError("BadRequest")<{ readonly message: string }> {}
 type ApiError = RateLimited | ServerError | BadRequest
-
-const make = <A = unknown, E = unknown>(options?: Executor.Options<E>) =>
-  Executor.make<A, E>({ shutdown: { mode: "cancel" }, ...options })
 
 /** A task that records the time each attempt started and fails with `errors[n]` on its n-th attempt. */
 const flaky = <E>(errors: ReadonlyArray<E | "ok">, starts: Ref.Ref<Array<number>>) =>
@@ -248,6 +245,68 @@ describe("ErrorPolicy", () => {
       assert.deepStrictEqual(yield* Ref.get(order), ["flaky", "slow", "flaky"])
       assert.deepStrictEqual(yield* Ref.get(starts), [0, 20])
     }))
+
+  it.effect("I1 a task cancelled while it waits to retry never runs again, and holds no slot", () =>
+    Effect.gen(function*() {
+      const executor = yield* make({ concurrency: 1, policy: retryOnce(100) })
+      const runs = yield* Ref.make(0)
+      const handle = yield* executor.submit(failsOnce(runs, 1))
+      yield* TestClock.adjust(50)
+      yield* handle.cancel
+      assert.strictEqual((yield* handle.outcome).kind, "cancelled")
+      yield* TestClock.adjust(100) // past the retry's time
+      assert.strictEqual(yield* Ref.get(runs), 1)
+      const next = yield* executor.submit(Effect.succeed("next"))
+      yield* TestClock.adjust(1)
+      assert.strictEqual(yield* next.join, "next")
+      const stats = yield* executor.stats
+      assert.deepStrictEqual([stats.running, stats.waiting], [0, 0])
+      assertLedger(stats)
+    }))
+
+  it.effect("two escalations at once: the first one is raised, the second task still has its own outcome", () =>
+    Effect.gen(function*() {
+      const executor = yield* make({ concurrency: 2, policy: ErrorPolicy.escalate })
+      const first = yield* executor.submit(Effect.andThen(Effect.sleep(10), Effect.fail("first")))
+      const second = yield* executor.submit(Effect.andThen(Effect.sleep(10), Effect.fail("second")))
+      yield* TestClock.adjust(10)
+      const error = yield* Effect.flip(executor.join)
+      assert.strictEqual(error.reason._tag, "Escalated")
+      assert.strictEqual((error.reason as { readonly source: string }).source, `task ${first.id}`)
+      assert.strictEqual((yield* first.outcome).kind, "failure")
+      assert.include(["failure", "interrupted"], (yield* second.outcome).kind)
+      assert.strictEqual((yield* executor.stats).phase, "closed")
+    }))
+
+  it.effect("the first escalation wins: a service failing later, during the shutdown, is not raised instead", () =>
+    Effect.gen(function*() {
+      const executor = yield* make({ policy: ErrorPolicy.escalate, finalizerTimeout: "1 minute" })
+      yield* executor.start((ready) =>
+        Effect.andThen(ready(undefined), Effect.andThen(Effect.sleep(20), Effect.fail("service")))
+      )
+      yield* executor.submit(Effect.never.pipe(Effect.ensuring(Effect.sleep("10 seconds")))) // keeps the shutdown busy
+      const failing = yield* executor.submit(Effect.andThen(Effect.sleep(10), Effect.fail("fatal")))
+      yield* TestClock.adjust(10)
+      yield* TestClock.adjust(10) // the service fails while the shutdown waits for the finalizer
+      yield* TestClock.adjust("10 seconds")
+      const error = yield* Effect.flip(executor.join)
+      assert.strictEqual((error.reason as ExecutorError.Escalated).source, `task ${failing.id}`)
+    }))
+
+  it.effect("escalate during a drain: the escalation cuts the drain short and interrupts what still runs", () =>
+    Effect.gen(function*() {
+      const executor = yield* Executor.make({
+        policy: ErrorPolicy.escalate,
+        shutdown: { mode: "drain", grace: "1 hour" }
+      })
+      const endless = yield* executor.submit(Effect.never)
+      yield* executor.submit(Effect.andThen(Effect.sleep(10), Effect.fail("fatal")))
+      yield* Effect.forkChild(executor.shutdown())
+      yield* TestClock.adjust(10)
+      yield* settleFibers
+      assert.strictEqual((yield* endless.poll)?.kind, "interrupted")
+      assert.strictEqual((yield* executor.stats).phase, "closed")
+    }))
 })
 
 describe("timeouts and deadlines", () => {
@@ -322,6 +381,48 @@ describe("timeouts and deadlines", () => {
       assert.strictEqual(outcome.kind, "timedOut")
       assert.isTrue(Exit.hasInterrupts(outcome.exit))
       assert.strictEqual((yield* executor.stats).running, 0)
+    }))
+
+  it.effect("an attempt's timeout does not outlive it: it cannot stop the task while it waits to retry", () =>
+    Effect.gen(function*() {
+      const executor = yield* make({ policy: retryOnce(500) })
+      const runs = yield* Ref.make(0)
+      const handle = yield* executor.submit(failsOnce(runs, 10), { timeout: 100 })
+      yield* TestClock.adjust(200) // the first attempt's timer (t = 100) passes while the task sleeps
+      assert.isUndefined(yield* handle.poll)
+      yield* TestClock.adjust(400)
+      const outcome = yield* handle.outcome
+      assert.deepStrictEqual([outcome.kind, outcome.attempts], ["success", 2])
+    }))
+
+  it.effect("an attempt's timeout does not stop the next attempt: each attempt has its own", () =>
+    Effect.gen(function*() {
+      const executor = yield* make({ policy: retryOnce(0) })
+      const runs = yield* Ref.make(0)
+      // Attempt 1 fails at t = 10; attempt 2 starts at once and would take 150 ms: its timeout fires at 110.
+      const handle = yield* executor.submit(
+        Effect.flatMap(
+          Ref.getAndUpdate(runs, (n) => n + 1),
+          (n) => n === 0 ? Effect.andThen(Effect.sleep(10), Effect.fail("once")) : Effect.sleep(150)
+        ),
+        { timeout: 100 }
+      )
+      yield* TestClock.adjust(105)
+      assert.isUndefined(yield* handle.poll, "attempt 1's timer (t = 100) is not attempt 2's")
+      yield* TestClock.adjust(5)
+      const outcome = yield* handle.outcome
+      assert.deepStrictEqual([outcome.kind, outcome.attempts], ["timedOut", 2])
+    }))
+
+  it.effect("I18 a retry due exactly at the deadline is not attempted: the failure is the outcome", () =>
+    Effect.gen(function*() {
+      const executor = yield* make({ policy: retryOnce(10) })
+      const handle = yield* executor.submit(Effect.andThen(Effect.sleep(90), Effect.fail("late")), {
+        deadline: 100
+      })
+      yield* TestClock.adjust(90)
+      const outcome = yield* handle.outcome
+      assert.deepStrictEqual([outcome.kind, outcome.attempts], ["failure", 1])
     }))
 })
 

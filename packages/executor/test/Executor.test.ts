@@ -1,18 +1,36 @@
 import { assert, describe, it } from "@effect/vitest"
-import { Cause, Context, Deferred, Effect, Exit, Fiber, Ref, Schedule, Scope, Stream } from "effect"
+import { Cause, Context, Deferred, Effect, Exit, Fiber, Metric, Ref, Schedule, Scope, Stream } from "effect"
 import { TestClock } from "effect/testing"
 import * as ErrorPolicy from "../src/ErrorPolicy.ts"
 import * as Executor from "../src/Executor.ts"
 import type * as ExecutorError from "../src/ExecutorError.ts"
+import { names } from "../src/internal/instruments.ts"
 import type * as Outcome from "../src/Outcome.ts"
 import * as Pile from "../src/Pile.ts"
-import { assertLedger, engineOf, liveFibers, makeGauge, plain, reasonOf } from "./support.ts"
-
-/** Tests shut down with "cancel" on scope close unless they test draining: a drain would wait on the TestClock. */
-const make = <A = unknown, E = unknown>(options?: Executor.Options) =>
-  Executor.make<A, E>({ shutdown: { mode: "cancel" }, ...options })
+import {
+  assertLedger,
+  engineOf,
+  failsOnce,
+  liveFibers,
+  make,
+  makeGauge,
+  plain,
+  reasonOf,
+  retryOnce,
+  settleFibers
+} from "./support.ts"
 
 const kinds = (outcomes: ReadonlyArray<Outcome.Outcome<any, any, any>>) => outcomes.map((o) => o.kind)
+
+/** How many attempts the run-time histogram observed. */
+const runTime = (snapshots: ReadonlyArray<Metric.Metric.Snapshot>): number => {
+  const series = snapshots.find((s) => s.id === names.runTime)
+  return Number((series?.state as { readonly count: number } | undefined)?.count ?? 0)
+}
+
+/** The waiters of a task's outcome (an internal list: an interrupted wait must leave it). */
+const waitersOf = (handle: unknown): ReadonlyArray<unknown> =>
+  (handle as { readonly waiters?: ReadonlyArray<unknown> }).waiters ?? []
 
 describe("Executor.make", () => {
   it.effect("rejects a bad option with a typed error naming the option and the value", () =>
@@ -125,6 +143,71 @@ describe("outcomes", () => {
       assert.deepStrictEqual(yield* handle.await, Exit.succeed("v"))
       assert.strictEqual(yield* handle.join, "v")
       assert.strictEqual((yield* handle.poll)?.kind, "success")
+    }))
+
+  it.effect("an interrupted wait for an outcome leaves no waiter behind; the others still get the outcome", () =>
+    Effect.gen(function*() {
+      const executor = yield* make()
+      const latch = yield* Deferred.make<void>()
+      const handle = yield* executor.submit(Deferred.await(latch))
+      const [a, b, c] = yield* Effect.forEach([1, 2, 3], () => Effect.forkChild(handle.outcome))
+      yield* Effect.yieldNow
+      assert.strictEqual(waitersOf(handle).length, 3)
+      yield* Fiber.interrupt(b!) // the middle one
+      assert.strictEqual(waitersOf(handle).length, 2)
+      yield* Fiber.interrupt(a!) // the first one
+      assert.strictEqual(waitersOf(handle).length, 1)
+      yield* Deferred.succeed(latch, undefined)
+      assert.strictEqual((yield* Fiber.join(c!)).kind, "success")
+      assert.strictEqual(waitersOf(handle).length, 0)
+    }))
+
+  it.effect("a task stopped twice keeps the first reason", () =>
+    Effect.gen(function*() {
+      const executor = yield* make()
+      const handle = yield* executor.submit(Effect.never.pipe(Effect.ensuring(Effect.sleep(100))), { timeout: 50 })
+      yield* TestClock.adjust(1)
+      const cancelling = yield* Effect.forkChild(handle.cancel)
+      yield* TestClock.adjust(60) // the timeout fires while the cancelled task's finalizer runs
+      yield* TestClock.adjust(100)
+      yield* Fiber.join(cancelling)
+      assert.strictEqual((yield* handle.outcome).kind, "cancelled")
+    }))
+
+  it.effect("a stopped task's outcome keeps what its finalizer did; a task that ends anyway is still stopped", () =>
+    Effect.gen(function*() {
+      const executor = yield* make()
+      const dying = yield* executor.submit(Effect.never.pipe(Effect.ensuring(Effect.die("finalizer bug"))))
+      const stubborn = yield* executor.submit(Effect.uninterruptible(Effect.as(Effect.sleep(100), "done")), {
+        timeout: 10
+      })
+      yield* TestClock.adjust(1)
+      yield* dying.cancel
+      const cancelled = yield* dying.outcome
+      assert.strictEqual(cancelled.kind, "cancelled")
+      assert.isTrue(Cause.hasInterrupts(cancelled.exit._tag === "Failure" ? cancelled.exit.cause : Cause.empty))
+      assert.isTrue(Cause.hasDies(cancelled.exit._tag === "Failure" ? cancelled.exit.cause : Cause.empty))
+      yield* TestClock.adjust(100)
+      const timedOut = yield* stubborn.outcome
+      assert.strictEqual(timedOut.kind, "timedOut")
+      assert.strictEqual(timedOut.exit._tag, "Failure", "stopped: its outcome is an interruption, not its value")
+    }))
+
+  it.effect("I1 a task whose body cancels it before the first suspension ends cancelled and frees its slot", () =>
+    Effect.gen(function*() {
+      const executor = yield* make({ concurrency: 1 })
+      const gate = yield* Deferred.make<void>()
+      yield* executor.submit(Deferred.await(gate))
+      let cancelSelf: Effect.Effect<void> = Effect.void
+      // Queued now; it starts when the gate opens, and its body cancels it before anything else.
+      const handle = yield* executor.submit(Effect.suspend(() => cancelSelf))
+      cancelSelf = handle.cancel
+      yield* Deferred.succeed(gate, undefined)
+      yield* settleFibers
+      assert.strictEqual((yield* handle.poll)?.kind, "cancelled")
+      const stats = yield* executor.stats
+      assert.strictEqual(stats.running, 0)
+      assertLedger(stats)
     }))
 })
 
@@ -326,6 +409,143 @@ describe("lifetime", () => {
       assert.strictEqual((yield* handle.outcome).kind, "interrupted")
       assert.strictEqual((yield* executor.stats).phase, "closed")
     }))
+
+  it.effect("I7 a task that fails during a drain is still retried by its policy before the executor closes", () =>
+    Effect.gen(function*() {
+      const executor = yield* Executor.make({
+        shutdown: { mode: "drain", grace: "1 hour" },
+        policy: ErrorPolicy.retry(Schedule.spaced(10).pipe(Schedule.upTo({ times: 3 })))
+      })
+      const runs = yield* Ref.make(0)
+      const task = yield* executor.submit(
+        Effect.flatMap(
+          Ref.getAndUpdate(runs, (n) => n + 1),
+          (n) => Effect.andThen(Effect.sleep(5), n < 2 ? Effect.fail("again") : Effect.succeed(n))
+        )
+      )
+      const shutdown = yield* Effect.forkChild(executor.shutdown())
+      yield* TestClock.adjust(100)
+      yield* Fiber.join(shutdown)
+      const outcome = yield* task.outcome
+      assert.strictEqual(outcome.kind, "success")
+      assert.strictEqual(outcome.attempts, 3)
+    }))
+
+  it.effect("after a normal shutdown, Closed says it was not escalated, and no service may start", () =>
+    Effect.gen(function*() {
+      const executor = yield* make()
+      yield* executor.shutdown({ mode: "cancel" })
+      const error = yield* Effect.flip(executor.submit(Effect.void))
+      assert.strictEqual(error.reason._tag, "Closed")
+      assert.isFalse((error.reason as ExecutorError.Closed).escalated)
+      const service = yield* Effect.flip(executor.start((ready) => Effect.andThen(ready(1), Effect.never)))
+      assert.strictEqual((service as ExecutorError.ExecutorError).reason._tag, "Closed")
+      assert.strictEqual((yield* executor.stats).services.running, 0)
+    }))
+
+  it.effect("I8 cancel waits for a finalizer that ends within finalizerTimeout: nothing is abandoned", () =>
+    Effect.gen(function*() {
+      const executor = yield* make({ finalizerTimeout: "5 seconds" })
+      const finalized = yield* Ref.make(false)
+      const handle = yield* executor.submit(
+        Effect.never.pipe(Effect.ensuring(Effect.andThen(Effect.sleep("1 second"), Ref.set(finalized, true))))
+      )
+      yield* TestClock.adjust(1)
+      const shutdown = yield* Effect.forkChild(executor.shutdown({ mode: "cancel" }))
+      yield* TestClock.adjust(500)
+      const during = yield* executor.stats
+      assert.deepStrictEqual([during.phase, during.running], ["cancelling", 1])
+      yield* TestClock.adjust(500)
+      yield* Fiber.join(shutdown)
+      assert.isTrue(yield* Ref.get(finalized))
+      assert.strictEqual((yield* handle.outcome).kind, "interrupted")
+      const stats = yield* executor.stats
+      assert.deepStrictEqual([stats.abandoned, stats.running, stats.phase], [0, 0, "closed"])
+      assertLedger(stats)
+    }))
+
+  it.effect("I5 shutdown waits for every service to stop, not only the first", () =>
+    Effect.gen(function*() {
+      const executor = yield* make({ finalizerTimeout: "1 minute" })
+      const stopped = yield* Ref.make<Array<string>>([])
+      const service = (name: string, finalizer: number) =>
+        executor.start((ready) =>
+          Effect.andThen(ready(undefined), Effect.never).pipe(
+            Effect.ensuring(Effect.andThen(Effect.sleep(finalizer), Ref.update(stopped, (xs) => [...xs, name])))
+          )
+        )
+      yield* service("quick", 0)
+      yield* service("slow", 1000)
+      const shutdown = yield* Effect.forkChild(executor.shutdown({ mode: "cancel" }))
+      yield* TestClock.adjust(999)
+      assert.isUndefined(shutdown.pollUnsafe(), "the slow service is still stopping")
+      yield* TestClock.adjust(1)
+      yield* Fiber.join(shutdown)
+      assert.deepStrictEqual(yield* Ref.get(stopped), ["quick", "slow"])
+    }))
+
+  it.effect("I14 a drain completes although a batch's consumer stopped reading", () =>
+    Effect.gen(function*() {
+      const executor = yield* Executor.make({ concurrency: 2, shutdown: { mode: "drain" } })
+      const consumer = yield* Effect.forkChild(Stream.runForEach(
+        executor.run([1, 2, 3, 4, 5, 6], (n) => Effect.as(Effect.sleep(n), n), { buffer: 1 }),
+        () => Effect.never // reads one outcome, then never asks for another
+      ))
+      yield* TestClock.adjust(1)
+      const shutdown = yield* Effect.forkChild(executor.shutdown())
+      yield* TestClock.adjust(100)
+      yield* Fiber.join(shutdown)
+      const stats = yield* executor.stats
+      assert.deepStrictEqual([stats.phase, stats.running, stats.finished], ["closed", 0, 6])
+      yield* Fiber.interrupt(consumer)
+    }))
+
+  it.effect("I8 an abandoned task keeps the reason it was stopped for", () =>
+    Effect.gen(function*() {
+      const executor = yield* make({ finalizerTimeout: "1 second" })
+      const handle = yield* executor.submit(Effect.never.pipe(Effect.ensuring(Effect.never)), { timeout: 10 })
+      yield* TestClock.adjust(10)
+      const shutdown = yield* Effect.forkChild(executor.shutdown({ mode: "cancel" }))
+      yield* TestClock.adjust("1 second")
+      yield* Fiber.join(shutdown)
+      const outcome = yield* handle.outcome
+      assert.strictEqual(outcome.kind, "timedOut")
+      const stats = yield* executor.stats
+      assert.deepStrictEqual([stats.abandoned, stats.running], [1, 0])
+      assertLedger(stats)
+    }))
+
+  it.effect("an abandoned attempt that ends later is not counted a second time", () =>
+    Effect.gen(function*() {
+      const executor = yield* make({ finalizerTimeout: "1 second" })
+      yield* executor.submit(Effect.never.pipe(Effect.ensuring(Effect.sleep("10 seconds"))))
+      yield* TestClock.adjust(1)
+      const shutdown = yield* Effect.forkChild(executor.shutdown({ mode: "cancel" }))
+      yield* TestClock.adjust("1 second")
+      yield* Fiber.join(shutdown)
+      assert.strictEqual((yield* executor.stats).abandoned, 1)
+      const before = runTime(yield* Metric.snapshot)
+      yield* TestClock.adjust("10 seconds") // the abandoned finalizer ends now
+      assert.strictEqual(runTime(yield* Metric.snapshot), before)
+      assertLedger(yield* executor.stats)
+    }).pipe(Effect.provideService(Metric.MetricRegistry, new Map())))
+
+  it.effect("I7 a drain waits for a task that waits in its key's line for budget while nothing runs", () =>
+    Effect.gen(function*() {
+      const executor = yield* Executor.make({
+        shutdown: { mode: "drain", grace: "1 hour" },
+        limits: [{ key: "k", limit: 1, window: "1 minute" }]
+      })
+      yield* executor.submit(Effect.void, { key: "k" })
+      const second = yield* executor.submit(Effect.succeed("second"), { key: "k" })
+      yield* TestClock.adjust(1)
+      const before = yield* executor.stats
+      assert.deepStrictEqual([before.running, before.waiting], [0, 1])
+      const shutdown = yield* Effect.forkChild(executor.shutdown())
+      yield* TestClock.adjust("1 minute")
+      yield* Fiber.join(shutdown)
+      assert.strictEqual(yield* second.join, "second")
+    }))
 })
 
 describe("progress", () => {
@@ -356,6 +576,66 @@ describe("progress", () => {
       const error = yield* Effect.flip(executor.join)
       assert.strictEqual(error.reason._tag, "Escalated")
       assert.strictEqual((error.reason as ExecutorError.Escalated).source, "executor")
+    }))
+
+  it.effect("I16 a submitter waiting for space fails with Closed, and running services are stopped", () =>
+    Effect.gen(function*() {
+      const executor = yield* make({ concurrency: 1, capacity: 1 })
+      const stopped = yield* Deferred.make<void>()
+      yield* executor.start((ready) =>
+        Effect.andThen(ready(undefined), Effect.never).pipe(Effect.ensuring(Deferred.succeed(stopped, undefined)))
+      )
+      yield* executor.submit(Effect.never)
+      yield* TestClock.adjust(1)
+      yield* executor.submit(Effect.never)
+      const waiting = yield* Effect.forkChild(executor.submit(Effect.void))
+      yield* Effect.yieldNow
+      assert.isUndefined(waiting.pollUnsafe(), "the queue is full: the submitter waits")
+      engineOf(executor).fibers.dispatcher!.interruptUnsafe()
+      assert.strictEqual(reasonOf(yield* Fiber.await(waiting)), "Closed")
+      yield* Deferred.await(stopped)
+      assert.strictEqual((yield* executor.stats).phase, "closed")
+    }))
+
+  it.effect("I16 a dispatcher dying during a shutdown that escalated keeps the escalation's source", () =>
+    Effect.gen(function*() {
+      const executor = yield* make({ policy: ErrorPolicy.escalate, finalizerTimeout: "1 minute" })
+      // The first task's finalizer keeps the shutdown waiting; the second task's failure escalates.
+      yield* executor.submit(Effect.never.pipe(Effect.ensuring(Effect.sleep("10 seconds"))))
+      const failing = yield* executor.submit(Effect.andThen(Effect.sleep(10), Effect.fail("fatal")))
+      yield* TestClock.adjust(10)
+      yield* Effect.yieldNow
+      assert.strictEqual((yield* executor.stats).phase, "cancelling")
+      engineOf(executor).fibers.dispatcher!.interruptUnsafe()
+      const error = yield* Effect.flip(executor.join)
+      assert.strictEqual(error.reason._tag, "Escalated")
+      assert.strictEqual((error.reason as ExecutorError.Escalated).source, `task ${failing.id}`)
+    }))
+
+  it.effect("a pass that starts more than 512 tasks lets other fibers run, then goes on by itself", () =>
+    Effect.gen(function*() {
+      const executor = yield* make({ concurrency: 1, capacity: 2000 })
+      yield* executor.submitAll(Array.from({ length: 1000 }, () => Effect.never))
+      yield* TestClock.adjust(1)
+      yield* executor.resize(1000)
+      for (let i = 0; i < 5; i++) yield* Effect.yieldNow
+      assert.strictEqual((yield* executor.stats).running, 1000)
+    }))
+
+  it.effect("a long pass gives way after 512 starts: other fibers see 512 more running before the rest start", () =>
+    Effect.gen(function*() {
+      const executor = yield* make({ concurrency: 1, capacity: 2000 })
+      yield* executor.submitAll(Array.from({ length: 1000 }, () => Effect.never))
+      yield* TestClock.adjust(1)
+      yield* executor.resize(1000)
+      let running = 1
+      for (let i = 0; i < 100 && running === 1; i++) {
+        yield* Effect.yieldNow
+        running = (yield* executor.stats).running
+      }
+      assert.strictEqual(running, 513, "the pass started 512 tasks, then let this fiber run")
+      yield* settleFibers
+      assert.strictEqual((yield* executor.stats).running, 1000)
     }))
 })
 
@@ -567,6 +847,154 @@ describe("backpressure", () => {
         Exit.succeed(3)
       ])
     }))
+
+  it.effect("I13 tasks waiting in a key line for their first start count against the capacity; a freed place admits a waiting submitter", () =>
+    Effect.gen(function*() {
+      const executor = yield* make({
+        concurrency: 5,
+        capacity: 2,
+        limits: [{ key: "k", limit: 1, window: "1 minute" }]
+      })
+      yield* executor.submit(Effect.never, { key: "k" })
+      const second = yield* executor.submit(Effect.never, { key: "k" })
+      yield* executor.submit(Effect.never, { key: "k" })
+      yield* TestClock.adjust(1)
+      let stats = yield* executor.stats
+      assert.strictEqual(stats.running, 1)
+      assert.strictEqual(stats.waiting, 2, "two tasks wait in the key's line for budget")
+      assert.strictEqual(stats.queued, 0)
+      const full = yield* Effect.flip(executor.trySubmit(Effect.void))
+      assert.strictEqual(full.reason._tag, "QueueFull", "line tasks that never started hold their places")
+      const blocked = yield* Effect.forkChild(executor.submit(Effect.void))
+      yield* Effect.yieldNow
+      assert.isUndefined(blocked.pollUnsafe())
+      // A line task leaving without starting (cancelled) frees its place for the waiting submitter.
+      yield* second.cancel
+      yield* Effect.yieldNow
+      assert.isDefined(blocked.pollUnsafe(), "the waiting submitter got the freed place")
+      // One minute later the next line task starts: its place goes too, and the queue is empty again.
+      yield* TestClock.adjust("1 minute")
+      stats = yield* executor.stats
+      assert.strictEqual(stats.running, 2)
+      assert.strictEqual(stats.waiting, 0)
+      yield* executor.trySubmit(Effect.void)
+      yield* executor.trySubmit(Effect.void)
+      assert.strictEqual((yield* executor.stats).peakQueued, 2)
+      assertLedger(yield* executor.stats)
+    }))
+
+  it.effect("I13 a task waiting to retry does not hold a place in the queue", () =>
+    Effect.gen(function*() {
+      const executor = yield* make({
+        concurrency: 1,
+        capacity: 1,
+        policy: ErrorPolicy.retry(Schedule.spaced("1 minute"))
+      })
+      const runs = yield* Ref.make(0)
+      const flaky = yield* executor.submit(
+        Effect.flatMap(Ref.getAndUpdate(runs, (n) => n + 1), (n) => n === 0 ? Effect.fail("once") : Effect.succeed(n))
+      )
+      yield* TestClock.adjust(1)
+      assert.strictEqual((yield* executor.stats).waiting, 1, "the failed task sleeps before its retry")
+      const other = yield* executor.trySubmit(Effect.succeed("other"))
+      yield* TestClock.adjust(1)
+      assert.strictEqual(yield* other.join, "other")
+      yield* TestClock.adjust("1 minute")
+      assert.strictEqual(yield* flaky.join, 1)
+      assertLedger(yield* executor.stats)
+    }))
+
+  it.effect("I13 one freed place admits one waiting submitter, not all of them", () =>
+    Effect.gen(function*() {
+      const executor = yield* make({ concurrency: 1, capacity: 1 })
+      yield* executor.submit(Effect.never)
+      yield* TestClock.adjust(1)
+      const queued = yield* executor.submit(Effect.never)
+      const waiting = yield* Effect.forEach([1, 2, 3], () => Effect.forkChild(executor.submit(Effect.never)))
+      yield* Effect.yieldNow
+      yield* queued.cancel
+      yield* Effect.yieldNow
+      assert.strictEqual((yield* executor.stats).queued, 1)
+      assert.isDefined(waiting[0]!.pollUnsafe())
+      assert.isUndefined(waiting[1]!.pollUnsafe())
+      assert.isUndefined(waiting[2]!.pollUnsafe())
+    }))
+
+  it.effect("I13 a retried task starting again frees no place in the queue (it held none)", () =>
+    Effect.gen(function*() {
+      const executor = yield* make({ concurrency: 1, capacity: 1, policy: retryOnce(0) })
+      const runs = yield* Ref.make(0)
+      yield* executor.submit(Effect.andThen(failsOnce(runs, 1), Effect.never))
+      yield* TestClock.adjust(1)
+      yield* Effect.yieldNow
+      assert.strictEqual(yield* Ref.get(runs), 2, "the retry is running")
+      yield* executor.submit(Effect.never)
+      const full = yield* Effect.flip(executor.trySubmit(Effect.void))
+      assert.strictEqual(full.reason._tag, "QueueFull")
+      assertLedger(yield* executor.stats)
+    }))
+
+  it.effect("peakQueued keeps the highest count when the queue shrinks and grows again", () =>
+    Effect.gen(function*() {
+      const executor = yield* make({ concurrency: 1, capacity: 3 })
+      yield* executor.submit(Effect.never)
+      yield* TestClock.adjust(1)
+      const queued = yield* Effect.forEach([1, 2, 3], () => executor.submit(Effect.never))
+      yield* queued[0]!.cancel
+      yield* queued[1]!.cancel
+      yield* executor.submit(Effect.never)
+      const stats = yield* executor.stats
+      assert.strictEqual(stats.queued, 2)
+      assert.strictEqual(stats.peakQueued, 3)
+    }))
+
+  it.effect("sliding: with the queue empty, the oldest task waiting in a key line for its first start is evicted", () =>
+    Effect.gen(function*() {
+      const executor = yield* make({
+        concurrency: 5,
+        capacity: 1,
+        strategy: "sliding",
+        limits: [{ key: "k", limit: 1, window: "1 minute" }]
+      })
+      const first = yield* executor.submit(Effect.succeed("first"), { key: "k" })
+      const waiting = yield* executor.submit(Effect.succeed("waiting"), { key: "k" })
+      yield* TestClock.adjust(1)
+      assert.strictEqual(yield* first.join, "first")
+      assert.strictEqual((yield* executor.stats).waiting, 1, "the second task waits in the key's line")
+      const young = yield* executor.submit(Effect.succeed("young"), { key: "k" })
+      assert.strictEqual((yield* waiting.outcome).kind, "evicted")
+      yield* TestClock.adjust("1 minute")
+      assert.strictEqual(yield* young.join, "young")
+      assertLedger(yield* executor.stats)
+    }))
+
+  it.effect("sliding: the victim is the oldest task waiting for its first start, not a retry, in any line", () =>
+    Effect.gen(function*() {
+      const executor = yield* make({
+        concurrency: 2,
+        capacity: 4,
+        strategy: "sliding",
+        policy: retryOnce(0),
+        limits: [{ perKey: true, limit: 1, window: "1 minute" }]
+      })
+      const runs = yield* Ref.make(0)
+      yield* executor.submit(Effect.never, { key: "a" })
+      const retried = yield* executor.submit(failsOnce(runs, 1), { key: "b" })
+      const [a3, b4, a5, b6] = yield* Effect.forEach(
+        ["a", "b", "a", "b"],
+        (key) => executor.submit(Effect.succeed(key), { key })
+      )
+      yield* TestClock.adjust(1)
+      yield* Effect.yieldNow
+      // Lines: a = [a3, a5], b = [retried (attempt 2 waits for budget), b4, b6]
+      assert.strictEqual((yield* executor.stats).waiting, 5)
+      yield* a3!.cancel
+      const a7 = yield* executor.submit(Effect.succeed("a"), { key: "a" }) // a = [a5, a7]: the queue is full again
+      yield* executor.submit(Effect.succeed("c"), { key: "c" })
+      assert.strictEqual((yield* b4!.outcome).kind, "evicted")
+      for (const handle of [retried, a5!, b6!, a7]) assert.isUndefined(yield* handle.poll)
+      assertLedger(yield* executor.stats)
+    }))
 })
 
 describe("the batch form", () => {
@@ -634,6 +1062,64 @@ describe("the batch form", () => {
       const stats = yield* executor.stats
       assert.strictEqual(stats.outcomes.success, stats.accepted, "every accepted task finished")
     }))
+
+  it.effect("a batch feeder that finds the queue full waits for a quarter of it to free up, then refills it", () =>
+    Effect.gen(function*() {
+      const executor = yield* make({ concurrency: 1, capacity: 8 })
+      const reader = yield* Effect.forkChild(Stream.runCollect(
+        executor.run(Array.from({ length: 40 }, (_, i) => i), (n) => Effect.as(Effect.sleep(1), n))
+      ))
+      const queued: Array<number> = []
+      for (let t = 0; t < 4; t++) {
+        yield* Effect.yieldNow
+        queued.push((yield* executor.stats).queued)
+        yield* TestClock.adjust(1)
+      }
+      // 8 queued; one place frees (7: the feeder keeps waiting); a second one frees (a quarter): refilled to 8.
+      assert.deepStrictEqual(queued, [8, 7, 8, 7])
+      yield* TestClock.adjust(100)
+      const outcomes = yield* Fiber.join(reader)
+      assert.deepStrictEqual(outcomes.map((o) => o.input), Array.from({ length: 40 }, (_, i) => i))
+      assert.strictEqual((yield* executor.stats).peakQueued, 8)
+    }))
+
+  it.effect("I6 a batch feeder waiting for room when shutdown begins stops feeding; accepted inputs get outcomes", () =>
+    Effect.gen(function*() {
+      const executor = yield* make({ concurrency: 1, capacity: 4 })
+      const ran = yield* Ref.make(0)
+      const reader = yield* Effect.forkChild(Effect.exit(Stream.runCollect(
+        executor.run(
+          Array.from({ length: 20 }, (_, i) => i),
+          () => Effect.andThen(Ref.update(ran, (n) => n + 1), Effect.never)
+        )
+      )))
+      yield* TestClock.adjust(1)
+      assert.strictEqual((yield* executor.stats).queued, 4, "the feeder waits for room")
+      yield* executor.shutdown({ mode: "cancel" })
+      const exit = yield* Fiber.join(reader)
+      assert.isTrue(exit._tag === "Failure", "the batch fails with Closed after its accepted outcomes")
+      const stats = yield* executor.stats
+      assert.strictEqual(stats.accepted, 5, "one running and four queued: nothing more was taken")
+      assert.strictEqual(stats.finished, 5)
+      assert.strictEqual(yield* Ref.get(ran), 1)
+    }))
+
+  it.effect("a batch feeder interrupted while it waits for room leaves nothing behind", () =>
+    Effect.gen(function*() {
+      const executor = yield* make({ concurrency: 1, capacity: 4 })
+      // The queue is full of other submitters' tasks: the batch gets no place and waits for room.
+      yield* executor.submitAll(Array.from({ length: 5 }, () => Effect.never))
+      yield* TestClock.adjust(1)
+      const reader = yield* Effect.forkChild(Stream.runCollect(executor.run([1, 2, 3], () => Effect.never)))
+      yield* TestClock.adjust(1)
+      const intake = engineOf(executor).intake as unknown as { readonly roomWaiters: ReadonlyArray<unknown> }
+      assert.strictEqual(intake.roomWaiters.length, 1, "the feeder waits for room")
+      yield* Fiber.interrupt(reader)
+      assert.strictEqual(intake.roomWaiters.length, 0, "an interrupted feeder is forgotten")
+      const stats = yield* executor.stats
+      assert.deepStrictEqual([stats.accepted, stats.queued], [5, 4])
+      assertLedger(stats)
+    }))
 })
 
 describe("Pile consumers", () => {
@@ -695,6 +1181,16 @@ describe("Pile consumers", () => {
       assert.include(String(Cause.squash((exit as Exit.Failure<unknown, unknown>).cause)), "pile: \"none\"")
       const handle = yield* executor.submit(Effect.succeed(1))
       assert.strictEqual(yield* handle.join, 1)
+    }))
+
+  it.effect("reading nothing: with pile none, cancelling a queued task is fine", () =>
+    Effect.gen(function*() {
+      const executor = yield* make({ concurrency: 1, pile: "none" })
+      yield* executor.submit(Effect.never)
+      const queued = yield* executor.submit(Effect.succeed("never runs"))
+      yield* queued.cancel
+      assert.strictEqual((yield* queued.outcome).kind, "cancelled")
+      assertLedger(yield* executor.stats)
     }))
 })
 

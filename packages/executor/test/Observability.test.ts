@@ -7,7 +7,7 @@ import * as ErrorPolicy from "../src/ErrorPolicy.ts"
 import * as Executor from "../src/Executor.ts"
 import { names } from "../src/internal/instruments.ts"
 import type * as Outcome from "../src/Outcome.ts"
-import { assertLedger, recordingTracer, runs } from "./support.ts"
+import { assertLedger, make, recordingTracer, runs } from "./support.ts"
 
 /** Every test gets its own registry: the default one is process-global. */
 const isolated = <A, E, R>(effect: Effect.Effect<A, E, R>) =>
@@ -29,6 +29,14 @@ const histogramCount = (name: string, attributes: Record<string, string>) =>
   Effect.map(Metric.snapshot, (snapshots) => {
     const series = snapshots.find((s) => s.id === name && s.attributes?.["executor"] === attributes["executor"])
     return series === undefined ? 0 : Number((series.state as { readonly count: number }).count)
+  })
+
+/** Count and sum (seconds) of a histogram series of the executor `name`. */
+const histogram = (metric: string, executor: string) =>
+  Effect.map(Metric.snapshot, (snapshots) => {
+    const series = snapshots.find((s) => s.id === metric && s.attributes?.["executor"] === executor)
+    const state = series?.state as { readonly count: number; readonly sum: number } | undefined
+    return { count: Number(state?.count ?? 0), sum: Number(state?.sum ?? 0) }
   })
 
 type Behaviour = "succeed" | "fail" | "die" | "interrupt" | "never" | "flaky"
@@ -149,6 +157,38 @@ describe("metrics", () => {
       const snapshots = yield* Metric.snapshot
       assert.isFalse(snapshots.some((s) => s.id.startsWith("pile_")))
     })))
+
+  it.effect("queue wait, rate wait and run time observe the virtual time each task spent, once per task or attempt", () =>
+    isolated(Effect.gen(function*() {
+      const executor = yield* make({
+        name: "timed",
+        concurrency: 1,
+        limits: [{ key: "k", limit: 1, window: "1 second" }],
+        policy: ErrorPolicy.retry(Schedule.spaced("5 millis").pipe(Schedule.upTo({ times: 1 })))
+      })
+      const runs = yield* Ref.make(0)
+      // Task 1 runs 10 ms. Task 2 waits 10 ms in the queue, finds the key's budget free and runs 20 ms; it
+      // fails, pauses 5 ms, waits for the next budget (t = 1,010: a retry's rate wait is not observed again)
+      // and runs 20 ms more. Run time: 10 + 20 + 20 ms over three attempts.
+      yield* executor.submit(Effect.sleep(10))
+      yield* executor.submit(
+        Effect.flatMap(
+          Ref.getAndUpdate(runs, (n) => n + 1),
+          (n) => Effect.andThen(Effect.sleep(20), n === 0 ? Effect.fail("once") : Effect.void)
+        ),
+        { key: "k" }
+      )
+      yield* TestClock.adjust("3 seconds")
+      const queueWait = yield* histogram(names.queueWait, "timed")
+      const rateWait = yield* histogram(names.rateWait, "timed")
+      const runTime = yield* histogram(names.runTime, "timed")
+      assert.strictEqual(queueWait.count, 2, "one queue wait per task")
+      assert.closeTo(queueWait.sum, 0.010, 1e-9)
+      assert.strictEqual(rateWait.count, 2, "one rate wait per task (its first start)")
+      assert.closeTo(rateWait.sum, 0, 1e-9, "the key's first budget was free when task 2 left the queue")
+      assert.strictEqual(runTime.count, 3, "one run time per attempt")
+      assert.closeTo(runTime.sum, 0.050, 1e-9)
+    })))
 })
 
 describe("ledger", () => {
@@ -254,5 +294,32 @@ describe("tracing", () => {
         assert.strictEqual(span.attributes.get("pile.executor"), "traced")
       }
       assert.deepStrictEqual(attempts.map((s) => s.attributes.get("pile.task.outcome")), ["failure", "success"])
+    }))
+
+  it.effect("tracing: false makes no span even under a tracer; a task without a key has no key attribute", () =>
+    Effect.gen(function*() {
+      const { ended, tracer } = recordingTracer()
+      const off = yield* make({ tracing: false })
+      const on = yield* make({ tracing: true, name: "on" })
+      yield* Effect.flatMap(off.submit(Effect.void), (h) => h.await).pipe(Effect.withTracer(tracer))
+      assert.strictEqual(ended.filter((s) => s.name === "pile.task").length, 0)
+      yield* Effect.flatMap(on.submit(Effect.void), (h) => h.await).pipe(Effect.withTracer(tracer))
+      const spans = ended.filter((s) => s.name === "pile.task")
+      assert.strictEqual(spans.length, 1)
+      assert.isFalse(spans[0]!.attributes.has("pile.task.key"))
+      assert.strictEqual(spans[0]!.kind, "internal")
+    }))
+
+  it.effect("tracing: auto follows the submitter: spans under a tracer, none without, spans again under one", () =>
+    Effect.gen(function*() {
+      const { ended, tracer } = recordingTracer()
+      const executor = yield* make()
+      const traced = Effect.flatMap(executor.submit(Effect.void), (h) => h.await).pipe(Effect.withTracer(tracer))
+      yield* traced
+      yield* Effect.flatMap(executor.submit(Effect.void), (h) => h.await)
+      yield* traced
+      const spans = ended.filter((s) => s.name === "pile.task")
+      assert.strictEqual(spans.length, 2)
+      assert.isTrue(spans.every((s) => Option.isNone(s.parent) || s.parent.value.spanId !== undefined))
     }))
 })

@@ -3,12 +3,14 @@ import { Clock, Data, Duration, Effect, Exit, Fiber, Ref, Schedule, Stream } fro
 import { TestClock } from "effect/testing"
 import * as fc from "fast-check"
 import * as ErrorPolicy from "../src/ErrorPolicy.ts"
-import * as Executor from "../src/Executor.ts"
 import * as RateLimit from "../src/RateLimit.ts"
-import { assertLedger, runs } from "./support.ts"
+import { assertLedger, engineOf, failsOnce, make, retryOnce, runs } from "./support.ts"
 
-const make = <A = unknown, E = unknown>(options?: Executor.Options<E>) =>
-  Executor.make<A, E>({ shutdown: { mode: "cancel" }, ...options })
+/** An error that carries the wait a server asked for, in milliseconds. */
+class RateLimited extends Data.TaggedError("RateLimited")<{ readonly retryAfter: number }> {}
+
+/** A settlement: an attempt that did not succeed used nothing (its reservation is refunded). */
+const refundIfStopped = (exit: Exit.Exit<unknown, unknown>) => Exit.isSuccess(exit) ? undefined : { tokens: 0 }
 
 interface Start {
   readonly at: number
@@ -384,6 +386,134 @@ describe("rate limits", () => {
       const error = yield* Effect.flip(executor.submit(Effect.void, { cost: { tokens: -1 } }))
       assert.include(error.message, "cost.tokens")
     }))
+
+  it.effect("a batch input whose cost can never fit is accepted, then ends at once as rejected", () =>
+    Effect.gen(function*() {
+      const executor = yield* make({ limits: [{ budget: "tokens", limit: 10, window: "1 minute" }] })
+      const outcomes = yield* Stream.runCollect(
+        executor.run([11, 1], (n) => Effect.succeed(n), { cost: (n) => ({ tokens: n }) })
+      )
+      const rejected = outcomes.find((o) => o.input === 11)!
+      assert.strictEqual(rejected.kind, "rejected")
+      assert.strictEqual(rejected.rejection?.reason._tag, "CostOverLimit")
+      const stats = yield* executor.stats
+      assert.deepStrictEqual([stats.submitted, stats.accepted, stats.rejected, stats.finished], [2, 2, 0, 2])
+      assertLedger(stats)
+    }))
+
+  it.effect("a refund of a cancelled task's budget lets a waiting task start at once", () =>
+    Effect.gen(function*() {
+      const executor = yield* make({ concurrency: 5, limits: [{ budget: "tokens", limit: 10, window: "1 minute" }] })
+      const first = yield* executor.submit(Effect.never, {
+        cost: { tokens: 10 },
+        settle: refundIfStopped
+      })
+      const next = yield* executor.submit(Effect.succeed("next"), { cost: { tokens: 10 } })
+      yield* TestClock.adjust(1)
+      assert.isUndefined(yield* next.poll)
+      yield* first.cancel
+      yield* Effect.yieldNow
+      yield* Effect.yieldNow
+      assert.strictEqual(yield* next.join, "next")
+    }))
+
+  it.effect("I12 a refund corrects the cancelled task's own reservation, in its own window, not another's", () =>
+    Effect.gen(function*() {
+      const executor = yield* make({ concurrency: 5, limits: [{ budget: "tokens", limit: 10, window: "1 minute" }] })
+      const first = yield* executor.submit(Effect.never, { cost: { tokens: 5 }, settle: refundIfStopped }) // t = 0
+      yield* TestClock.adjust("30 seconds")
+      yield* executor.submit(Effect.never, { cost: { tokens: 5 } }) // t = 30 s
+      yield* TestClock.adjust("1 second")
+      yield* first.cancel // its 5 tokens (charged at t = 0) come back
+      yield* executor.submit(Effect.never, { cost: { tokens: 5 } }) // t = 31 s: fits at once
+      const last = yield* executor.submit(Effect.succeed("last"), { cost: { tokens: 5 } })
+      yield* TestClock.adjust(1)
+      assert.strictEqual((yield* executor.stats).running, 2)
+      // The window holds 5 tokens from t = 30 s and 5 from t = 31 s: the next 5 fit once the first leaves it.
+      yield* TestClock.adjust(58_998) // t = 90 s - 1 ms
+      assert.isUndefined(yield* last.poll, "no room before t = 90 s")
+      yield* TestClock.adjust(1)
+      assert.strictEqual(yield* last.join, "last")
+    }))
+})
+
+describe("key lines", () => {
+  it.effect("a key's line is dropped once it is empty, and once its pause is over, at the exact end", () =>
+    Effect.gen(function*() {
+      const executor = yield* make({ limits: [{ key: "k", limit: 1, window: "1 minute" }] })
+      const admission = engineOf(executor).admission
+      yield* executor.submit(Effect.void, { key: "k" })
+      const second = yield* executor.submit(Effect.void, { key: "k" })
+      yield* TestClock.adjust(1)
+      assert.strictEqual(admission.lineCount, 1, "the second task waits in the key's line")
+      yield* TestClock.adjust("1 minute")
+      yield* second.await
+      assert.strictEqual(admission.lineCount, 0)
+      // A retry-after pauses key p until t = 60,001 + 1,000: its (empty) line lives exactly that long.
+      yield* executor.submit(Effect.fail(new RateLimited({ retryAfter: 1000 })), { key: "p" })
+      yield* TestClock.adjust(1)
+      assert.strictEqual(admission.lineCount, 1)
+      yield* TestClock.adjust(998)
+      assert.strictEqual(admission.lineCount, 1, "still paused")
+      yield* TestClock.adjust(1)
+      assert.strictEqual(admission.lineCount, 0, "the pass at the end of the pause drops it")
+    }))
+
+  it.effect("I11 the oldest head of every line goes first, whatever the order the lines were made in", () =>
+    Effect.gen(function*() {
+      const executor = yield* make({ concurrency: 3 })
+      // Keys a, b, c are paused (in that order) until t = 10,001.
+      for (const [key, n] of [["a", 1], ["b", 2], ["c", 3]] as const) {
+        yield* executor.submit(
+          Effect.andThen(Effect.sleep(n), Effect.fail(new RateLimited({ retryAfter: 10_001 - n }))),
+          {
+            key
+          }
+        )
+      }
+      yield* TestClock.adjust(3)
+      yield* executor.resize(1)
+      const started = yield* Ref.make<Array<string>>([])
+      for (const key of ["b", "a", "c"]) {
+        yield* executor.submit(Ref.update(started, (xs) => [...xs, key]), { key })
+      }
+      yield* TestClock.adjust(9_997)
+      assert.deepStrictEqual(yield* Ref.get(started), [])
+      yield* TestClock.adjust(1)
+      assert.deepStrictEqual(yield* Ref.get(started), ["b", "a", "c"], "first come, first served across keys")
+    }))
+
+  it.effect("I11 a younger head of another key may not take from a bucket an older head waits for", () =>
+    Effect.gen(function*() {
+      const executor = yield* make({ concurrency: 5, limits: [{ budget: "tokens", limit: 10, window: "1 minute" }] })
+      const started = yield* Ref.make<Array<string>>([])
+      const task = (name: string) => Ref.update(started, (xs) => [...xs, name])
+      yield* executor.submit(Effect.andThen(task("big"), Effect.never), { key: "a", cost: { tokens: 8 } })
+      const older = yield* executor.submit(task("older"), { key: "a", cost: { tokens: 5 } })
+      const younger = yield* executor.submit(task("younger"), { key: "b", cost: { tokens: 1 } })
+      yield* TestClock.adjust(1)
+      assert.deepStrictEqual(yield* Ref.get(started), ["big"], "1 token would fit, but an older task waits for 5")
+      yield* TestClock.adjust("1 minute")
+      yield* older.await
+      yield* younger.await
+      assert.deepStrictEqual(yield* Ref.get(started), ["big", "older", "younger"])
+    }))
+
+  it.effect("a line head leaving without starting lets the next head start as soon as its budget allows", () =>
+    Effect.gen(function*() {
+      const executor = yield* make({ concurrency: 5, limits: [{ budget: "tokens", limit: 10, window: "1 minute" }] })
+      yield* executor.submit(Effect.never, { key: "k", cost: { tokens: 3 } }) // frees 3 tokens at t = 60 s
+      yield* TestClock.adjust("10 seconds")
+      yield* executor.submit(Effect.never, { key: "k", cost: { tokens: 5 } }) // frees 5 more at t = 70 s
+      const big = yield* executor.submit(Effect.void, { key: "k", cost: { tokens: 6 } }) // could start at 70 s
+      const small = yield* executor.submit(Effect.succeed("small"), { key: "k", cost: { tokens: 4 } }) // 60 s
+      yield* TestClock.adjust("10 seconds")
+      yield* big.cancel
+      yield* TestClock.adjust("39 seconds")
+      assert.isUndefined(yield* small.poll, "4 tokens: 2 free now, 3 more at t = 60 s")
+      yield* TestClock.adjust("1 second")
+      assert.strictEqual(yield* small.join, "small", "it starts at t = 60 s, not at the cancelled head's 70 s")
+    }))
 })
 
 class TooManyRequests extends Data.TaggedError("TooManyRequests")<{ readonly retryAfter: Duration.Duration }> {}
@@ -432,6 +562,73 @@ describe("429 feedback", () => {
       yield* TestClock.adjust("5 seconds")
       assert.strictEqual(yield* handle.join, 2)
       assert.deepStrictEqual(yield* Ref.get(starts), [0, 3000])
+    }))
+
+  it.effect("a retry-after of zero pauses nothing; a positive one pauses the key and is counted", () =>
+    Effect.gen(function*() {
+      const executor = yield* make({ concurrency: 2 })
+      const zero = yield* executor.submit(Effect.fail(new RateLimited({ retryAfter: 0 })), { key: "k" })
+      yield* zero.await
+      const next = yield* executor.submit(Effect.succeed("next"), { key: "k" })
+      yield* Effect.yieldNow
+      assert.isDefined(yield* next.poll, "no pause: the next task of the key ran at once")
+      assert.strictEqual((yield* executor.stats).pauses, 0)
+      yield* (yield* executor.submit(Effect.fail(new RateLimited({ retryAfter: 1000 })), { key: "k" })).await
+      const paused = yield* executor.submit(Effect.succeed("paused"), { key: "k" })
+      yield* TestClock.adjust(999)
+      assert.isUndefined(yield* paused.poll)
+      yield* TestClock.adjust(1)
+      assert.strictEqual(yield* paused.join, "paused")
+      assert.strictEqual((yield* executor.stats).pauses, 1)
+    }))
+
+  it.effect("a retry-after without a key pauses the other keyless tasks; a shorter one does not shorten the pause", () =>
+    Effect.gen(function*() {
+      const executor = yield* make({ concurrency: 3 })
+      // Both start at once and fail 1 ms later, the longer retry-after first.
+      yield* executor.submit(Effect.andThen(Effect.sleep(1), Effect.fail(new RateLimited({ retryAfter: 1000 }))))
+      yield* executor.submit(Effect.andThen(Effect.sleep(2), Effect.fail(new RateLimited({ retryAfter: 10 }))))
+      yield* TestClock.adjust(2)
+      const next = yield* executor.submit(Effect.succeed("next"))
+      const other = yield* executor.submit(Effect.succeed("other key"), { key: "other" })
+      yield* TestClock.adjust(1)
+      assert.strictEqual(yield* other.join, "other key", "another key is not paused")
+      yield* TestClock.adjust(500)
+      assert.isUndefined(yield* next.poll, "still paused by the first, longer retry-after")
+      yield* TestClock.adjust(497)
+      assert.isUndefined(yield* next.poll, "the pause ends at t = 1,001")
+      yield* TestClock.adjust(1)
+      assert.strictEqual(yield* next.join, "next")
+      assert.strictEqual((yield* executor.stats).pauses, 1)
+    }))
+
+  it.effect("a pause that ends after the line's next wake-up is waited for too", () =>
+    Effect.gen(function*() {
+      const executor = yield* make({ concurrency: 5, limits: [{ key: "k", limit: 1, window: 500 }] })
+      // The first task takes the budget and fails at t = 1 with a retry-after of 1 s: key k pauses to 1,001.
+      yield* executor.submit(Effect.andThen(Effect.sleep(1), Effect.fail(new RateLimited({ retryAfter: 1000 }))), {
+        key: "k"
+      })
+      const next = yield* executor.submit(Effect.succeed("next"), { key: "k" }) // budget again at t = 500
+      yield* TestClock.adjust(1000)
+      assert.isUndefined(yield* next.poll, "paused until t = 1,001")
+      yield* TestClock.adjust(1)
+      assert.strictEqual(yield* next.join, "next")
+    }))
+
+  it.effect("a retry of a task without a key waits for the keyless pause", () =>
+    Effect.gen(function*() {
+      const executor = yield* make({ concurrency: 2, policy: retryOnce(10) })
+      const runs = yield* Ref.make(0)
+      // t = 1: a keyless failure with a retry-after of 1 s pauses keyless tasks until t = 1,001.
+      yield* executor.submit(Effect.andThen(Effect.sleep(1), Effect.fail(new RateLimited({ retryAfter: 1000 }))))
+      const flaky = yield* executor.submit(failsOnce(runs, 2)) // fails at t = 2, retry due at t = 12
+      yield* TestClock.adjust(500)
+      assert.strictEqual(yield* Ref.get(runs), 1, "the retry waits for the pause")
+      yield* TestClock.adjust(500)
+      assert.strictEqual(yield* Ref.get(runs), 1, "t = 1,000: still paused")
+      yield* TestClock.adjust(3) // the retry starts at t = 1,001 and takes 2 ms
+      assert.strictEqual(yield* flaky.join, 1)
     }))
 })
 

@@ -6,11 +6,7 @@ import { Cause, Deferred, Duration, Effect, Fiber, Metric, Schedule, Stream } fr
 import { CircuitBreaker } from "effect/persistence"
 import { TestClock } from "effect/testing"
 import * as ErrorPolicy from "../src/ErrorPolicy.ts"
-import * as Executor from "../src/Executor.ts"
-import { assertLedger, settleFibers } from "./support.ts"
-
-const make = <A = unknown, E = unknown>(options?: Executor.Options) =>
-  Executor.make<A, E>({ shutdown: { mode: "cancel" }, ...options })
+import { assertLedger, make, settleFibers } from "./support.ts"
 
 const defectOf = (outcome: { readonly exit: { readonly _tag: string; readonly cause?: Cause.Cause<unknown> } }) =>
   outcome.exit._tag === "Failure" ? Cause.squash(outcome.exit.cause!) : undefined

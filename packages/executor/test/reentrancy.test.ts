@@ -5,10 +5,7 @@ import { assert, describe, it } from "@effect/vitest"
 import { Deferred, Effect, Fiber, Option, Stream } from "effect"
 import { TestClock } from "effect/testing"
 import * as Executor from "../src/Executor.ts"
-import { assertLedger, settleFibers } from "./support.ts"
-
-const make = <A = unknown, E = unknown>(options?: Executor.Options) =>
-  Executor.make<A, E>({ shutdown: { mode: "cancel" }, ...options })
+import { assertLedger, make, settleFibers } from "./support.ts"
 
 /** The first input succeeds at once; the others take a second, with a finalizer when interrupted. */
 const firstAtOnce = (n: number) =>

@@ -1,14 +1,24 @@
-// Test support for the executor's suites: reach the engine behind an executor, check the ledger, let fibers settle, build tasks.
+// Test support for the executor's suites: make the tests' executor, reach the engine behind it, check the ledger,
+// let fibers settle, build tasks and policies.
 import { assert } from "@effect/vitest"
-import { Cause, Effect, Ref, Tracer } from "effect"
+import { Cause, Effect, Ref, Schedule, Tracer } from "effect"
 import type * as Exit from "effect/Exit"
 import type * as Fiber from "effect/Fiber"
-import type { Executor, Stats } from "../src/Executor.ts"
+import * as ErrorPolicy from "../src/ErrorPolicy.ts"
+import * as Executor from "../src/Executor.ts"
 import type * as ExecutorError from "../src/ExecutorError.ts"
 import type { Engine } from "../src/internal/engine.ts"
 
+/**
+ * The tests' executor: it shuts down with "cancel" when its scope closes, unless a test asks for a drain (a
+ * drain would wait on the TestClock).
+ */
+export const make = <A = unknown, E = unknown>(options?: Executor.Options<E>) =>
+  Executor.make<A, E>({ shutdown: { mode: "cancel" }, ...options })
+
 /** The engine behind an executor (a test hook: the public API does not expose it). */
-export const engineOf = (executor: Executor<any, any>): Engine => (executor as unknown as { engine: Engine }).engine
+export const engineOf = (executor: Executor.Executor<any, any>): Engine =>
+  (executor as unknown as { engine: Engine }).engine
 
 /** The reason of the executor error an exit failed with (`"Closed"`, `"QueueFull"`, ...), if any. */
 export const reasonOf = <A>(exit: Exit.Exit<A, ExecutorError.ExecutorError>): string | undefined => {
@@ -18,11 +28,11 @@ export const reasonOf = <A>(exit: Exit.Exit<A, ExecutorError.ExecutorError>): st
 }
 
 /** Fibers the executor forked that have not ended (I5). */
-export const liveFibers = (executor: Executor<any, any>): Array<Fiber.Fiber<any, any>> =>
+export const liveFibers = (executor: Executor.Executor<any, any>): Array<Fiber.Fiber<any, any>> =>
   engineOf(executor).liveFibers()
 
 /** I15: the numbers of a stats snapshot add up. */
-export const assertLedger = (stats: Stats): void => {
+export const assertLedger = (stats: Executor.Stats): void => {
   const byKind = Object.values(stats.outcomes).reduce((a, b) => a + b, 0)
   assert.strictEqual(byKind, stats.finished, "finished = Σ outcomes by kind")
   assert.strictEqual(stats.submitted, stats.accepted + stats.rejected, "submitted = accepted + rejected")
@@ -86,3 +96,14 @@ export const recordingTracer = () => {
 export const settleFibers: Effect.Effect<void> = Effect.gen(function*() {
   for (let i = 0; i < 100; i++) yield* Effect.yieldNow
 })
+
+/** A task that fails its first run (after `ms`) and succeeds with the run's number afterwards. */
+export const failsOnce = (runs: Ref.Ref<number>, ms = 0): Effect.Effect<number, string> =>
+  Effect.flatMap(
+    Ref.getAndUpdate(runs, (n) => n + 1),
+    (n) => Effect.andThen(Effect.sleep(ms), n === 0 ? Effect.fail("once") : Effect.succeed(n))
+  )
+
+/** A policy that retries a failure once, `spacing` milliseconds later. */
+export const retryOnce = (spacing: number) =>
+  ErrorPolicy.retry(Schedule.spaced(spacing).pipe(Schedule.upTo({ times: 1 })))

@@ -122,7 +122,7 @@ export class Admission {
     let oldest: Task | undefined
     for (const task of this.pendingTasks()) {
       // A task that never started waits in a line (only retries sleep); ids are unique, so < and <= agree.
-      // Stryker disable next-line EqualityOperator: ids are unique
+      // Stryker disable next-line EqualityOperator: ids are unique, so < and <= pick the same task
       if (task.attempts === 0 && (oldest === undefined || task.id < oldest.id)) oldest = task
     }
     return oldest
@@ -146,7 +146,7 @@ export class Admission {
   /** The line a task must wait in, or undefined when it may start as soon as it has a slot. */
   private lineFor(task: Task): Line | undefined {
     const key = task.spec?.key ?? ""
-    // Stryker disable next-line ConditionalExpression: a fast path; a task without claims put in its key's line starts from there in the same pass, in the same order
+    // Stryker disable next-line ConditionalExpression: a claimless task put in a new line starts from it in the same pass, in the same order
     if (task.spec === undefined || task.spec.claims.length === 0) return this.lines.get(key)
     return this.lineOf(key)
   }
@@ -198,7 +198,7 @@ export class Admission {
   private scheduleLineWake(line: Line, at: number): void {
     if (
       line.wakeAt > nowMillis(this.clock) &&
-      // Stryker disable next-line ConditionalExpression: an earlier wake-up than needed changes no outcome (the line then schedules the later one)
+      // Stryker disable next-line ConditionalExpression: an earlier wake-up than needed costs a pass, and the line then schedules the later one
       line.wakeAt <= at
     ) return
     line.wakeAt = at
@@ -206,12 +206,10 @@ export class Admission {
   }
 
   private blockHead(line: Line, task: Task, retryAt: number, blocking: ReadonlyArray<string> | undefined): void {
-    // Stryker disable next-line CallExpression: the buckets added below skip this line for the pass anyway
+    // Stryker disable next-line CallExpression: the denied head's blocking buckets skip its line for the rest of the pass anyway
     this.passBlocked.add(line)
     // Only asynchronous stores (Redis, tested outside the mutation run) may leave `blocking` out.
-    // Stryker disable next-line ConditionalExpression,BlockStatement
     if (blocking === undefined) {
-      // Stryker disable next-line all
       for (const claim of task.spec?.claims ?? []) this.passBlockedBuckets.add(claim.bucket.id)
     } else for (const id of blocking) this.passBlockedBuckets.add(id)
     this.scheduleLineWake(line, retryAt)
@@ -230,7 +228,7 @@ export class Admission {
    */
   next(): Admitted | "again" | undefined {
     // Reading the clock costs: only lines need it (instant tasks without limits never do).
-    // Stryker disable next-line ConditionalExpression: performance only: no clock read without lines
+    // Stryker disable next-line ConditionalExpression: reading the clock with no line to check changes nothing
     const now = this.lines.size === 0 ? 0 : nowMillis(this.clock)
     // The oldest head of a line that may go now. Line tasks are older than the intake's.
     let best: Line | undefined
@@ -240,16 +238,15 @@ export class Admission {
         if (line.pausedUntil <= now && !line.reserving) this.lines.delete(line.key)
         continue
       }
-      // Stryker disable next-line ConditionalExpression,LogicalOperator: performance only: a line looked at again in the pass gets the same answer (`reserving` is the asynchronous-store path)
       if (line.reserving || this.passBlocked.has(line)) continue
       if (line.pausedUntil > now) {
-        // Stryker disable next-line CallExpression: performance only, as above
+        // Stryker disable next-line CallExpression: a paused line looked at again in the pass is skipped by its pause anyway
         this.passBlocked.add(line)
         this.scheduleLineWake(line, line.pausedUntil)
         continue
       }
       if (this.sharesBlockedBucket(head)) {
-        // Stryker disable next-line CallExpression: performance only, like the paused line's
+        // Stryker disable next-line CallExpression: a head that shares a blocked bucket is skipped again on the next look
         this.passBlocked.add(line)
         continue
       }
@@ -258,7 +255,7 @@ export class Admission {
     if (best === undefined) return undefined
     const task = best.tasks.head!
     const claims = task.spec?.claims ?? []
-    // Stryker disable next-line ConditionalExpression,BlockStatement: a fast path: reserving no claims always succeeds and charges nothing
+    // Stryker disable next-line ConditionalExpression,BlockStatement: reserving no claims always succeeds and charges nothing
     if (claims.length === 0) {
       this.leaveLine(best, task)
       return { start: task }
@@ -341,7 +338,7 @@ export class Admission {
       // Stryker disable next-line OptionalChaining: a retried task has a spec (its policy)
       this.lineOf(task.spec?.key ?? "").tasks.unshift(task)
     })
-    // Stryker disable next-line CallExpression: the timer wakes the dispatcher when it is the earliest (and it sees it otherwise)
+    // Stryker disable next-line CallExpression: the timer wakes the dispatcher when it is the earliest, and is seen after the earlier one otherwise
     this.hooks.wake()
   }
 

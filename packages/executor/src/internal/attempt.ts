@@ -113,7 +113,7 @@ export class Attempts {
       // The body did not run: the attempt does not count, and its rate reservation is refunded.
       task.attempts--
       this.reservations.refund(task)
-      // Stryker disable next-line OptionalChaining,StringLiteral: a circuit decision exists only with a breaker; any default other than "wait" rejects
+      // Stryker disable next-line OptionalChaining,StringLiteral: a circuit decision implies a breaker, and any default but "wait" rejects
       const whenOpen = this.config.breaker?.whenOpen ?? "reject"
       if (whenOpen === "wait" && this.end.phase === "open") {
         return this.end.retryLater(task, Math.max(decision.circuit.retryAfter, 1))
@@ -141,7 +141,7 @@ export class Attempts {
         // Stryker disable next-line OptionalChaining: a retry rule comes from a policy, so the task has a spec
         const deadlineAt = task.spec?.deadlineAt
         // No time left for another attempt: the last failure is the outcome.
-        // Stryker disable next-line ConditionalExpression: defensive: when cancelling, every running task was stopped, so no retry rule is reached
+        // Stryker disable next-line ConditionalExpression: once cancelling, every attempt that ends was stopped and is finished above
         if (this.end.phase !== "open" && this.end.phase !== "draining") {
           return this.end.finish(task, exit, Outcome.kindOfExit(exit))
         }

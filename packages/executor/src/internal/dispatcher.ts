@@ -161,15 +161,12 @@ export class Dispatcher {
     if (resume !== undefined) {
       this.resume = undefined
       resume(Effect.yieldNow)
-      // Stryker disable BlockStatement,BooleanLiteral: timing only: a wake-up in the instant between a pass and the wait; the dispatcher re-reads all state after every pass, and no deterministic test reaches that instant
     } else {
       this.signalled = true
     }
-    // Stryker restore BlockStatement,BooleanLiteral
   }
 
   private readonly waitSignal: Effect.Effect<void> = Effect.callback<void>((resume) => {
-    // Stryker disable ConditionalExpression,BlockStatement,EqualityOperator: timing only, as for `wake`
     if (this.signalled) {
       this.signalled = false
       return resume(Effect.void)
@@ -178,7 +175,6 @@ export class Dispatcher {
     return Effect.sync(() => {
       if (this.resume === resume) this.resume = undefined
     })
-    // Stryker restore ConditionalExpression,BlockStatement,EqualityOperator
   })
 
   /**
@@ -191,14 +187,12 @@ export class Dispatcher {
    * the clock and waits again. With any other clock (`TestClock`) it simply sleeps until `until`.
    */
   private waitUntil(until: number): Effect.Effect<void> {
-    // Stryker disable next-line ConditionalExpression: racing an endless sleep is the same wait
+    // Stryker disable next-line ConditionalExpression: racing an endless sleep waits for the signal all the same
     if (until === Number.POSITIVE_INFINITY) return this.waitSignal
     const remaining = until - nowMillis(this.clock)
-    // Stryker disable next-line ConditionalExpression,EqualityOperator: a sleep of 0 returns at once too
+    // Stryker disable next-line ConditionalExpression,EqualityOperator: a sleep of zero or less returns at once as well
     if (remaining <= 0) return Effect.void
-    // Stryker disable next-line ConditionalExpression: live clock only: the tests run on TestClock; the precision is measured by the pacing benchmark
     if (!this.liveClock) return Effect.raceFirst(this.waitSignal, Effect.sleep(Math.ceil(remaining)))
-    // Stryker disable next-line all: live clock only, as above
     if (remaining > 2) return Effect.raceFirst(this.waitSignal, Effect.sleep(Math.floor(remaining - 1)))
     return Effect.yieldNow
   }
@@ -208,7 +202,7 @@ export class Dispatcher {
     return Effect.gen({ self: this }, function*() {
       while (this.request === undefined) {
         yield* cycle.pass
-        // Stryker disable next-line ConditionalExpression: the request woke the dispatcher, so the wait returns at once
+        // Stryker disable next-line ConditionalExpression: a request always comes with a signal, so the next wait returns at once and the loop ends
         if (this.request !== undefined) break
         yield* this.waitUntil(this.timers.next)
       }

@@ -275,7 +275,7 @@ export class Engine implements Stopper, Cycle, AttemptEnd {
    * reservation. Returns what the dispatcher must do next, or undefined when nothing more can start now.
    */
   private admitNext(): Admitted | "again" | undefined {
-    // Stryker disable next-line ConditionalExpression: defensive: once cancelling, every task was taken out or stopped, so nothing could start
+    // Stryker disable next-line ConditionalExpression: after cancelAll the intake and the lines are empty, so nothing could start anyway
     if (this.lifecycle !== "open" && this.lifecycle !== "draining") return undefined
     if (this.slotsUsed >= this.cap) return undefined
     // 1. The oldest head of a line that may go now. Line tasks are older than the intake's.
@@ -303,7 +303,7 @@ export class Engine implements Stopper, Cycle, AttemptEnd {
   private readonly pumpLoop: Effect.Effect<void> = Effect.suspend(() => {
     this.outbox.begin()
     const timers = this.dispatcher.timers
-    // Stryker disable next-line ConditionalExpression,EqualityOperator: performance only (no clock read without timers)
+    // Stryker disable next-line ConditionalExpression,EqualityOperator: firing the due timers of an empty heap fires nothing
     if (timers.size > 0) timers.fireDue(nowMillis(this.clock))
     const next = this.pumpSync()
     this.outbox.end()
@@ -352,7 +352,6 @@ export class Engine implements Stopper, Cycle, AttemptEnd {
     if (this.config.instruments !== undefined) this.passMillis = this.clock.currentTimeMillisUnsafe()
     let result: undefined | "yield" | { readonly reserve: Task; readonly line: Line } = undefined
     for (let started = 0;;) {
-      // Stryker disable next-line ConditionalExpression,EqualityOperator,BlockStatement: fairness only: other fibers run during a long pass; what they do then is not an outcome
       if (started >= 512) {
         result = "yield"
         break
@@ -365,7 +364,6 @@ export class Engine implements Stopper, Cycle, AttemptEnd {
         break
       }
       this.start(next.start)
-      // Stryker disable next-line UpdateOperator: fairness only, as above
       started++
     }
     this.pumping = false
@@ -377,7 +375,6 @@ export class Engine implements Stopper, Cycle, AttemptEnd {
    * without waiting for the dispatcher's next turn; the dispatcher is woken only for what it must do itself.
    */
   private kick(): void {
-    // Stryker disable next-line EqualityOperator,CallExpression: only the asynchronous-store path hands work back to the dispatcher here (the Redis tests, outside the mutation run)
     if (this.pumpSync() !== undefined) this.dispatcher.wake()
   }
 
@@ -434,9 +431,8 @@ export class Engine implements Stopper, Cycle, AttemptEnd {
   private attach(task: Task, fiber: Fiber.Fiber<any, any>): void {
     task.fiber = fiber
     fiber.addObserver((exit) => this.onAttemptExit(task, fiber, exit))
-    // The task may have been stopped while its fiber was being forked (defensive: stop() is called by other
-    // fibers and by timers the dispatcher fires, never while start() forks an attempt).
-    // Stryker disable next-line all: defensive, see above
+    // The task may have been stopped while its fiber was being forked: the fork runs the body synchronously
+    // up to its first suspension, and a body that cancels its own task there finds no fiber to interrupt yet.
     if (task.stopReason !== undefined && task.fiber === fiber) fiber.interruptUnsafe()
   }
 
@@ -473,11 +469,11 @@ export class Engine implements Stopper, Cycle, AttemptEnd {
     kind: Outcome.Kind,
     rejection?: ExecutorError.ExecutorError
   ): void {
-    // Stryker disable next-line ConditionalExpression: defensive: no caller finishes a task twice (abandoned attempts are ignored when they end)
+    // Stryker disable next-line ConditionalExpression: every caller finishes a task from a live state, and abandoned attempts are ignored when they end
     if (task.result !== undefined) return
     const held = task.state === RUNNING
     if (task.state === QUEUED) {
-      // Stryker disable next-line ConditionalExpression: admitting waiters when nothing freed up admits nobody
+      // Stryker disable next-line ConditionalExpression: a task already out of the intake frees no place, so admitting waiters admits nobody
       if (task.list !== undefined) this.intake.remove(task)
     } else if (task.state === PENDING) this.admission.leave(task)
     this.running.remove(task)
@@ -513,9 +509,9 @@ export class Engine implements Stopper, Cycle, AttemptEnd {
   /** Frees the slot of an attempt that ended (its fiber stopped, its outcome is delivered or it will retry). */
   private release(): void {
     this.slotsUsed--
-    // Stryker disable next-line ConditionalExpression,EqualityOperator: performance only: a pass with nothing waiting starts nothing
+    // Stryker disable next-line ConditionalExpression,EqualityOperator: a pass with nothing waiting starts nothing
     if (this.intake.size > 0 || this.admission.waiting > 0) this.kick()
-    // Stryker disable next-line ConditionalExpression,StringLiteral: a spurious wake-up costs one empty pass
+    // Stryker disable next-line ConditionalExpression,StringLiteral: a wake-up while open costs one empty pass
     if (this.lifecycle !== "open") this.dispatcher.wake()
   }
 
@@ -545,7 +541,6 @@ export class Engine implements Stopper, Cycle, AttemptEnd {
   }
 
   isIdle(): boolean {
-    // Stryker disable next-line ConditionalExpression: after a pass, a non-empty intake means every slot is taken (slots > 0)
     return this.intake.size === 0 && this.admission.waiting === 0 && this.slotsUsed === 0
   }
 
@@ -581,7 +576,7 @@ export class Engine implements Stopper, Cycle, AttemptEnd {
   }
 
   private shutdownRequested(request: ShutdownRequest): void {
-    // Stryker disable next-line ConditionalExpression,StringLiteral: once closed, a request replaces one no one reads
+    // Stryker disable next-line ConditionalExpression,StringLiteral: once closed, the dispatcher already has a request and no one reads a new one
     if (this.lifecycle === "closed") return
     if (!this.dispatcher.ask(request)) return
     this.lifecycle = "draining"
@@ -607,7 +602,6 @@ export class Engine implements Stopper, Cycle, AttemptEnd {
   escalate(source: string, cause: Cause.Cause<unknown>): void {
     if (this.escalated !== undefined || this.lifecycle === "closed") return
     this.escalated = new ExecutorError.Escalated({ source, cause })
-    // Stryker disable next-line ObjectLiteral,StringLiteral: any mode but "drain" cancels
     this.requestShutdown({ mode: "cancel", grace: 0 })
   }
 
@@ -624,7 +618,7 @@ export class Engine implements Stopper, Cycle, AttemptEnd {
     for (const task of this.admission.pendingTasks()) this.stop(task, "interrupted")
     for (const task of this.running.toArray()) this.stop(task, "interrupted")
     this.pile?.unbound()
-    // Stryker disable next-line CallExpression: requestShutdown unbounded them, and no batch starts after it
+    // Stryker disable next-line CallExpression: requestShutdown unbounded every sink, and no batch starts after it
     this.unboundSinks()
   }
 
@@ -633,10 +627,10 @@ export class Engine implements Stopper, Cycle, AttemptEnd {
     this.outbox.begin()
     for (const task of this.running.toArray()) {
       this.counters.abandoned++
-      // Stryker disable next-line ConditionalExpression: a running task has its fiber
+      // Stryker disable next-line ConditionalExpression: a running task has its fiber by the time shutdown abandons it
       if (task.fiber !== undefined) this.fibers.abandon(task.fiber)
       task.fiber = undefined
-      // Stryker disable next-line StringLiteral: cancelAll stopped every running task, so each has its reason
+      // Stryker disable next-line StringLiteral: cancelAll gave every running task its stop reason
       this.finish(task, Exit.interrupt(), task.stopReason ?? "interrupted")
     }
     this.outbox.end()
@@ -646,7 +640,7 @@ export class Engine implements Stopper, Cycle, AttemptEnd {
     Effect.suspend(() => this.admission.flush),
     Effect.sync(() => {
       this.outbox.begin()
-      // Stryker disable next-line CallExpression: onDispatcherExit closes too, at once after
+      // Stryker disable next-line CallExpression: the dispatcher's exit, right after, closes the same way
       this.closeNow()
       this.outbox.end()
     })
@@ -657,7 +651,7 @@ export class Engine implements Stopper, Cycle, AttemptEnd {
     // Stryker disable next-line ConditionalExpression,StringLiteral: closing twice changes nothing (the Pile and the deferred close once)
     if (this.lifecycle === "closed") return
     this.lifecycle = "closed"
-    // Stryker disable next-line CallExpression: frees memory only: no timer fires once closed
+    // Stryker disable next-line CallExpression: the timers are dropped to free memory, and no pass fires them after the close
     this.dispatcher.timers.clear()
     const failure = this.escalated === undefined
       ? undefined
@@ -677,12 +671,12 @@ export class Engine implements Stopper, Cycle, AttemptEnd {
   }
 
   private dispatcherExited(exit: Exit.Exit<void>): void {
-    // Stryker disable next-line ConditionalExpression,StringLiteral: after a close, the steps below close again, which changes nothing
+    // Stryker disable next-line ConditionalExpression,StringLiteral: after a close, the steps below find nothing to do and close again
     if (this.lifecycle === "closed") return
     if (exit._tag === "Failure" && this.escalated === undefined) {
       this.escalated = new ExecutorError.Escalated({ source: "executor", cause: exit.cause })
     }
-    // Stryker disable next-line ObjectLiteral,StringLiteral: the dispatcher is gone: no one reads the request's mode
+    // Stryker disable next-line ObjectLiteral,StringLiteral: the dispatcher is gone, so no one reads this request's mode
     if (!this.dispatcher.requested) this.requestShutdown({ mode: "cancel", grace: 0 })
     // Stryker disable next-line StringLiteral: the phase is "closed" before anyone can read it
     this.lifecycle = "cancelling"

@@ -176,7 +176,6 @@ export class Intake {
    * to waiting submitters, which are handed freed places first.
    */
   readonly waitForRoom: Effect.Effect<void> = Effect.callback<void>((resume) => {
-    // Stryker disable next-line ConditionalExpression,LogicalOperator,EqualityOperator,BlockStatement: its only caller, a batch feeder, comes here in the same synchronous step in which it found the queue full while open: the early return is for other callers
     if (!this.open || (this.capacity - this.held >= this.lowWater && this.submitters.size === 0)) {
       return resume(Effect.void)
     }

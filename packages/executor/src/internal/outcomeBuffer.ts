@@ -138,7 +138,7 @@ export class OutcomeBuffer<O, E = never> {
           this.items = []
           this.itemsHead = 0
         } else if (
-          // Stryker disable next-line ConditionalExpression,EqualityOperator: the 1,024 floor (true, >=) and the tie (>=) only change how often the rest is copied: the bound on the consumed prefix and the amortized copying, both tested, hold either way
+          // Stryker disable next-line ConditionalExpression,EqualityOperator: the floor and the tie only change how often the rest is copied (both bounds are tested)
           this.itemsHead > 1024 && this.itemsHead * 2 > this.items.length
         ) {
           this.items = this.items.slice(this.itemsHead)
@@ -174,7 +174,7 @@ export class OutcomeBuffer<O, E = never> {
   }
 
   private wakeConsumers(): void {
-    // Stryker disable next-line ConditionalExpression: without the early return an empty list is swapped for a new empty one; only an allocation is saved
+    // Stryker disable next-line ConditionalExpression: without it an empty list is swapped for a new empty one
     if (this.consumers.length === 0) return
     const consumers = this.consumers
     this.consumers = []

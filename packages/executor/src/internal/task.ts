@@ -105,7 +105,6 @@ export class Task<A = any, E = any> implements Node {
       const waiter: Waiter = (outcome) => resume(Effect.succeed(outcome))
       ;(this.waiters ??= []).push(waiter)
       return Effect.sync(() => {
-        // Stryker disable next-line OptionalChaining,UnaryOperator: the wait is listed until the outcome arrives, and then nothing is left to clean up
         const i = this.waiters?.indexOf(waiter) ?? -1
         if (i >= 0) this.waiters!.splice(i, 1)
       })

@@ -62,7 +62,7 @@ export class Timers {
     let i = heap.length - 1
     while (i > 0) {
       const parent = (i - 1) >> 1
-      // Stryker disable next-line EqualityOperator: a tie-break between equal times; their order is unspecified (the heap is not stable) and nothing relies on it
+      // Stryker disable next-line EqualityOperator: equal times have no specified order (the heap is not stable)
       if (heap[parent]!.at <= heap[i]!.at) break
       ;[heap[parent], heap[i]] = [heap[i]!, heap[parent]!]
       i = parent
@@ -103,7 +103,7 @@ export class Timers {
         const l = 2 * i + 1
         const r = l + 1
         let m = i
-        // Stryker disable EqualityOperator: tie-breaks between equal times, as in `add`
+        // Stryker disable EqualityOperator: a tie between a node and a child leaves no order to keep either
         if (l < heap.length && heap[l]!.at < heap[m]!.at) m = l
         if (r < heap.length && heap[r]!.at < heap[m]!.at) m = r
         // Stryker restore EqualityOperator
