@@ -4,9 +4,9 @@
 //   stryker = (killed + timeout) / (every valid mutant)       (Stryker's own score: a hung suite fails CI too)
 //   raw     = like stryker, with every ignored mutant counted as survived (as if none were marked equivalent)
 // Ignored mutants are the ones a `// Stryker disable` comment marks as equivalent, with its reason.
-// Regions: "core" is the lifecycle, the intake (queue) and admission; the rest of engine.ts is split into the
-// error-policy glue, the asynchronous-store path (exercised by the Redis tests, which need a server and are
-// not in the mutation run), instrumentation (metrics and spans) and the I5 test hook.
+// Regions: "core" is the lifecycle, the intake (queue) and admission (engine, intake, admission, dispatcher,
+// task, and the data structures); outside it: the error-policy glue (attempt.ts), admission's asynchronous-store
+// path, instrumentation (metrics and spans) and the I5 test hook.
 // Run: node scripts/mutation-score.ts [report.json] [--survivors [region]] [--ignored [region]]
 import { readFileSync } from "node:fs"
 
@@ -34,21 +34,15 @@ const listRegion = survivorsAt >= 0 ? regionArg(survivorsAt) : undefined
 const ignoredRegion = ignoredAt >= 0 ? regionArg(ignoredAt) : undefined
 const report = JSON.parse(readFileSync(path, "utf8")) as Report
 
-/** Members of engine.ts outside the core, by region. */
+/**
+ * Regions outside the core. By file: attempt.ts is the error-policy glue (the policy's decision, the breaker,
+ * spans). By member, in the core's files: admission's asynchronous-store path (exercised by the Redis tests,
+ * which need a server and are not in the mutation run), instrumentation, and the I5 test hook.
+ */
+const fileRegions: Record<string, string> = { "attempt.ts": "policy" }
 const regions: Record<string, ReadonlyArray<string>> = {
-  policy: ["decide", "isCircuitRejection", "pauseOnRetryAfter", "settle", "refund", "attemptEffect", "decides"],
-  asyncStore: ["reserveAsync", "storeOp", "flushStoreOps", "storeOps", "reserving"],
-  instrumentation: [
-    "isTraced",
-    "traced",
-    "tracedAnswer",
-    "tracedContext",
-    "metricMillis",
-    "beginBurst",
-    "endBurst",
-    "bursting",
-    "passMillis"
-  ],
+  asyncStore: ["reserve", "reserved", "storeOp", "flush", "storeOps", "reserving"],
+  instrumentation: ["metricMillis", "beginBurst", "endBurst", "bursting", "passMillis"],
   testHook: ["liveFibers"]
 }
 /** A line of a core member that only feeds metrics or spans. */
@@ -58,8 +52,11 @@ const memberPattern = /^ {2}(?:private |readonly |static |get )*([A-Za-z_]\w*)\s
 const topLevelPattern = /^(?:export )?(?:const|class|function|interface|type) (\w+)/
 
 const regionOf = (file: string, member: string, line: string): string => {
-  if (!file.endsWith("engine.ts")) return "core"
-  for (const [region, members] of Object.entries(regions)) if (members.includes(member)) return region
+  const byFile = fileRegions[file.split("/").at(-1)!]
+  if (byFile !== undefined) return instrumentationLine.test(line) ? "instrumentation" : byFile
+  const asyncStore = file.endsWith("admission.ts") ? regions["asyncStore"]! : []
+  if (asyncStore.includes(member)) return "asyncStore"
+  for (const region of ["instrumentation", "testHook"]) if (regions[region]!.includes(member)) return region
   return instrumentationLine.test(line) ? "instrumentation" : "core"
 }
 
