@@ -3,5 +3,6 @@
 export default [
   "packages/executor",
   "packages/cli",
+  "packages/cluster",
   "packages/executor/vitest.services.config.ts"
 ]
