@@ -4,5 +4,6 @@ export default [
   "packages/executor",
   "packages/cli",
   "packages/cluster",
-  "packages/executor/vitest.services.config.ts"
+  "packages/executor/vitest.services.config.ts",
+  "packages/cli/vitest.cluster.config.ts"
 ]

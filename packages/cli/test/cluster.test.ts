@@ -1,0 +1,185 @@
+// pile on a cluster, with real parts: a Postgres, a Redis, `pile worker` processes on loopback, `pile run
+// --cluster`, and a server that logs every request. Real time: the assertions are on counts and bounds.
+import { afterAll, assert, beforeAll, describe, it } from "@effect/vitest"
+import { join } from "node:path"
+import {
+  createDatabase,
+  hasPostgres,
+  killed,
+  type LoggingServer,
+  maxInWindow,
+  type Postgres,
+  query,
+  required,
+  startLoggingServer,
+  startPostgres,
+  startWorker
+} from "./cluster-services.ts"
+import {
+  hasRedis,
+  type Pile,
+  readRecords,
+  type Redis,
+  startPile,
+  startRedis,
+  tmp,
+  waitUntil,
+  writeLines
+} from "./helpers.ts"
+
+const available = hasPostgres && hasRedis
+if (required && !available) throw new Error("PILE_REQUIRE_SERVICES=1 but Postgres or Redis is missing")
+
+let postgres: Postgres
+let redis: Redis
+let databases = 0
+const database = () => createDatabase(postgres, `pile_test_${process.pid}_${++databases}_${Date.now() % 100_000}`)
+
+const requests = (dir: string, server: LoggingServer, count: number): string => {
+  const input = join(dir, "requests.jsonl")
+  writeLines(input, Array.from({ length: count }, (_, i) => ({ id: `r${i}`, url: `${server.url}/r/r${i}` })))
+  return input
+}
+
+/** How many times each id reached the server. */
+const arrivalsById = (server: LoggingServer): Map<string, number> => {
+  const counts = new Map<string, number>()
+  for (const arrival of server.log) counts.set(arrival.id, (counts.get(arrival.id) ?? 0) + 1)
+  return counts
+}
+
+const stopAll = async (piles: ReadonlyArray<Pile>) => {
+  for (const pile of piles) {
+    if (pile.child.exitCode === null && pile.child.signalCode === null) pile.child.kill("SIGTERM")
+  }
+  await Promise.all(piles.map((pile) => pile.done))
+}
+
+describe.skipIf(!available)("pile on a cluster (Postgres, Redis, worker processes)", () => {
+  beforeAll(async () => {
+    postgres = await startPostgres()
+    redis = await startRedis()
+  }, 60_000)
+  afterAll(async () => {
+    await redis?.stop()
+    postgres?.stop()
+  })
+
+  it(
+    "a worker killed with kill -9 mid-batch loses nothing: every id once in --out, duplicates only from its requests in flight, the global limit kept",
+    async () => {
+      const cluster = database()
+      const server = await startLoggingServer(20)
+      const dir = tmp()
+      const total = 2_000
+      const limit = 300 // requests per second, for the whole cluster, through Redis
+      const input = requests(dir, server, total)
+      const output = join(dir, "results.jsonl")
+      const shared = ["--redis", redis.url, "--redis-prefix", `pile:cluster:${Date.now()}:`, "--rate", `${limit}/s`]
+      const workers = [
+        await startWorker(cluster, "w1", ["--concurrency", "16", ...shared]),
+        await startWorker(cluster, "w2", ["--concurrency", "16", ...shared]),
+        await startWorker(cluster, "w3", ["--concurrency", "16", ...shared])
+      ]
+      try {
+        const run = startPile(["run", input, "--out", output, "--cluster", cluster, "--quiet"])
+        // Kill w1 once it has sent a good part of its share, while the batch is in full flow.
+        await waitUntil(
+          "w1 to have sent 150 requests",
+          () => server.log.filter((a) => a.worker === "w1").length >= 150,
+          90_000
+        )
+        await killed(workers[0]!)
+        const killedAt = performance.now()
+        // What w1 had in flight: the ids it sent whose reply was not stored when it died (no one else has
+        // taken its shards over yet: that takes seconds).
+        const unanswered = new Set(
+          query(cluster, "select message_id from cluster_messages where processed = false").map(([id]) =>
+            id!.replace(/^pile\/http\/\d+\/Run\//, "")
+          )
+        )
+        const sentByW1 = new Set(server.log.filter((a) => a.worker === "w1" && a.at <= killedAt).map((a) => a.id))
+        const inFlight = [...sentByW1].filter((id) => unanswered.has(id)).length
+        const finished = await run.done
+        assert.equal(finished.code, 0, finished.stderr)
+
+        const records = readRecords(output)
+        const ids = new Set(records.map((r) => String(r.id)))
+        const counts = arrivalsById(server)
+        const duplicates = [...counts.values()].filter((n) => n > 1).length
+        const perWorker = new Map<string, number>()
+        for (const record of records) {
+          const worker = (record.body as { readonly worker: string }).worker
+          perWorker.set(worker, (perWorker.get(worker) ?? 0) + 1)
+        }
+        const maxPerSecond = maxInWindow(server.log, 1_000)
+        const maxPer950 = maxInWindow(server.log, 950)
+        process.stdout.write(
+          `kill -9 of a worker mid-batch: ${total} ids, ${records.length} records (${ids.size} distinct), ` +
+            `${server.log.length} requests at the server, ${duplicates} server-side duplicate(s), ${inFlight} in flight ` +
+            `at the kill, records per worker ${JSON.stringify(Object.fromEntries(perWorker))}, ` +
+            `largest number of requests in any 1 s window ${maxPerSecond} (limit ${limit}), in any 950 ms ${maxPer950}\n`
+        )
+        assert.equal(records.length, total)
+        assert.equal(ids.size, total)
+        assert.ok(records.every((r) => r.ok))
+        // Every id reached the server; a second time only if w1 had sent it and it was unanswered at the kill.
+        assert.equal(counts.size, total)
+        for (const [id, n] of counts) {
+          if (n > 1) {
+            assert.equal(n, 2, `id ${id} was sent ${n} times`)
+            assert.ok(sentByW1.has(id), `id ${id} was sent twice but not by the killed worker before its death`)
+          }
+        }
+        assert.ok(
+          duplicates <= inFlight,
+          `${duplicates} duplicates, but only ${inFlight} requests in flight at the kill`
+        )
+        // Every worker did work, the killed one included (its stored replies count).
+        assert.ok((perWorker.get("w1") ?? 0) > 0 && (perWorker.get("w2") ?? 0) > 0 && (perWorker.get("w3") ?? 0) > 0)
+        // The limit is on starts; a request reaches the server a little after it starts, hence 50 ms of slack.
+        assert.ok(maxPer950 <= limit, `${maxPer950} requests in 950 ms, over the limit of ${limit} per second`)
+      } finally {
+        await stopAll(workers)
+        await server.close()
+      }
+    },
+    240_000
+  )
+
+  it("pile run --cluster resumed after a kill -9 of the producer writes every id exactly once", async () => {
+    const cluster = database()
+    const server = await startLoggingServer(5)
+    const dir = tmp()
+    const total = 1_000
+    const input = requests(dir, server, total)
+    const output = join(dir, "results.jsonl")
+    const workers = [
+      await startWorker(cluster, "w1", ["--concurrency", "8", "--rate", "200/s"]),
+      await startWorker(cluster, "w2", ["--concurrency", "8", "--rate", "200/s"])
+    ]
+    try {
+      const first = startPile(["run", input, "--out", output, "--cluster", cluster, "--quiet"])
+      await waitUntil("a third of the records", () => readRecords(output).length >= total / 3, 90_000)
+      await killed(first)
+      const before = readRecords(output).length
+      const resumed = await startPile(["run", input, "--out", output, "--cluster", cluster, "--resume", "--quiet"]).done
+      assert.equal(resumed.code, 0, resumed.stderr)
+      const records = readRecords(output)
+      const ids = records.map((r) => String(r.id))
+      const counts = arrivalsById(server)
+      process.stdout.write(
+        `producer killed with kill -9 after ${before} records; resumed: ${records.length} records, ` +
+          `${new Set(ids).size} distinct ids, ${server.log.length} requests at the server\n`
+      )
+      assert.equal(records.length, total)
+      assert.equal(new Set(ids).size, total)
+      // The workers kept running the batch: nothing was sent twice.
+      assert.equal(counts.size, total)
+      assert.ok([...counts.values()].every((n) => n === 1))
+    } finally {
+      await stopAll(workers)
+      await server.close()
+    }
+  }, 240_000)
+})
