@@ -34,27 +34,46 @@ const run = (args: ReadonlyArray<string>) => {
   if (result.status !== 0) throw new Error(`${args.join(" ")}: ${result.stderr}`)
 }
 
+/** Whether this machine can start a Postgres of its own (a test that stops and restarts it needs one). */
+export const canStartPostgres = has(`${pgBin}/initdb`) && has("psql")
+
+export interface OwnPostgres extends Postgres {
+  /** Stops the server (`pg_ctl stop -m immediate`: as if it crashed). */
+  readonly crash: () => void
+  /** Starts it again, on the same port, with the same data. */
+  readonly restart: () => void
+}
+
 /** PILE_POSTGRES_URL when set; else a fresh server in a temporary directory, on 127.0.0.1 and a free port. */
 export const startPostgres = async (): Promise<Postgres> => {
   if (givenPostgres !== undefined && givenPostgres !== "") return { admin: givenPostgres, stop: () => {} }
+  return startOwnPostgres()
+}
+
+/** A fresh server of this test's own, in a temporary directory, on 127.0.0.1 and a free port. */
+export const startOwnPostgres = async (): Promise<OwnPostgres> => {
   const dir = mkdtempSync(join(tmpdir(), "pile-pg-"))
   if (process.getuid?.() === 0) chownSync(dir, Number(spawnSync("id", ["-u", "postgres"]).stdout), 0)
   const port = await freePort()
   run([`${pgBin}/initdb`, "-D", `${dir}/data`, "-A", "trust", "-U", "postgres"])
-  run([
-    `${pgBin}/pg_ctl`,
-    "-D",
-    `${dir}/data`,
-    "-o",
-    `-p ${port} -k ${dir} -c listen_addresses=127.0.0.1`,
-    "-l",
-    `${dir}/log`,
-    "-w",
-    "start"
-  ])
+  const start = () =>
+    run([
+      `${pgBin}/pg_ctl`,
+      "-D",
+      `${dir}/data`,
+      "-o",
+      `-p ${port} -k ${dir} -c listen_addresses=127.0.0.1`,
+      "-l",
+      `${dir}/log`,
+      "-w",
+      "start"
+    ])
+  start()
   return {
     admin: `postgres://postgres@127.0.0.1:${port}/postgres`,
-    stop: () => run([`${pgBin}/pg_ctl`, "-D", `${dir}/data`, "-m", "fast", "stop"])
+    stop: () => run([`${pgBin}/pg_ctl`, "-D", `${dir}/data`, "-m", "fast", "stop"]),
+    crash: () => run([`${pgBin}/pg_ctl`, "-D", `${dir}/data`, "-m", "immediate", "stop"]),
+    restart: start
   }
 }
 

@@ -1,8 +1,11 @@
 // pile on a cluster, with real parts: a Postgres, a Redis, `pile worker` processes on loopback, `pile run
 // --cluster`, and a server that logs every request. Real time: the assertions are on counts and bounds.
 import { afterAll, assert, beforeAll, describe, it } from "@effect/vitest"
+import { spawn } from "node:child_process"
+import { chmodSync, mkdirSync, readFileSync, writeFileSync } from "node:fs"
 import { join } from "node:path"
 import {
+  canStartPostgres,
   createDatabase,
   hasPostgres,
   killed,
@@ -12,10 +15,12 @@ import {
   query,
   required,
   startLoggingServer,
+  startOwnPostgres,
   startPostgres,
   startWorker
 } from "./cluster-services.ts"
 import {
+  bin,
   hasRedis,
   type Pile,
   readRecords,
@@ -181,5 +186,147 @@ describe.skipIf(!available)("pile on a cluster (Postgres, Redis, worker processe
       await stopAll(workers)
       await server.close()
     }
+  }, 240_000)
+
+  it(
+    "a worker stopped with SIGINT mid-batch finishes what it runs and hands its shards over: no request is sent twice",
+    async () => {
+      const cluster = database()
+      const server = await startLoggingServer(50)
+      const dir = tmp()
+      const total = 800
+      const input = requests(dir, server, total)
+      const output = join(dir, "results.jsonl")
+      const workers = [
+        await startWorker(cluster, "w1", ["--concurrency", "8", "--rate", "100/s", "--grace", "20s"]),
+        await startWorker(cluster, "w2", ["--concurrency", "8", "--rate", "100/s", "--grace", "20s"])
+      ]
+      try {
+        const run = startPile(["run", input, "--out", output, "--cluster", cluster, "--quiet"])
+        await waitUntil(
+          "w1 to have sent 100 requests",
+          () => server.log.filter((a) => a.worker === "w1").length >= 100,
+          90_000
+        )
+        workers[0]!.child.kill("SIGINT")
+        const stopped = await workers[0]!.done
+        const finished = await run.done
+        assert.equal(finished.code, 0, finished.stderr)
+        const records = readRecords(output)
+        const counts = arrivalsById(server)
+        const duplicates = [...counts.values()].filter((n) => n > 1).length
+        process.stdout.write(
+          `SIGINT to a worker mid-batch: it exited with ${
+            stopped.code ?? stopped.signal
+          }; ${records.length} records, ` +
+            `${server.log.length} requests at the server, ${duplicates} duplicate(s)\n`
+        )
+        assert.equal(records.length, total)
+        assert.equal(new Set(records.map((r) => String(r.id))).size, total)
+        assert.equal(counts.size, total)
+        assert.equal(duplicates, 0)
+        assert.ok(stopped.code === 130 || stopped.code === 0, stopped.stderr)
+      } finally {
+        await stopAll(workers)
+        await server.close()
+      }
+    },
+    240_000
+  )
+
+  it.skipIf(!canStartPostgres)(
+    "Postgres down for a while mid-batch: nothing is dropped, every id gets one record (what was sent meanwhile runs again)",
+    async () => {
+      const own = await startOwnPostgres()
+      const server = await startLoggingServer(10)
+      const dir = tmp()
+      const total = 800
+      const input = requests(dir, server, total)
+      const output = join(dir, "results.jsonl")
+      const cluster = createDatabase(own, "pile_outage")
+      const workers = [
+        await startWorker(cluster, "w1", ["--concurrency", "8", "--rate", "60/s"]),
+        await startWorker(cluster, "w2", ["--concurrency", "8", "--rate", "60/s"])
+      ]
+      try {
+        const run = startPile(["run", input, "--out", output, "--cluster", cluster, "--quiet"])
+        await waitUntil("200 records", () => readRecords(output).length >= 200, 90_000)
+        own.crash()
+        const down = readRecords(output).length
+        await new Promise((resolve) => setTimeout(resolve, 5_000))
+        own.restart()
+        const finished = await run.done
+        assert.equal(finished.code, 0, finished.stderr)
+        const records = readRecords(output)
+        const counts = arrivalsById(server)
+        process.stdout.write(
+          `Postgres crashed after ${down} records, back 5 s later: ${records.length} records, ` +
+            `${
+              new Set(records.map((r) => String(r.id))).size
+            } distinct ids, ${server.log.length} requests at the server, ` +
+            `${[...counts.values()].filter((n) => n > 1).length} duplicate(s)\n`
+        )
+        assert.equal(records.length, total)
+        assert.equal(new Set(records.map((r) => String(r.id))).size, total)
+        assert.equal(counts.size, total)
+      } finally {
+        await stopAll(workers)
+        await server.close()
+        own.stop()
+      }
+    },
+    240_000
+  )
+
+  it("the guide's cluster recipe runs as written", async () => {
+    const guide = readFileSync(join(import.meta.dirname, "../../../docs/guides/several-machines.md"), "utf8")
+    const recipe = /<!-- ci: the cluster recipe -->\s*```sh\n([\s\S]*?)```/.exec(guide)?.[1]
+    assert.ok(recipe !== undefined, "the recipe block is missing from docs/guides/several-machines.md")
+    const server = await startLoggingServer(5)
+    const dir = tmp()
+    const total = 200
+    requests(dir, server, total)
+    // `pile` on the PATH, as for a user who installed @pile/cli.
+    const binDir = join(dir, "bin")
+    mkdirSync(binDir)
+    writeFileSync(join(binDir, "pile"), `#!/bin/sh\nexec "${process.execPath}" "${bin}" "$@"\n`)
+    chmodSync(join(binDir, "pile"), 0o755)
+    // In a process group of its own, so that whatever it leaves running is stopped with it.
+    const shell = spawn("bash", ["-e", "-c", recipe], {
+      cwd: dir,
+      detached: true,
+      stdio: ["ignore", "pipe", "pipe"],
+      env: {
+        ...process.env,
+        PATH: `${binDir}:${process.env["PATH"]}`,
+        PILE_POSTGRES_URL: database(),
+        PILE_REDIS_URL: redis.url
+      }
+    })
+    let stderr = ""
+    shell.stderr!.on("data", (chunk) => (stderr += chunk))
+    shell.stdout!.resume()
+    const timer = setTimeout(() => process.kill(-shell.pid!, "SIGKILL"), 180_000)
+    const result = await new Promise<{ readonly status: number | null }>((resolve) =>
+      shell.once("close", (status) => resolve({ status }))
+    )
+    clearTimeout(timer)
+    try {
+      process.kill(-shell.pid!, "SIGKILL")
+    } catch {
+      // the group has ended
+    }
+    await server.close()
+    assert.equal(result.status, 0, stderr)
+    const records = readRecords(join(dir, "results.jsonl"))
+    const again = readRecords(join(dir, "again.jsonl"))
+    process.stdout.write(
+      `the guide's recipe: ${records.length} records, ${again.length} when sent again, ` +
+        `${server.log.length} requests at the server\n`
+    )
+    assert.equal(records.length, total)
+    assert.equal(new Set(records.map((r) => String(r.id))).size, total)
+    assert.equal(again.length, total)
+    assert.equal(server.log.length, total)
   }, 240_000)
 })
