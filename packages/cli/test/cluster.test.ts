@@ -330,3 +330,22 @@ describe.skipIf(!available)("pile on a cluster (Postgres, Redis, worker processe
     assert.equal(server.log.length, total)
   }, 240_000)
 })
+
+describe("pile on a cluster, setup errors", () => {
+  it("an unreachable Postgres is a setup error (exit 2) for pile run --cluster and pile worker, and nothing is written", async () => {
+    const dir = tmp()
+    const input = join(dir, "requests.jsonl")
+    const output = join(dir, "results.jsonl")
+    writeLines(input, [{ id: "a", url: "http://127.0.0.1:9/a" }])
+    const unreachable = "postgres://postgres@127.0.0.1:1/pile"
+    const run = await startPile(["run", input, "--out", output, "--cluster", unreachable]).done
+    assert.equal(run.code, 2, run.stderr)
+    assert.match(run.stderr, /pile run: cannot use the cluster at postgres:\/\/postgres@127\.0\.0\.1:1\/pile/)
+    assert.equal(readRecords(output).length, 0)
+    const worker = await startPile(["worker", "--cluster", unreachable, "--port", "1"]).done
+    assert.equal(worker.code, 2, worker.stderr)
+    const notPostgres = await startPile(["worker", "--cluster", "redis://127.0.0.1:6379"]).done
+    assert.equal(notPostgres.code, 2)
+    assert.match(notPostgres.stderr, /expected a postgres:\/\/ URL/)
+  })
+})

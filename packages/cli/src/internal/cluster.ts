@@ -10,6 +10,7 @@ import { Cluster, Task } from "@pile/cluster"
 import * as Executor from "@pile/executor/Executor"
 import type * as Outcome from "@pile/executor/Outcome"
 import type * as RateLimit from "@pile/executor/RateLimit"
+import * as Cause from "effect/Cause"
 import type { Sharding } from "effect/cluster"
 import type * as Context from "effect/Context"
 import * as Effect from "effect/Effect"
@@ -201,7 +202,12 @@ const messageOf = (error: unknown): string => {
  */
 export const connect = (url: string): Effect.Effect<Context.Context<Sharding.Sharding>, string, Scope.Scope> =>
   Layer.build(Cluster.layerPostgres({ url })).pipe(
-    Effect.mapError((error) => `cannot use the cluster at ${url}: ${messageOf(error)}`)
+    // Effect Cluster's storage layers turn a connection failure into a defect: both are the same setup error.
+    Effect.catchCause((cause) =>
+      Cause.hasInterruptsOnly(cause)
+        ? Effect.failCause(cause as Cause.Cause<never>)
+        : Effect.fail(`cannot use the cluster at ${url}: ${messageOf(Cause.squash(cause))}`)
+    )
   )
 
 /**

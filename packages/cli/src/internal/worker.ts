@@ -140,7 +140,9 @@ export const make = <E>(exit: (code: number) => E) =>
         process.stderr.write(`pile worker: ${flags.host}:${flags.port} joining the cluster (Ctrl-C to leave)\n`)
       )
       return yield* Layer.launch(runner).pipe(
-        Effect.catch((error) => usage(`cannot run on the cluster: ${message(error)}`))
+        Effect.catch((error) => usage(`cannot run on the cluster at ${url}: ${message(error)}`)),
+        // Effect Cluster's storage layers turn a connection failure into a defect: the same setup error.
+        Effect.catchDefect((defect) => usage(`cannot run on the cluster at ${url}: ${message({ cause: defect })}`))
       )
     }).pipe(Effect.scoped)).pipe(
       Command.withDescription(
