@@ -5,7 +5,7 @@ import { chownSync, mkdtempSync } from "node:fs"
 import { createServer, type IncomingMessage, type ServerResponse } from "node:http"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
-import { freePort, type Pile, startPile } from "./helpers.ts"
+import { freePort, type Pile, startPile, waitUntil } from "./helpers.ts"
 
 export const required = process.env["PILE_REQUIRE_SERVICES"] === "1"
 
@@ -132,13 +132,22 @@ export const startLoggingServer = async (delayMs: number): Promise<LoggingServer
   }
 }
 
-/** Starts `pile worker` on a free port, named `name` (its requests carry `x-pile-worker: <name>`). */
+/**
+ * Starts `pile worker` on a free port, named `name` (its requests carry `x-pile-worker: <name>`), and waits
+ * until it says it is ready (it has joined the cluster).
+ */
 export const startWorker = async (
   cluster: string,
   name: string,
   flags: ReadonlyArray<string>
-): Promise<Pile> =>
-  startPile(["worker", "--cluster", cluster, "--port", String(await freePort()), "--name", name, ...flags])
+): Promise<Pile> => {
+  const pile = startPile(["worker", "--cluster", cluster, "--port", String(await freePort()), "--name", name, ...flags])
+  await waitUntil(`worker ${name} to be ready`, () => pile.stderr().includes(": ready"), 60_000)
+  return pile
+}
+
+/** Gives freshly started workers time to share the shards out (a few assignment rounds), as an operator would. */
+export const settle = (): Promise<void> => new Promise((resolve) => setTimeout(resolve, 4_000))
 
 /** The largest number of arrivals in any window of `windowMs`, anywhere on the time line. */
 export const maxInWindow = (arrivals: ReadonlyArray<Arrival>, windowMs: number): number => {

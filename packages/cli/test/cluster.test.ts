@@ -14,6 +14,7 @@ import {
   type Postgres,
   query,
   required,
+  settle,
   startLoggingServer,
   startOwnPostgres,
   startPostgres,
@@ -86,6 +87,7 @@ describe.skipIf(!available)("pile on a cluster (Postgres, Redis, worker processe
         await startWorker(cluster, "w2", ["--concurrency", "16", ...shared]),
         await startWorker(cluster, "w3", ["--concurrency", "16", ...shared])
       ]
+      await settle()
       try {
         const run = startPile(["run", input, "--out", output, "--cluster", cluster, "--quiet"])
         // Kill w1 once it has sent a good part of its share, while the batch is in full flow.
@@ -163,6 +165,7 @@ describe.skipIf(!available)("pile on a cluster (Postgres, Redis, worker processe
       await startWorker(cluster, "w1", ["--concurrency", "8", "--rate", "200/s"]),
       await startWorker(cluster, "w2", ["--concurrency", "8", "--rate", "200/s"])
     ]
+    await settle()
     try {
       const first = startPile(["run", input, "--out", output, "--cluster", cluster, "--quiet"])
       await waitUntil("a third of the records", () => readRecords(output).length >= total / 3, 90_000)
@@ -201,6 +204,7 @@ describe.skipIf(!available)("pile on a cluster (Postgres, Redis, worker processe
         await startWorker(cluster, "w1", ["--concurrency", "8", "--rate", "100/s", "--grace", "20s"]),
         await startWorker(cluster, "w2", ["--concurrency", "8", "--rate", "100/s", "--grace", "20s"])
       ]
+      await settle()
       try {
         const run = startPile(["run", input, "--out", output, "--cluster", cluster, "--quiet"])
         await waitUntil(
@@ -248,6 +252,7 @@ describe.skipIf(!available)("pile on a cluster (Postgres, Redis, worker processe
         await startWorker(cluster, "w1", ["--concurrency", "8", "--rate", "60/s"]),
         await startWorker(cluster, "w2", ["--concurrency", "8", "--rate", "60/s"])
       ]
+      await settle()
       try {
         const run = startPile(["run", input, "--out", output, "--cluster", cluster, "--quiet"])
         await waitUntil("200 records", () => readRecords(output).length >= 200, 90_000)

@@ -81,8 +81,6 @@ export const defaults: Partial<ShardingConfig.ShardingConfig["Service"]> = {
   refreshAssignmentsInterval: Duration.seconds(1),
   entityMessagePollInterval: Duration.seconds(1),
   entityReplyPollInterval: Duration.millis(100),
-  shardLockRefreshInterval: Duration.seconds(5),
-  shardLockExpiration: Duration.seconds(15),
   entityTerminationTimeout: Duration.seconds(30)
 }
 

@@ -239,7 +239,7 @@ export const toLayer = <I, A, E, R>(
     Effect.gen(function*() {
       const executor = yield* ExecutorService
       const services = yield* Effect.context<R>()
-      const handle = (payload: { readonly id: string; readonly input: I }) =>
+      const run = (payload: { readonly id: string; readonly input: I }) =>
         Effect.gen(function*() {
           const input = payload.input
           const taskOptions: Executor.TaskOptions<A, E> = {
@@ -250,17 +250,21 @@ export const toLayer = <I, A, E, R>(
             timeout: options?.timeout,
             deadline: options?.deadline
           }
-          const submitted = yield* Effect.exit(
-            executor.submit(f(input).pipe(Effect.provideContext(services)), taskOptions)
+          const handle = yield* executor.submit(f(input).pipe(Effect.provideContext(services)), taskOptions).pipe(
+            // The executor is closing: this runner is going away, so the message is left for another one. Any
+            // other refusal is a defect of the message (an invalid option), stored as its reply.
+            Effect.catchIf(
+              (error) => error.reason._tag === "Closed",
+              () => Effect.interrupt
+            ),
+            Effect.orDie
           )
-          // The executor is closing: this runner is going away, so the message is left for another one.
-          if (Exit.isFailure(submitted)) return yield* Effect.interrupt
-          const outcome = yield* submitted.value.outcome.pipe(Effect.onInterrupt(() => submitted.value.cancel))
+          const outcome = yield* handle.outcome.pipe(Effect.onInterrupt(() => handle.cancel))
           if (outcome.kind === "interrupted") return yield* Effect.interrupt
           return { kind: outcome.kind, attempts: outcome.attempts, exit: outcome.exit }
         })
       return {
-        Run: (request: { readonly payload: { readonly id: string; readonly input: I } }) => handle(request.payload)
+        Run: (request: { readonly payload: { readonly id: string; readonly input: I } }) => run(request.payload)
       }
     }) as never,
     { concurrency: "unbounded", maxIdleTime: "1 minute" }

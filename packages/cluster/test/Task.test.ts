@@ -1,8 +1,16 @@
 import { assert, describe, it } from "@effect/vitest"
 import { Task } from "@pile/cluster"
 import { ErrorPolicy, Executor, Outcome, Pile } from "@pile/executor"
-import { Cause, Effect, Exit, Layer, Schedule, Schema, Stream } from "effect"
-import { TestRunner } from "effect/cluster"
+import { Cause, Deferred, Effect, Exit, Layer, Schedule, Schema, Scope, Stream } from "effect"
+import {
+  MessageStorage,
+  RunnerHealth,
+  Runners,
+  RunnerStorage,
+  Sharding,
+  ShardingConfig,
+  TestRunner
+} from "effect/cluster"
 
 // The logic on Effect Cluster's TestRunner: Sharding in memory, messages and replies stored in memory (and
 // serialized as between machines). Real time: the cluster's own loops run on it.
@@ -124,6 +132,42 @@ describe("Task.run", () => {
       assert.deepEqual(outcomes.map((o) => o.input.n), [5, 4, 3, 2, 1])
     }).pipe(Effect.provide(layer))
   })
+})
+
+describe("Task.toLayer", () => {
+  it.live("a message stopped by its runner's shutdown gets no reply, and the next runner runs it again", () =>
+    Effect.gen(function*() {
+      // One message storage, two runners one after the other (as after a restart, or on another machine).
+      const storage = yield* Layer.build(MessageStorage.layerMemory.pipe(Layer.provide(ShardingConfig.layer())))
+      const started = yield* Deferred.make<void>()
+      const runs: Array<string> = []
+      const runnerWith = (name: string, f: (n: number) => Effect.Effect<string, NotFound>) =>
+        Task.toLayer(Lookup, ({ n }) => Effect.andThen(Effect.sync(() => runs.push(name)), f(n))).pipe(
+          Layer.provide(Executor.layer({ concurrency: 2 })),
+          Layer.provideMerge(Sharding.layer),
+          Layer.provide([Runners.layerNoop, RunnerStorage.layerMemory, RunnerHealth.layerNoop]),
+          Layer.provide(ShardingConfig.layer({ entityTerminationTimeout: "100 millis" })),
+          Layer.provide(Layer.succeedContext(storage))
+        )
+
+      // The first runner starts the message and shuts down before it ends.
+      const first = yield* Scope.make()
+      const context = yield* Layer.buildWithScope(
+        runnerWith("first", () => Effect.andThen(Deferred.succeed(started, undefined), Effect.never)),
+        first
+      )
+      yield* Stream.runDrain(Task.run(Lookup, [{ n: 1 }])).pipe(Effect.provideContext(context), Effect.forkChild)
+      yield* Deferred.await(started)
+      yield* Scope.close(first, Exit.void)
+
+      // The second runner finds the message unanswered and runs it; the batch gets its outcome.
+      const outcomes = yield* Stream.runCollect(Task.run(Lookup, [{ n: 1 }])).pipe(
+        Effect.provide(runnerWith("second", (n) => Effect.succeed(`v${n}`)))
+      )
+      assert.deepEqual(runs, ["first", "second"])
+      assert.equal(outcomes.length, 1)
+      assert.equal(outcomes[0]!.kind, "success")
+    }))
 })
 
 describe("Task.make", () => {

@@ -136,14 +136,16 @@ export const make = <E>(exit: (code: number) => E) =>
         graceMs,
         name: Option.getOrUndefined(flags.name)
       })
-      yield* Effect.sync(() =>
-        process.stderr.write(`pile worker: ${flags.host}:${flags.port} joining the cluster (Ctrl-C to leave)\n`)
-      )
-      return yield* Layer.launch(runner).pipe(
+      const where = `${flags.host}:${flags.port}`
+      yield* Effect.sync(() => process.stderr.write(`pile worker: ${where}: joining the cluster\n`))
+      yield* Layer.build(runner).pipe(
         Effect.catch((error) => usage(`cannot run on the cluster at ${url}: ${message(error)}`)),
         // Effect Cluster's storage layers turn a connection failure into a defect: the same setup error.
         Effect.catchDefect((defect) => usage(`cannot run on the cluster at ${url}: ${message({ cause: defect })}`))
       )
+      yield* Effect.sync(() => process.stderr.write(`pile worker: ${where}: ready (Ctrl-C to leave)\n`))
+      // Until Ctrl-C or SIGTERM, which close the scope: the shards are handed over after a drain.
+      return yield* Effect.never
     }).pipe(Effect.scoped)).pipe(
       Command.withDescription(
         "Run requests for a pile cluster until Ctrl-C: take a share of the messages that `pile run --cluster` " +
