@@ -12,7 +12,7 @@
  */
 import type { ErrorPolicy, Executor, Outcome, Pile, RateLimit } from "@pile/executor"
 import { Executor as ExecutorService } from "@pile/executor/Executor"
-import { Duration, Effect, Exit, type Layer, Schedule, Schema, Stream } from "effect"
+import { Duration, Effect, type Exit, type Layer, Schedule, Schema, Stream } from "effect"
 import { ClusterSchema, Entity, type Sharding } from "effect/cluster"
 import { Rpc } from "effect/rpc"
 import { bucketOf, toOutcome } from "./internal/reply.ts"
