@@ -56,12 +56,15 @@ export interface PostgresOptions {
  *
  * Runners ping each other every 2 seconds (Effect's default is a minute), look for new assignments every
  * second, and poll the storage for messages every second as a fallback to the notifications they get.
- * A shard lock that is not refreshed expires after 15 seconds; with Postgres's advisory locks, the locks of a
- * killed runner are released as soon as its connections drop.
+ * The shard locks keep Effect's timings (refreshed every 10 seconds, expiring after 35); with Postgres's
+ * advisory locks, the locks of a killed runner are released as soon as its connections drop. A runner waits
+ * up to 30 seconds for its running messages when it shuts down (`entityTerminationTimeout`).
  *
  * **Gotchas**
  *
- * Every runner and client of one cluster must agree on `shardsPerGroup` (300).
+ * Every runner and client of one cluster must agree on `shardsPerGroup` (300). Shorter lock timings are
+ * fragile: on a loaded machine a 5 second refresh timed out, the runner gave its shards up, and the
+ * messages it was running ran a second time elsewhere.
  *
  * **Example**
  *

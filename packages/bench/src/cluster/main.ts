@@ -11,7 +11,7 @@
  * Postgres: PILE_POSTGRES_URL (a fresh database per measurement is created in it), or Debian's postgresql-15
  * started in a temporary directory. Writes <out>/cluster.json and prints a Markdown table.
  *
- *   node packages/bench/src/cluster/main.ts [--quick] [--out DIR]
+ *   node packages/bench/src/cluster/main.ts [--quick] [--n N] [--out DIR]
  */
 import { NodeRuntime } from "@effect/platform-node"
 import { Cluster, Task } from "@pile/cluster"
@@ -23,7 +23,7 @@ import { createServer } from "node:net"
 import { loadavg, tmpdir } from "node:os"
 import { dirname, join, resolve } from "node:path"
 import { fileURLToPath } from "node:url"
-import { Bench } from "./task.ts"
+import { Bench, BenchWide } from "./task.ts"
 
 const here = dirname(fileURLToPath(import.meta.url))
 const root = resolve(here, "../../../..")
@@ -33,7 +33,8 @@ const out = resolve(
   root,
   outIndex >= 0 ? process.argv[outIndex + 1]! : quick ? "node_modules/.cache/pile-bench" : "docs/bench"
 )
-const n = quick ? 500 : 3_000
+const nIndex = process.argv.indexOf("--n")
+const n = nIndex >= 0 ? Number(process.argv[nIndex + 1]) : quick ? 500 : 3_000
 
 const freePort = (): Promise<number> =>
   new Promise((ok, fail) => {
@@ -124,9 +125,14 @@ const stopRunners = async (runners: ReadonlyArray<Runner>) => {
 const seconds = (ms: number) => ms / 1000
 
 /** Sends `inputs` through the cluster at `url`; the outcomes' values name their runners. */
-const send = (url: string, inputs: ReadonlyArray<number>, onOutcome?: (value: string, input: number) => void) =>
+const send = (
+  url: string,
+  inputs: ReadonlyArray<number>,
+  onOutcome?: (value: string, input: number) => void,
+  task: Task.Task<number, string, never> = Bench
+) =>
   Effect.runPromise(
-    Task.run(Bench, inputs).pipe(
+    Task.run(task, inputs).pipe(
       Stream.runForEach((outcome) =>
         Effect.sync(() => {
           if (outcome.exit._tag !== "Success") throw new Error(`message ${outcome.input}: ${outcome.kind}`)
@@ -142,6 +148,7 @@ const range = (from: number, count: number) => Array.from({ length: count }, (_,
 // --- measurements ----------------------------------------------------------------------------------------
 
 interface Throughput {
+  readonly label: string
   readonly runners: number
   readonly n: number
   readonly ms: number
@@ -150,19 +157,20 @@ interface Throughput {
 }
 
 /** One batch of `n` instant tasks through `count` runners, after a warm-up batch and a settling pause. */
-const throughput = async (admin: string, count: number): Promise<Throughput> => {
+const throughput = async (admin: string, count: number, task = Bench): Promise<Throughput> => {
   const url = createDatabase(admin)
   const runners: Array<Runner> = []
   for (let i = 1; i <= count; i++) runners.push(await startRunner(url, `r${i}`, 0))
   try {
     // Warm-up: the tables, the connections, the entities; then let the shards settle between the runners.
-    await send(url, range(1_000_000, 200))
+    await send(url, range(1_000_000, 200), undefined, task)
     await new Promise((ok) => setTimeout(ok, 4_000))
     const perRunner: Record<string, number> = {}
     const t0 = performance.now()
-    await send(url, range(0, n), (value) => (perRunner[value] = (perRunner[value] ?? 0) + 1))
+    await send(url, range(0, n), (value) => (perRunner[value] = (perRunner[value] ?? 0) + 1), task)
     const ms = performance.now() - t0
-    return { runners: count, n, ms, perSecond: n / seconds(ms), perRunner }
+    const label = `cluster, ${count} runner(s)${task === Bench ? "" : ", one entity per message"}`
+    return { label, runners: count, n, ms, perSecond: n / seconds(ms), perRunner }
   } finally {
     await stopRunners(runners)
   }
@@ -178,7 +186,14 @@ const local = async (): Promise<Throughput> => {
     }).pipe(Effect.provide(Layer.fresh(Executor.layer({ concurrency: 64, metrics: false }))))
   )
   const ms = performance.now() - t0
-  return { runners: 0, n: values.length, ms, perSecond: values.length / seconds(ms), perRunner: { local: n } }
+  return {
+    label: "one executor, no cluster",
+    runners: 0,
+    n: values.length,
+    ms,
+    perSecond: values.length / seconds(ms),
+    perRunner: { local: n }
+  }
 }
 
 interface Failover {
@@ -239,9 +254,9 @@ const main = Effect.promise(async () => {
   try {
     const loadBefore = loadavg()[0]!
     const rows: Array<Throughput> = [await local()]
-    for (const count of [1, 2, 3]) {
-      rows.push(await throughput(postgres.admin, count))
-      process.stderr.write(`cluster: ${count} runner(s): ${format(rows.at(-1)!.perSecond)} messages/s\n`)
+    for (const [count, task] of [[1, Bench], [2, Bench], [3, Bench], [2, BenchWide]] as const) {
+      rows.push(await throughput(postgres.admin, count, task))
+      process.stderr.write(`cluster: ${rows.at(-1)!.label}: ${format(rows.at(-1)!.perSecond)} messages/s\n`)
     }
     const moved = await failover(postgres.admin)
     process.stderr.write(`cluster: kill -9 to work running elsewhere: ${format(moved.movedMs)} ms\n`)
@@ -263,11 +278,9 @@ const main = Effect.promise(async () => {
       "| path | messages/s | ms | messages per runner | cost per message vs one executor |",
       "| --- | --- | --- | --- | --- |",
       ...rows.map((row) =>
-        `| ${row.runners === 0 ? "one executor, no cluster" : `cluster, ${row.runners} runner(s)`} | ${
-          format(row.perSecond)
-        } | ${format(row.ms)} | ${Object.entries(row.perRunner).map(([k, v]) => `${k} ${v}`).join(", ")} | ${
-          format(base / row.perSecond, 1)
-        }x |`
+        `| ${row.label} | ${format(row.perSecond)} | ${format(row.ms)} | ${
+          Object.entries(row.perRunner).map(([k, v]) => `${k} ${v}`).join(", ")
+        } | ${format(base / row.perSecond, 1)}x |`
       ),
       "",
       `kill -9 of one of two runners after ${format(moved.killedAfter)} of ${
