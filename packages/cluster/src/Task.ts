@@ -201,8 +201,9 @@ export interface ServeOptions<in out I, in out A, in out E> {
  *
  * **Gotchas**
  *
- * A message can thus run twice, if it was running when its runner died: the work must tolerate it (an
- * idempotent request, or a check on the id). A task that interrupts itself is treated as stopped by a
+ * A message can thus run twice: if it was running when its runner died, or if its reply could not be stored
+ * (Postgres unreachable) and it was delivered again. The work must tolerate it (an idempotent request, or a
+ * check on the id); every id still gets exactly one stored reply. A task that interrupts itself is treated as stopped by a
  * shutdown too, and is delivered again.
  *
  * **Example**
