@@ -120,12 +120,12 @@ describe.skipIf(!available)("pile on a cluster (Postgres, Redis, worker processe
           perWorker.set(worker, (perWorker.get(worker) ?? 0) + 1)
         }
         const maxPerSecond = maxInWindow(server.log, 1_000)
-        const maxPer950 = maxInWindow(server.log, 950)
+        const maxPer800 = maxInWindow(server.log, 800)
         process.stdout.write(
           `kill -9 of a worker mid-batch: ${total} ids, ${records.length} records (${ids.size} distinct), ` +
             `${server.log.length} requests at the server, ${duplicates} server-side duplicate(s), ${inFlight} in flight ` +
             `at the kill, records per worker ${JSON.stringify(Object.fromEntries(perWorker))}, ` +
-            `largest number of requests in any 1 s window ${maxPerSecond} (limit ${limit}), in any 950 ms ${maxPer950}\n`
+            `largest number of requests in any 1 s window ${maxPerSecond} (limit ${limit}), in any 800 ms ${maxPer800}\n`
         )
         assert.equal(records.length, total)
         assert.equal(ids.size, total)
@@ -144,8 +144,10 @@ describe.skipIf(!available)("pile on a cluster (Postgres, Redis, worker processe
         )
         // Every worker did work, the killed one included (its stored replies count).
         assert.ok((perWorker.get("w1") ?? 0) > 0 && (perWorker.get("w2") ?? 0) > 0 && (perWorker.get("w3") ?? 0) > 0)
-        // The limit is on starts; a request reaches the server a little after it starts, hence 50 ms of slack.
-        assert.ok(maxPer950 <= limit, `${maxPer950} requests in 950 ms, over the limit of ${limit} per second`)
+        // The limit is on starts (Redis's admission times): a request reaches the server after a delay that varies
+        // with the load of the machine (tens of milliseconds here, 2 cores shared by several runs). With delays
+        // between d and d + j, no window of 1 s - j holds more than the limit: j = 200 ms is the slack allowed.
+        assert.ok(maxPer800 <= limit, `${maxPer800} requests in 800 ms, over the limit of ${limit} per second`)
       } finally {
         await stopAll(workers)
         await server.close()
