@@ -3,5 +3,7 @@
 export default [
   "packages/executor",
   "packages/cli",
-  "packages/executor/vitest.services.config.ts"
+  "packages/cluster",
+  "packages/executor/vitest.services.config.ts",
+  "packages/cli/vitest.cluster.config.ts"
 ]

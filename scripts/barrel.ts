@@ -4,7 +4,7 @@ import { readdirSync, readFileSync, writeFileSync } from "node:fs"
 import { join } from "node:path"
 
 const check = process.argv.includes("--check")
-const packages = ["packages/executor"]
+const packages = ["packages/executor", "packages/cluster"]
 let stale = 0
 
 for (const pkg of packages) {

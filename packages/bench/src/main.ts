@@ -4,7 +4,8 @@
  *
  *   pnpm bench                 the full suite (writes docs/bench/results.json and docs/bench/chart.svg)
  *   pnpm bench --quick         a shorter dev run (smaller N, one repetition; writes to node_modules/.cache/pile-bench)
- *   pnpm bench --only a,b      only these scenarios (overhead, overhead-fork, latency, rate, memory, containment, scale)
+ *   pnpm bench --only a,b      only these scenarios (overhead, overhead-fork, latency, rate, memory, containment, scale,
+ *                              cluster)
  *   pnpm bench --reps N        N repetitions instead of each scenario's default
  *   pnpm bench --out DIR       where to write results.json and chart.svg
  *   pnpm bench --profile [--library pile-run] [--scenario overhead] [--n 300000]
@@ -79,6 +80,25 @@ const aggregate = (row: Row): Row => {
   }
 }
 
+/**
+ * The cluster path (`cluster/main.ts`): runner processes and Postgres, so a process of its own; it writes
+ * <out>/cluster.json and prints its table.
+ */
+const runCluster = (quick: boolean, out: string): void => {
+  const child = spawnSync(process.execPath, [
+    join(here, "cluster", "main.ts"),
+    ...(quick ? ["--quick"] : []),
+    "--out",
+    out
+  ], {
+    stdio: "inherit",
+    timeout: 600_000
+  })
+  if (child.status !== 0) {
+    console.error(`cluster: ERROR exit ${child.status ?? child.signal} (is Postgres 15 installed?)`)
+  }
+}
+
 const main = (): void => {
   if (flag("--profile")) {
     const n = option("--n")
@@ -95,6 +115,7 @@ const main = (): void => {
   const only = option("--only")?.split(",")
   const reps = option("--reps")
   const out = resolve(root, option("--out") ?? (quick ? "node_modules/.cache/pile-bench" : "docs/bench"))
+  if (only !== undefined && only.every((scenario) => scenario === "cluster")) return runCluster(quick, out)
   const scratch = mkdtempSync(join(tmpdir(), "pile-bench-"))
   const rows = plan(quick).filter((row) => only === undefined || only.includes(row.scenario))
   if (reps !== undefined) { for (const row of rows) row.reps = Math.max(1, Number(reps)) }
@@ -155,6 +176,7 @@ const main = (): void => {
   writeFileSync(join(out, "results.json"), JSON.stringify(report, null, 2) + "\n")
   writeFileSync(join(out, "chart.svg"), renderSvg(report))
   console.error(`wrote ${join(out, "results.json")} and ${join(out, "chart.svg")} (${elapsed.toFixed(0)} s)`)
+  if (only === undefined || only.includes("cluster")) runCluster(quick, out)
 }
 
 main()

@@ -29,6 +29,7 @@ import * as Runtime from "effect/Runtime"
 import { limitsOf, parseDuration, parseShard, parseSize } from "./internal/flags.ts"
 import * as Report from "./internal/report.ts"
 import * as Tokenizer from "./internal/tokenizer.ts"
+import * as Worker from "./internal/worker.ts"
 import * as Run from "./Run.ts"
 
 /**
@@ -270,6 +271,11 @@ const runFlags = {
   json: Flag.Boolean("json").pipe(
     Flag.withDefault(false),
     Flag.withDescription("Print the summary as one JSON object on stdout instead of the table")
+  ),
+  cluster: Flag.String("cluster").pipe(
+    Flag.optional,
+    Flag.withMetavar("postgres-url"),
+    Flag.withDescription("Send the requests to the pile workers of this cluster (see pile worker) instead of here")
   )
 } as const
 
@@ -337,6 +343,7 @@ export const run = Command.make("run", runFlags, (flags) =>
       overwrite: flags.overwrite,
       shard,
       store,
+      cluster: Option.getOrUndefined(flags.cluster),
       progress: flags.quiet ? "none" : "auto",
       signals: true,
       onSummary: (summary) => print(summary, flags)
@@ -424,7 +431,7 @@ export const demo = Command.make("demo", {
   )
 
 /**
- * The root command, `pile`, with its subcommands `run` and `demo`.
+ * The root command, `pile`, with its subcommands `run`, `demo` and `worker`.
  *
  * **When to use**
  *
@@ -453,7 +460,7 @@ export const demo = Command.make("demo", {
  */
 export const command = Command.make("pile").pipe(
   Command.withDescription("Run batches of HTTP requests under rate limits, resumably"),
-  Command.withSubcommands([run, demo])
+  Command.withSubcommands([run, demo, Worker.make((code) => new ExitCode({ code }))])
 )
 
 /** Usage errors as two short lines on stderr, not the whole help. */

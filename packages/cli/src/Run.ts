@@ -11,6 +11,8 @@ import type * as Outcome from "@pile/executor/Outcome"
 import * as RateLimit from "@pile/executor/RateLimit"
 import * as Cause from "effect/Cause"
 import * as Clock from "effect/Clock"
+import type * as Sharding from "effect/cluster/Sharding"
+import type * as Context from "effect/Context"
 import * as Data from "effect/Data"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
@@ -111,6 +113,12 @@ export interface Options {
   readonly overwrite?: boolean | undefined
   readonly shard?: { readonly index: number; readonly count: number } | undefined
   readonly store?: RateLimit.RateLimitStore | undefined
+  /**
+   * A cluster's Postgres URL: the requests go to its `pile worker`s, whose limits, retries and timeouts
+   * apply, instead of being sent from here. A run sent again (even without `resume`) gets the stored
+   * results of the ids the cluster already finished.
+   */
+  readonly cluster?: string | undefined
   readonly progress?: "auto" | Mode | undefined
   readonly progressInterval?: Duration.Input | undefined
   readonly signals?: boolean | undefined
@@ -266,6 +274,7 @@ export class RunError extends Data.TaggedError("RunError")<{
     | "SameFile"
     | "InputChanged"
     | "InvalidOption"
+    | "ClusterUnavailable"
   readonly detail: string
 }> {
   override get message(): string {
@@ -444,6 +453,8 @@ interface Prepared {
   readonly mode: Mode
   readonly scan: Output.ScanResult | undefined
   readonly file: FileSystem.File
+  /** With `cluster`: this process's place in the cluster (a client), for the run's scope. */
+  readonly cluster: Context.Context<Sharding.Sharding> | undefined
 }
 
 /** Checks everything that can be checked before sending anything, and opens the output. */
@@ -571,6 +582,12 @@ const prepare = (options: Options) =>
         })
       }
     }
+    const cluster = options.cluster === undefined ?
+      undefined :
+      yield* Effect.promise(() => import("./internal/cluster.ts")).pipe(
+        Effect.flatMap((Cluster) => Cluster.connect(options.cluster!)),
+        Effect.mapError((detail) => new RunError({ reason: "ClusterUnavailable", detail }))
+      )
     const file = yield* fs.open(output, { flag: options.overwrite === true ? "w" : "a" }).pipe(
       Effect.mapError(unwritable)
     )
@@ -595,7 +612,8 @@ const prepare = (options: Options) =>
       intervalMs,
       mode,
       scan,
-      file
+      file,
+      cluster
     } satisfies Prepared
   })
 
@@ -777,26 +795,31 @@ const execute = (prepared: Prepared) =>
           anchored(Http.send(line, sendOptions(hostOf(line.url))))
         )
 
-    const pile = executor.run(inputs, attempt, {
-      key: (line) => line._tag === "Request" ? hostOf(line.url) : undefined,
-      cost: (line) =>
-        line._tag === "Invalid"
-          ? { requests: 0 }
-          : tokenLimits.length > 0
-          ? { tokens: Math.max(1, Math.ceil(line.tokens ?? 1)) }
-          : undefined,
-      ...(tokenLimits.length === 0 ? {} : {
-        settle: (exit: Exit.Exit<Http.Response, Http.RequestError>) => {
-          const body = Exit.isSuccess(exit)
-            ? exit.value.body
-            : Option.getOrUndefined(
-              Option.map(Cause.findErrorOption(exit.cause), (e) => "body" in e ? e.body : undefined)
-            )
-          const used = usageOf(body)
-          return used === undefined ? undefined : { tokens: used }
-        }
+    const pile = prepared.cluster !== undefined
+      // On the cluster, the local executor runs nothing: its shutdown (by a signal) ends the wait for replies.
+      ? (yield* Effect.promise(() => import("./internal/cluster.ts"))).pile(prepared.cluster, inputs).pipe(
+        Stream.interruptWhen(Stream.runDrain(executor.pile))
+      )
+      : executor.run(inputs, attempt, {
+        key: (line) => line._tag === "Request" ? hostOf(line.url) : undefined,
+        cost: (line) =>
+          line._tag === "Invalid"
+            ? { requests: 0 }
+            : tokenLimits.length > 0
+            ? { tokens: Math.max(1, Math.ceil(line.tokens ?? 1)) }
+            : undefined,
+        ...(tokenLimits.length === 0 ? {} : {
+          settle: (exit: Exit.Exit<Http.Response, Http.RequestError>) => {
+            const body = Exit.isSuccess(exit)
+              ? exit.value.body
+              : Option.getOrUndefined(
+                Option.map(Cause.findErrorOption(exit.cause), (e) => "body" in e ? e.body : undefined)
+              )
+            const used = usageOf(body)
+            return used === undefined ? undefined : { tokens: used }
+          }
+        })
       })
-    })
 
     const encoder = new TextEncoder()
     /** Counts a record, once it is written. */
