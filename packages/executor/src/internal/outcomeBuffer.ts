@@ -6,6 +6,10 @@
  * consumer slows the executor down instead of growing memory. Shutdown calls `unbound`, which lifts the bound
  * and releases every blocked delivery: the consumer side is part of the shutdown protocol, and an absent
  * consumer can never deadlock it (invariant I14).
+ *
+ * A buffer made `untilRead` (the executor-wide Pile's default) keeps nothing until its first reader starts:
+ * outcomes nobody has asked for are counted and dropped at once (their handles still deliver them), so an
+ * executor used through handles alone holds no outcome (docs/decisions/0005-pile-keeps-outcomes-once-read.md).
  */
 import * as Cause from "effect/Cause"
 import * as Effect from "effect/Effect"
@@ -32,9 +36,22 @@ export class OutcomeBuffer<O, E = never> {
   accepted = 0
 
   private capacity: number
+  /** True until a reader starts (`attach`), for an `untilRead` buffer: offers are counted and dropped. */
+  private unread: boolean
 
-  constructor(capacity: number) {
+  constructor(capacity: number, untilRead = false) {
     this.capacity = capacity
+    this.unread = untilRead
+  }
+
+  /** A reader started: from now on every outcome is kept for it (or for the readers after it). */
+  attach(): void {
+    this.unread = false
+  }
+
+  /** Whether outcomes are being dropped because no reader ever started (an `untilRead` buffer). */
+  get awaitingReader(): boolean {
+    return this.unread
   }
 
   /** Outcomes buffered plus deliveries waiting for space. */
@@ -47,7 +64,7 @@ export class OutcomeBuffer<O, E = never> {
    * delivery waits and `release` is called once the outcome enters the buffer.
    */
   offer(outcome: O, release: () => void): boolean {
-    if (this.discarding) {
+    if (this.discarding || this.unread) {
       this.accepted++
       return true
     }
