@@ -1383,10 +1383,13 @@ class ExecutorImpl<A, E> implements Executor<A, E> {
         this.engine.intake.reject(undefined)
         return Effect.fail(costOverLimit(over, options?.key))
       }
-      return this.engine.offer(
-        this.engine.makeTask<A1, E1>(task, context, undefined, this.engine.pile, spec.success),
+      const pile = this.engine.pile
+      const offer = this.engine.offer(
+        this.engine.makeTask<A1, E1>(task, context, undefined, pile, spec.success),
         wait
       )
+      // A Pile reader that fell behind gets a turn before the next task: it keeps pace with a submit loop.
+      return pile !== undefined && pile.behind ? Effect.andThen(Effect.yieldNow, offer) : offer
     }) as Effect.Effect<TaskHandle<A1, E1>, ExecutorError.ExecutorError, R>
   }
 
@@ -1431,10 +1434,11 @@ class ExecutorImpl<A, E> implements Executor<A, E> {
     if (buffer === undefined) {
       return Stream.die(new Error(`the executor "${this.name}" was made with pile: "none": it keeps no outcomes`))
     }
-    return Stream.fromPull(Effect.sync(() => {
-      buffer.attach()
-      return buffer.pullOne as any
-    }))
+    // The reader counts from its start to its end (its scope), so submitters give it a turn while it runs.
+    return Stream.unwrap(Effect.as(
+      Effect.acquireRelease(Effect.sync(() => buffer.attach()), () => Effect.sync(() => buffer.detach())),
+      Stream.fromPull(Effect.succeed(buffer.pullOne as any))
+    )) as any
   }
 
   shutdown(options?: ShutdownOptions | undefined): Effect.Effect<void, ExecutorError.ExecutorError> {

@@ -9,8 +9,9 @@ import * as fc from "fast-check"
 import * as Executor from "../src/Executor.ts"
 import { names, otherKey } from "../src/internal/instruments.ts"
 import { type Algorithm, type Bucket, MemoryLimiter } from "../src/internal/limiter.ts"
+import { paceBound } from "../src/internal/outcomeBuffer.ts"
 import * as RateLimit from "../src/RateLimit.ts"
-import { runs } from "./support.ts"
+import { engineOf, runs } from "./support.ts"
 
 const models: ReadonlyArray<Algorithm> = ["sliding-window", "gcra", "token-bucket"]
 
@@ -278,5 +279,38 @@ describe("outcomes are kept only for a reader", () => {
       yield* TestClock.adjust(50)
       assert.isTrue(Exit.isSuccess(yield* Fiber.await(shutdown)))
       assert.strictEqual((yield* executor.stats).finished, 10)
+    }))
+})
+
+/** A loop of 20,000 submits beside a reader doing no work; the most outcomes ever buffered. */
+const submitLoop = () =>
+  Effect.gen(function*() {
+    const executor = yield* Executor.make({ concurrency: 4 })
+    yield* Effect.forkChild(Stream.runForEach(executor.pile, () => Effect.void))
+    yield* Effect.yieldNow
+    let most = 0
+    for (let i = 0; i < 20_000; i++) {
+      yield* executor.submit(Effect.succeed(i))
+      most = Math.max(most, engineOf(executor).pile!.size)
+    }
+    return most
+  }).pipe(Effect.scoped)
+
+describe("a Pile reader keeps pace", () => {
+  it.effect("a reader doing no work keeps up with a loop of submits: never more than paceBound behind", () =>
+    Effect.gen(function*() {
+      // Each submit that finds the running reader paceBound behind yields to it first (no clock involved:
+      // the scheduler's order decides, the same on every run).
+      const most = yield* submitLoop()
+      assert.isAtMost(most, paceBound + 1)
+      assert.isAtLeast(most, 1)
+    }))
+
+  it.effect("without a running reader nobody waits for one: the submit loop never yields for it", () =>
+    Effect.gen(function*() {
+      const executor = yield* Executor.make({ concurrency: 4, pile: "unbounded" })
+      for (let i = 0; i < 3 * paceBound; i++) yield* executor.submit(Effect.succeed(i))
+      assert.strictEqual((yield* executor.stats).pileBuffered, 3 * paceBound, "kept for a later reader")
+      assert.isFalse(engineOf(executor).pile!.behind)
     }))
 })

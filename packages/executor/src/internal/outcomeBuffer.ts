@@ -23,6 +23,9 @@ interface Blocked<O> {
 
 type Wake = () => void
 
+/** Outcomes buffered for a running reader past which producers give it a turn (`behind`). */
+export const paceBound = 1024
+
 export class OutcomeBuffer<O, E = never> {
   /** Buffered outcomes are items[itemsHead..]. Invariant: their count <= capacity, except after `unbound`. */
   private items: Array<O> = []
@@ -44,9 +47,26 @@ export class OutcomeBuffer<O, E = never> {
     this.unread = untilRead
   }
 
+  /** Readers running now (streams started and not ended). */
+  private readers = 0
+
   /** A reader started: from now on every outcome is kept for it (or for the readers after it). */
   attach(): void {
     this.unread = false
+    this.readers++
+  }
+
+  /** A reader ended. */
+  detach(): void {
+    this.readers--
+  }
+
+  /**
+   * A reader is running but `paceBound` outcomes or more wait for it: producers should give it a turn (a
+   * reader taking one outcome per pull does more work per outcome than a producer that only submits).
+   */
+  get behind(): boolean {
+    return this.readers > 0 && this.items.length - this.itemsHead >= paceBound
   }
 
   /** Whether outcomes are being dropped because no reader ever started (an `untilRead` buffer). */
