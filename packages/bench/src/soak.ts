@@ -15,7 +15,6 @@ import { spawnSync } from "node:child_process"
 import { fileURLToPath } from "node:url"
 
 const MB = 1024 * 1024
-const SAMPLE = Number(process.env["SOAK_SAMPLE"] ?? "1000")
 
 interface Result {
   readonly scenario: string
@@ -56,9 +55,9 @@ const blocks = (
     return times
   })
 
-/** The median of the first (or last) few blocks: one block alone is at the mercy of one GC pause. */
+/** The median of the first (or last) ten blocks: one block alone is at the mercy of one GC pause. */
 const msOf = (times: ReadonlyArray<number>, which: "start" | "end"): number => {
-  const part = which === "start" ? times.slice(0, 5) : times.slice(-5)
+  const part = which === "start" ? times.slice(0, 10) : times.slice(-10)
   const sorted = [...part].sort((a, b) => a - b)
   return sorted[Math.floor(sorted.length / 2)] ?? Number.NaN
 }
@@ -86,8 +85,10 @@ const keysScenario = (scale: number) =>
     yield* sleep(3_000)
     const start = heapAfterGc()
     let peak = start
+    let block = 0
+    // The peak: the heap after a full GC every 100k tasks (without the GC it would count garbage).
     const times = yield* blocks(tasks, submit, 0, () => {
-      peak = Math.max(peak, process.memoryUsage().heapUsed)
+      if (++block % 10 === 0) peak = Math.max(peak, heapAfterGc())
     })
     peak = Math.max(peak, heapAfterGc())
     // Idle: longer than the windows (1 s), two sweep periods and the breaker's lifetime (2 s). One task
@@ -96,7 +97,8 @@ const keysScenario = (scale: number) =>
     yield* (yield* executor.submit(Effect.void, { key: "wake" })).await
     yield* sleep(2_500)
     const idle = heapAfterGc()
-    const end = yield* blocks(50_000, submit, tasks, () => {})
+    const end = yield* blocks(100_000, submit, tasks, () => {})
+    if (process.env["SOAK_DEBUG"]) console.error(times.map(Math.round).join(" "), "|", end.map(Math.round).join(" "))
     return {
       scenario: "keys",
       heap: { start, peak, idle },
@@ -113,8 +115,10 @@ const handlesScenario = (scale: number) =>
     yield* blocks(20_000, submit, 0, () => {})
     const start = heapAfterGc()
     let peak = start
+    let block = 0
+    // The peak: the heap after a full GC every 100k tasks (without the GC it would count garbage).
     const times = yield* blocks(tasks, submit, 0, () => {
-      peak = Math.max(peak, process.memoryUsage().heapUsed)
+      if (++block % 10 === 0) peak = Math.max(peak, heapAfterGc())
     })
     peak = Math.max(peak, heapAfterGc())
     const idle = heapAfterGc()
@@ -139,11 +143,11 @@ const readerScenario = (scale: number) =>
     let started = performance.now()
     for (let i = 0; i < tasks; i++) {
       yield* executor.submit(Effect.succeed(i))
-      if (i % SAMPLE === SAMPLE - 1) {
+      if (i % 1000 === 999) {
         maxBuffered = Math.max(maxBuffered, (yield* executor.stats).pileBuffered)
-        {
+        if (i % 10_000 === 9_999) {
           times.push(performance.now() - started)
-          peak = Math.max(peak, process.memoryUsage().heapUsed)
+          if (times.length % 10 === 0) peak = Math.max(peak, heapAfterGc())
           started = performance.now()
         }
       }
