@@ -848,8 +848,8 @@ export interface Executor<A = unknown, E = unknown> {
    *
    * const program = Effect.gen(function*() {
    *   const executor = yield* Executor.make({ concurrency: 4 })
-   *   // One consumer, started first, reads until the executor has shut down.
-   *   const reader = yield* Effect.forkChild(Stream.runCollect(executor.pile))
+   *   // One consumer, started first (so it sees every outcome), reads until the executor has shut down.
+   *   const reader = yield* Effect.forkChild(Stream.runCollect(executor.pile), { startImmediately: true })
    *   for (const ms of [30, 10, 20]) yield* executor.submit(Effect.as(Effect.sleep(ms), ms))
    *   yield* executor.shutdown() // drain; then the Pile ends
    *   const outcomes = yield* Fiber.join(reader)
