@@ -7,6 +7,7 @@ import { CircuitBreaker } from "effect/persistence"
 import { TestClock } from "effect/testing"
 import * as fc from "fast-check"
 import * as Executor from "../src/Executor.ts"
+import { bucketCacheSize } from "../src/internal/config.ts"
 import { names, otherKey } from "../src/internal/instruments.ts"
 import { type Algorithm, type Bucket, MemoryLimiter } from "../src/internal/limiter.ts"
 import { paceBound } from "../src/internal/outcomeBuffer.ts"
@@ -145,6 +146,40 @@ describe("rate-limit state expires", () => {
         }
       }
       assert.deepStrictEqual(starts, [0, 0, 500, 8000, 8000, 8500])
+    }))
+
+  it("a reservation whose state was dropped still pays an extra charge, and its refund is dropped", () => {
+    // GCRA, 3 per 100 ms, burst 1: one unit every 33.3 ms. A reservation of 1 at 0; its state is neutral at
+    // 40 and dropped; settling it to 4 units (3 more) must still push the next start to 40 + 3 intervals.
+    const limiter = new MemoryLimiter()
+    const bucket = bucketFor("gcra", "a")
+    const granted = limiter.reserve("r1", [{ bucket, amount: 1 }], 0)
+    assert.isTrue("claims" in granted)
+    assert.strictEqual(limiter.sweep(40), 0)
+    limiter.settle(granted as RateLimit.Reservation, [4])
+    const next = limiter.reserve("r2", [{ bucket, amount: 1 }], 41)
+    assert.isFalse("claims" in next, "the extra charge counts from the drop")
+    assert.closeTo((next as { readonly retryAt: number }).retryAt, 40 + 100, 1e-9)
+    // A refund of a dropped state gives nothing back.
+    const tokens = new MemoryLimiter()
+    const tb = bucketFor("token-bucket", "a")
+    const all = tokens.reserve("t1", [{ bucket: tb, amount: 3 }], 0) as RateLimit.Reservation
+    tokens.sweep(1000)
+    tokens.settle(all, [0])
+    assert.deepStrictEqual(all.charged, [3], "the refund was dropped")
+  })
+
+  it.effect("the executor's cache of rate buckets stays bounded however many keys it sees", () =>
+    Effect.gen(function*() {
+      const executor = yield* Executor.make({ limits: [{ perKey: true, limit: 5, window: "1 second" }] })
+      const specs = (executor as unknown as { specs: { readonly cachedBuckets: number } }).specs
+      let most = 0
+      for (let i = 0; i < bucketCacheSize + 500; i++) {
+        yield* executor.submit(Effect.void, { key: `k${i}` })
+        most = Math.max(most, specs.cachedBuckets)
+      }
+      assert.strictEqual(most, bucketCacheSize)
+      assert.isBelow(specs.cachedBuckets, bucketCacheSize)
     }))
 
   it.effect("a key inside its window keeps its state through a sweep", () =>
