@@ -2,7 +2,7 @@
 // (rate limits, metric series, the breaker) without loosening any bound, outcomes are kept only for a reader,
 // and a Pile reader is handed every outcome buffered at once.
 import { assert, describe, it } from "@effect/vitest"
-import { Clock, type Duration, Effect, Exit, Fiber, Metric, Ref, Stream } from "effect"
+import { Clock, Data, Duration, Effect, Exit, Fiber, Metric, Ref, Stream } from "effect"
 import { CircuitBreaker } from "effect/persistence"
 import { TestClock } from "effect/testing"
 import * as fc from "fast-check"
@@ -13,6 +13,8 @@ import { type Algorithm, type Bucket, MemoryLimiter } from "../src/internal/limi
 import { paceBound } from "../src/internal/outcomeBuffer.ts"
 import * as RateLimit from "../src/RateLimit.ts"
 import { engineOf, runs } from "./support.ts"
+
+class Throttled extends Data.TaggedError("Throttled")<{ readonly retryAfter: Duration.Duration }> {}
 
 const models: ReadonlyArray<Algorithm> = ["sliding-window", "gcra", "token-bucket"]
 
@@ -195,6 +197,29 @@ describe("rate-limit state expires", () => {
       assert.strictEqual(store.memory!.size, 1)
       yield* TestClock.adjust("12 seconds") // sweeps at 10 s (window just over) and 20 s
       assert.strictEqual(store.memory!.size, 0)
+    }))
+})
+
+describe("key lines expire", () => {
+  it.effect("a key line goes once it holds no task and its 429 pause has passed", () =>
+    Effect.gen(function*() {
+      const executor = yield* Executor.make({
+        shutdown: { mode: "cancel" },
+        limits: [{ perKey: true, limit: 1, window: "1 second" }]
+      })
+      const admission = engineOf(executor).admission
+      // Two tasks of key "a": the second waits in the key's line for the budget.
+      yield* executor.submit(Effect.void, { key: "a" })
+      const second = yield* executor.submit(Effect.void, { key: "a" })
+      assert.strictEqual(admission.lineCount, 1)
+      yield* TestClock.adjust("1 second")
+      assert.strictEqual((yield* second.outcome).kind, "success")
+      // A failure with a retry-after pauses the key: the line stays for the pause, then goes.
+      yield* executor.submit(Effect.fail(new Throttled({ retryAfter: Duration.seconds(5) })), { key: "b" })
+      yield* TestClock.adjust("1 second")
+      assert.strictEqual(admission.lineCount, 1, "b is paused")
+      yield* TestClock.adjust("5 seconds")
+      assert.strictEqual(admission.lineCount, 0)
     }))
 })
 
