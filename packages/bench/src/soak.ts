@@ -7,6 +7,7 @@
  *   pnpm soak                  every scenario at full size
  *   pnpm soak --scale 0.1      every count times 0.1 (a quick look; the targets are for scale 1)
  *   pnpm soak --only keys      one scenario (keys, handles, reader)
+ *   SOAK_DEBUG=1 pnpm soak     also the ms of every block of 10k of the keys scenario
  */
 import { Executor } from "@pile/executor"
 import { Effect, Stream } from "effect"
@@ -197,10 +198,8 @@ if (child !== undefined) {
       ],
       { encoding: "utf8", maxBuffer: 16 * MB }
     )
-    if (run.status !== 0) {
-      process.stderr.write(run.stderr)
-      throw new Error(`scenario ${name} failed`)
-    }
+    process.stderr.write(run.stderr) // SOAK_DEBUG=1: the ms of every block
+    if (run.status !== 0) throw new Error(`scenario ${name} failed`)
     const result = JSON.parse(run.stdout.trim().split("\n").at(-1)!) as Result
     results.push(result)
     const mb = (b: number) => `${(b / MB).toFixed(1)} MB`
