@@ -108,12 +108,15 @@ export interface Options<in E = unknown> {
    */
   readonly finalizerTimeout?: Duration.Input | undefined
   /**
-   * The executor-wide Pile's buffer: `"unbounded"` (the default) keeps every outcome until it is read;
-   * `{ capacity }` bounds it, and a finished task whose outcome finds the buffer full keeps its concurrency
-   * slot until the consumer makes room (backpressure from consumer to producers); `"none"` keeps no outcomes
-   * (for services whose callers only await their handles) and makes reading `pile` a defect.
+   * The executor-wide Pile's buffer. `"read"` (the default) keeps outcomes from the moment a reader first
+   * starts reading `pile`, unbounded, until they are read; before that, outcomes go to their handles only (an
+   * executor used through handles alone holds none). `"unbounded"` keeps every outcome from the start, read
+   * or not (read the Pile after the fact, e.g. after `submitAll`). `{ capacity }` keeps every outcome from the
+   * start, bounded: a finished task whose outcome finds the buffer full keeps its concurrency slot until the
+   * consumer makes room (backpressure from consumer to producers). `"none"` keeps no outcomes and makes
+   * reading `pile` a defect. See docs/decisions/0005-pile-keeps-outcomes-once-read.md.
    */
-  readonly pile?: "unbounded" | "none" | { readonly capacity: number } | undefined
+  readonly pile?: "read" | "unbounded" | "none" | { readonly capacity: number } | undefined
   /** The error policy of every task that does not set its own. Default `ErrorPolicy.record`. */
   readonly policy?: ErrorPolicy.ErrorPolicy<E> | undefined
   /** A time limit per attempt for every task that does not set its own: the attempt is interrupted. */
@@ -124,10 +127,13 @@ export interface Options<in E = unknown> {
    */
   readonly deadline?: Duration.Input | undefined
   /**
-   * Effect metrics (`pile_*`, with an `executor` attribute and `key` where tasks have one), read from the
-   * executor's ledger whenever they are scraped. Default `true`. See the observability guide.
+   * Effect metrics (`pile_*`, with an `executor` attribute), read from the executor's ledger whenever they are
+   * scraped. Default `true`: executor-wide series only (no `key` label, so the series count never grows with
+   * the keys). `{ keys: n }` adds per-key counters for at most n keys at a time (14 series each), the others
+   * counted under `key="other"`; a key idle for a sweep period (1 s to 1 min) loses its series, its counts
+   * going to `other`. See the observability guide for what each choice costs.
    */
-  readonly metrics?: boolean | undefined
+  readonly metrics?: boolean | { readonly keys?: number | undefined } | undefined
   /**
    * One span per attempt (`pile.task`), parented to the submitter's span. Default `"auto"`: only when the
    * submitter installed a tracer (Effect's default tracer records spans no one exports, at a cost per task).
@@ -148,6 +154,11 @@ export interface Options<in E = unknown> {
     readonly tripPolicy?: CircuitBreaker.TripPolicy | undefined
     readonly openDuration?: Duration.Input | undefined
     readonly whenOpen?: "reject" | "wait" | undefined
+    /**
+     * How long the breaker keeps the state of a key it has not seen (Effect's memory store
+     * `idleTimeToLive`): a dropped key starts again closed. Default 5 minutes. Ignored with `breaker`.
+     */
+    readonly idleTimeToLive?: Duration.Input | undefined
   } | undefined
 }
 
@@ -619,8 +630,9 @@ export interface Executor<A = unknown, E = unknown> {
    *
    * **Gotchas**
    *
-   * Every outcome also goes to the executor-wide `pile`, which by default keeps outcomes until someone reads
-   * them. If you only use handles, make the executor with `pile: "none"` so unread outcomes do not pile up.
+   * Every outcome also goes to the executor-wide `pile`, which by default keeps outcomes only once someone has
+   * started reading it: an executor used through handles alone holds no outcome. Start the reader before the
+   * work (or make the executor with `pile: "unbounded"`) to see every outcome in the Pile too.
    *
    * **Example**
    *
@@ -710,6 +722,8 @@ export interface Executor<A = unknown, E = unknown> {
    * **Gotchas**
    *
    * It returns no handles: read the outcomes from `pile`, which ends only after the executor has shut down.
+   * The default Pile keeps outcomes once a reader has started: start the reader first, or make the executor
+   * with `pile: "unbounded"` to read them afterwards (as below).
    *
    * **Example**
    *
@@ -719,7 +733,7 @@ export interface Executor<A = unknown, E = unknown> {
    * import assert from "node:assert/strict"
    *
    * const program = Effect.gen(function*() {
-   *   const executor = yield* Executor.make({ concurrency: 2 })
+   *   const executor = yield* Executor.make({ concurrency: 2, pile: "unbounded" })
    *   const accepted = yield* executor.submitAll(Stream.range(1, 5).pipe(Stream.map((n) => Effect.succeed(n * n))))
    *   assert.equal(accepted, 5)
    *   yield* executor.shutdown() // drain, then the Pile ends
@@ -809,10 +823,13 @@ export interface Executor<A = unknown, E = unknown> {
    * **Details**
    *
    * - Order: completion order, one outcome per pull.
+   * - Kept from the first read: by default (`pile: "read"`) outcomes are kept from the moment a reader first
+   *   starts; those that finished before went to their handles only. `pile: "unbounded"` or `{ capacity }`
+   *   keep every outcome from the start.
    * - Suspends: the reader waits while nothing is buffered. With `pile: { capacity }` a full buffer makes
    *   finished tasks keep their slots until the reader catches up; the default buffer is unbounded.
    * - Interruption: stopping the reader leaves the executor running; outcomes not yet pulled stay buffered for
-   *   a later reader.
+   *   a later reader (and, once a reader has started, every later outcome is kept for the next one).
    * - Shutdown lifts the buffer's bound (an absent reader never blocks it, I14); the stream ends once the
    *   executor is closed and every outcome has been read.
    *
@@ -831,8 +848,8 @@ export interface Executor<A = unknown, E = unknown> {
    *
    * const program = Effect.gen(function*() {
    *   const executor = yield* Executor.make({ concurrency: 4 })
-   *   // One consumer, started first, reads until the executor has shut down.
-   *   const reader = yield* Effect.forkChild(Stream.runCollect(executor.pile))
+   *   // One consumer, started first (so it sees every outcome), reads until the executor has shut down.
+   *   const reader = yield* Effect.forkChild(Stream.runCollect(executor.pile), { startImmediately: true })
    *   for (const ms of [30, 10, 20]) yield* executor.submit(Effect.as(Effect.sleep(ms), ms))
    *   yield* executor.shutdown() // drain; then the Pile ends
    *   const outcomes = yield* Fiber.join(reader)
@@ -1200,18 +1217,21 @@ export const make = <A = unknown, E = unknown>(
     const clock = yield* Clock.Clock
     const pile = resolved.pile === "none"
       ? undefined
+      : resolved.pile === "read"
+      ? new OutcomeBuffer<Outcome.Outcome<any, any, any>, any>(Number.POSITIVE_INFINITY, true)
       : new OutcomeBuffer<Outcome.Outcome<any, any, any>, any>(resolved.pile)
-    const breaker = yield* makeBreaker(options?.circuitBreaker, resolved.whenOpen)
+    const breaker = yield* makeBreaker(options?.circuitBreaker, resolved.whenOpen, resolved.breakerTimeToLive)
     // The gauges read the engine when scraped; it exists by then.
     const ref: { engine?: Engine } = {}
-    const instruments = options?.metrics === false ? undefined : new Instruments(
+    const instruments = resolved.metricKeys === undefined ? undefined : new Instruments(
       resolved.name,
       yield* Effect.context<never>(),
       {
         queued: () => ref.engine?.intake.size ?? 0,
         waiting: () => ref.engine?.admission.waiting ?? 0,
         running: () => ref.engine?.runningCount ?? 0
-      }
+      },
+      resolved.metricKeys
     )
     if (instruments !== undefined) yield* Scope.addFinalizer(scope, Effect.sync(() => instruments.remove()))
     const config: Config = {
@@ -1363,10 +1383,13 @@ class ExecutorImpl<A, E> implements Executor<A, E> {
         this.engine.intake.reject(undefined)
         return Effect.fail(costOverLimit(over, options?.key))
       }
-      return this.engine.offer(
-        this.engine.makeTask<A1, E1>(task, context, undefined, this.engine.pile, spec.success),
+      const pile = this.engine.pile
+      const offer = this.engine.offer(
+        this.engine.makeTask<A1, E1>(task, context, undefined, pile, spec.success),
         wait
       )
+      // A Pile reader that fell behind gets a turn before the next task: it keeps pace with a submit loop.
+      return pile !== undefined && pile.behind ? Effect.andThen(Effect.yieldNow, offer) : offer
     }) as Effect.Effect<TaskHandle<A1, E1>, ExecutorError.ExecutorError, R>
   }
 
@@ -1411,7 +1434,11 @@ class ExecutorImpl<A, E> implements Executor<A, E> {
     if (buffer === undefined) {
       return Stream.die(new Error(`the executor "${this.name}" was made with pile: "none": it keeps no outcomes`))
     }
-    return Stream.fromPull(Effect.succeed(buffer.pullOne as any))
+    // The reader counts from its start to its end (its scope), so submitters give it a turn while it runs.
+    return Stream.unwrap(Effect.as(
+      Effect.acquireRelease(Effect.sync(() => buffer.attach()), () => Effect.sync(() => buffer.detach())),
+      Stream.fromPull(Effect.succeed(buffer.pullOne as any))
+    )) as any
   }
 
   shutdown(options?: ShutdownOptions | undefined): Effect.Effect<void, ExecutorError.ExecutorError> {

@@ -27,8 +27,10 @@ import * as Outcome from "./Outcome.ts"
  * when a batch could not be fed completely, `Escalated` after an escalation, or the input stream's error.
  * Outcomes that finish in the same scheduler tick arrive as one chunk.
  *
- * - `executor.pile`: every task given to `submit`, `trySubmit` and `submitAll`. Single consumer (each outcome
- *   is delivered once); it ends only after the executor has shut down.
+ * - `executor.pile`: every task given to `submit`, `trySubmit` and `submitAll` that finished once a reader had
+ *   started (the default `pile: "read"`; `pile: "unbounded"` keeps outcomes from the start). Outcomes are
+ *   kept only for someone who will read them: an executor used through handles alone holds none. Single
+ *   consumer (each outcome is delivered once); it ends only after the executor has shut down.
  * - `executor.run(inputs, f)`: one batch; running it starts the batch, and it ends after the batch's last
  *   outcome. Stopping early (for example `Stream.take`) cancels the batch's remaining tasks.
  *

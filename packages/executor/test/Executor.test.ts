@@ -80,7 +80,7 @@ describe("Executor.make", () => {
 describe("outcomes", () => {
   it.effect("I1 every accepted task yields exactly one outcome, whatever it does", () =>
     Effect.gen(function*() {
-      const executor = yield* make({ concurrency: 3 })
+      const executor = yield* make({ concurrency: 3, pile: "unbounded" })
       const tasks: Array<Effect.Effect<number, string>> = [
         Effect.succeed(1),
         Effect.fail("typed"),
@@ -122,7 +122,7 @@ describe("outcomes", () => {
 
   it.effect("I1 reading part of the executor's Pile leaves the rest for the next reader", () =>
     Effect.gen(function*() {
-      const executor = yield* make({ concurrency: 4 })
+      const executor = yield* make({ concurrency: 4, pile: "unbounded" })
       yield* executor.submitAll([Effect.succeed(1), Effect.succeed(2), Effect.succeed(3)])
       yield* TestClock.adjust(1)
       assert.strictEqual((yield* executor.stats).pileBuffered, 3)
@@ -803,7 +803,7 @@ describe("backpressure", () => {
 
   it.effect("I13 sliding: the oldest queued task is evicted, with an outcome", () =>
     Effect.gen(function*() {
-      const executor = yield* make({ concurrency: 1, capacity: 1, strategy: "sliding" })
+      const executor = yield* make({ concurrency: 1, capacity: 1, strategy: "sliding", pile: "unbounded" })
       yield* executor.submit(Effect.sleep(10))
       yield* TestClock.adjust(1)
       const old = yield* executor.submit(Effect.succeed("old"))

@@ -50,6 +50,7 @@ describe("metrics", () => {
         name: "mix",
         concurrency: 3,
         capacity: 4,
+        metrics: { keys: 10 },
         shutdown: { mode: "cancel" },
         policy: ErrorPolicy.retry(Schedule.spaced(3).pipe(Schedule.upTo({ times: 2 })))
       })

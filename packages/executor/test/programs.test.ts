@@ -97,7 +97,8 @@ const run = (p: Program) =>
       finalizerTimeout: 50,
       policy: ErrorPolicy.retry(Schedule.spaced(3).pipe(Schedule.upTo({ times: 2 }))),
       limits: [{ limit: p.limit, window: p.window }],
-      store
+      store,
+      pile: "unbounded" // the reader starts after the first submits: it must see every outcome
     }).pipe(Scope.provide(scope))
     // The cap in force, and the bodies running, checked at every body start (I10).
     let cap = p.concurrency

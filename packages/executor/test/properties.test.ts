@@ -88,7 +88,8 @@ const runProgram = (p: Program) =>
       capacity: p.capacity,
       strategy: p.strategy,
       finalizerTimeout: FINALIZER_TIMEOUT,
-      shutdown: { mode: p.mode, grace: p.grace }
+      shutdown: { mode: p.mode, grace: p.grace },
+      pile: "unbounded" // the reader starts after the first submits: it must see every outcome
     }).pipe(Scope.provide(scope))
     const handles = yield* Ref.make(new Map<number, number>()) // task id -> spec index
     const closedSubmits = yield* Ref.make(0)

@@ -56,7 +56,7 @@ describe("a submitter resumed by the executor", () => {
 
   it.effect("I1 I15 cancels a task that is being cancelled: one outcome, and the ledger adds up", () =>
     Effect.gen(function*() {
-      const executor = yield* make({ concurrency: 1, capacity: 1 })
+      const executor = yield* make({ concurrency: 1, capacity: 1, pile: "unbounded" })
       yield* executor.submit(Effect.never)
       const b = yield* executor.submit(Effect.never)
       const superseder = yield* Effect.forkChild(

@@ -47,12 +47,16 @@ export interface Resolved {
   readonly shutdown: ShutdownRequest
   /** Milliseconds shutdown waits for interrupted fibers (and their finalizers) before abandoning them. */
   readonly finalizerTimeout: number
-  readonly pile: number | "none"
+  readonly pile: number | "none" | "read"
   readonly policy: ErrorPolicy.ErrorPolicy<any>
   readonly timeout: number | undefined
   readonly deadline: number | undefined
   readonly limits: ReadonlyArray<RateLimit.Resolved>
   readonly whenOpen: "reject" | "wait"
+  /** Milliseconds a breaker made from the options keeps an idle key's state. */
+  readonly breakerTimeToLive: number
+  /** Most keys with their own metric series (0: none); undefined when metrics are off. */
+  readonly metricKeys: number | undefined
 }
 
 /** Everything the engine runs with: the resolved options and what `make` built from them. */
@@ -105,26 +109,48 @@ export const resolve = (options: Options<any> | undefined): Result.Result<Resolv
     strategy: Check.oneOf("strategy", options?.strategy, ["suspend", "dropping", "sliding"], "suspend"),
     shutdown: resolveShutdown("shutdown", options?.shutdown, { mode: "drain", grace: 30_000 }),
     finalizerTimeout: Check.duration("finalizerTimeout", options?.finalizerTimeout, 10_000),
-    pile: options?.pile === undefined || options.pile === "unbounded"
+    pile: options?.pile === undefined || options.pile === "read"
+      ? Result.succeed("read" as const)
+      : options.pile === "unbounded"
       ? Result.succeed(Number.POSITIVE_INFINITY)
       : options.pile === "none"
       ? Result.succeed("none" as const)
       : Predicate.isObject(options.pile)
       ? Check.integer("pile.capacity", options.pile.capacity, 1, 0)
-      : Result.fail(ExecutorError.invalidOption("pile", options.pile, `"unbounded", "none" or { capacity }`)),
+      : Result.fail(ExecutorError.invalidOption("pile", options.pile, `"read", "unbounded", "none" or { capacity }`)),
     policy: options?.policy === undefined || ErrorPolicy.isErrorPolicy(options.policy)
       ? Result.succeed(options?.policy ?? ErrorPolicy.record)
       : Result.fail(ExecutorError.invalidOption("policy", options.policy, "an ErrorPolicy")),
     timeout: optionalDuration("timeout", options?.timeout),
     deadline: optionalDuration("deadline", options?.deadline),
     limits: RateLimit.resolve("limits", options?.limits),
-    whenOpen: Check.oneOf("circuitBreaker.whenOpen", options?.circuitBreaker?.whenOpen, ["reject", "wait"], "reject")
+    whenOpen: Check.oneOf("circuitBreaker.whenOpen", options?.circuitBreaker?.whenOpen, ["reject", "wait"], "reject"),
+    breakerTimeToLive: Check.duration(
+      "circuitBreaker.idleTimeToLive",
+      options?.circuitBreaker?.idleTimeToLive,
+      breakerTimeToLive
+    ),
+    metricKeys: options?.metrics === undefined || options.metrics === true
+      ? Result.succeed(0)
+      : options.metrics === false
+      ? Result.succeed(undefined)
+      : Predicate.isObject(options.metrics)
+      ? Check.integer("metrics.keys", options.metrics.keys, 0, 0)
+      : Result.fail(ExecutorError.invalidOption("metrics", options.metrics, "a boolean or { keys }"))
   })
+
+/**
+ * How long a breaker made from the options keeps an idle key's state: long enough to outlive any sensible
+ * `openDuration` (an open key is kept this long past its opening), short enough that keys seen once do not
+ * pile up (Effect's default is one hour).
+ */
+export const breakerTimeToLive = 5 * 60_000
 
 /** The executor's breaker: the one given, one made from the options, or none. */
 export const makeBreaker = (
   options: Options["circuitBreaker"],
-  whenOpen: "reject" | "wait"
+  whenOpen: "reject" | "wait",
+  idleTimeToLive: number
 ): Effect.Effect<Breaker | undefined, never, Scope.Scope> => {
   if (options === undefined) return Effect.succeed(undefined)
   if (options.breaker !== undefined) return Effect.succeed({ breaker: options.breaker, whenOpen })
@@ -132,7 +158,7 @@ export const makeBreaker = (
     tripPolicy: options.tripPolicy ?? CircuitBreaker.consecutive(5),
     openDuration: options.openDuration ?? "30 seconds"
   }).pipe(
-    Effect.provide(CircuitBreaker.layerStoreMemory()),
+    Effect.provide(CircuitBreaker.layerStoreMemory({ idleTimeToLive })),
     Effect.map((breaker) => ({ breaker, whenOpen }))
   )
 }
@@ -160,16 +186,28 @@ export const costOverLimit = (claim: RateLimit.Claim, key: string | undefined): 
     })
   })
 
+/** The most rate buckets an executor caches (a few hundred bytes each); past it the cache starts again. */
+export const bucketCacheSize = 4096
+
 /** Resolves task options into specs, against one executor's defaults and its rate buckets. */
 export class Specs {
   private readonly config: Config
   private readonly clock: Clock.Clock
-  /** The executor's rate buckets, one per limit and key; made on first use, never removed. */
+  /**
+   * The executor's rate buckets, one per limit and key, made on first use. A cache of value objects, not
+   * state (the limiter keys on `bucket.id`, so an equal bucket made again is the same bucket): it is emptied
+   * whenever it reaches `bucketCacheSize`, so it never grows with the keys seen. Invariant: size <= bucketCacheSize.
+   */
   private readonly buckets = new Map<string, RateLimit.Bucket>()
 
   constructor(config: Config, clock: Clock.Clock) {
     this.config = config
     this.clock = clock
+  }
+
+  /** Rate buckets cached (for tests: never above `bucketCacheSize`). */
+  get cachedBuckets(): number {
+    return this.buckets.size
   }
 
   /** Whether the executor's own defaults give every task a spec (limits, a policy, a timeout, a breaker). */
@@ -203,6 +241,7 @@ export class Specs {
     const deadline = optionalDuration("deadline", options?.deadline)
     if (Result.isFailure(deadline)) return Result.fail(deadline.failure)
     const limits = taskLimits.success.length === 0 ? config.limits : [...config.limits, ...taskLimits.success]
+    if (this.buckets.size >= bucketCacheSize) this.buckets.clear()
     const claims = RateLimit.claimsFor(limits, key, cost, this.buckets)
     const deadlineMillis = deadline.success ?? config.deadline
     return Result.succeed({

@@ -55,6 +55,16 @@ const emptyFinished = (): Record<Outcome.Kind, number> => {
 
 const noop = (): void => {}
 
+/**
+ * How often idle per-key state is swept: the longest window of the executor's limits, between 1 second and
+ * 1 minute (a state can only be dropped once its window has passed; sweeping more often finds nothing more).
+ */
+const sweepPeriod = (config: Config): number => {
+  let window = 1000
+  for (const limit of config.limits) window = Math.max(window, limit.window)
+  return Math.min(window, 60_000)
+}
+
 export class Engine implements Stopper, Cycle, AttemptEnd {
   /** The concurrency cap; `resize` changes it. */
   private cap: number
@@ -89,6 +99,11 @@ export class Engine implements Stopper, Cycle, AttemptEnd {
    * found it has finished (the wake-up rule). A posted task is an attempt to fork.
    */
   private readonly outbox = new Outbox<Task>((task) => this.fork(task))
+  /**
+   * When the sweep of idle per-key state (rate-limit states, per-key metric series) is due; undefined while
+   * none is scheduled. Invariant: one sweep timer at most; it is set again only while something is left.
+   */
+  private sweepAt: number | undefined = undefined
 
   /** Done once the shutdown protocol (or the dispatcher's end) closed the executor. */
   readonly closed = Deferred.makeUnsafe<void>()
@@ -483,6 +498,7 @@ export class Engine implements Stopper, Cycle, AttemptEnd {
     task.steps = undefined
     this.counters.finished[kind]++
     this.config.instruments?.finished(task.spec?.key, kind)
+    if (this.sweepAt === undefined && task.spec !== undefined) this.scheduleSweep()
     task.state = DONE
     if (held) {
       // The slot is released once the outcome is in the sink: a full bounded Pile keeps it (backpressure).
@@ -497,6 +513,24 @@ export class Engine implements Stopper, Cycle, AttemptEnd {
         for (const waiter of waiters) waiter(outcome)
       })
     }
+  }
+
+  /**
+   * Per-key state is dropped once its key is idle: a timer every `sweepPeriod` while any is left (a task with a
+   * spec finished, so some may be), started from `finish`, stopped when nothing is left or the executor closes.
+   */
+  private scheduleSweep(): void {
+    if (this.lifecycle !== "open") return
+    this.sweepAt = nowMillis(this.clock) + sweepPeriod(this.config)
+    this.dispatcher.timers.add(this.sweepAt, this.sweep)
+  }
+
+  /** Fired by the dispatcher (inside a transition): drops idle keys' state, then sweeps again if some is left. */
+  private readonly sweep = (): void => {
+    this.sweepAt = undefined
+    const left = (this.config.store.memory?.sweep(nowMillis(this.clock)) ?? 0) +
+      (this.config.instruments?.sweep() ?? 0)
+    if (left > 0) this.scheduleSweep()
   }
 
   /** `release` for a Pile buffer, called when a blocked delivery enters it (from the consumer's fiber). */

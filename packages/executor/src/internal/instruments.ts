@@ -6,6 +6,10 @@
  * snapshot, a Prometheus scrape or an OTLP export always sees exactly the ledger (invariant I20), and a task
  * costs a few integer increments, not a registry update per event. The series are removed when the executor's
  * scope closes.
+ *
+ * Per-key series are opt-in (`metrics: { keys: n }`) and bounded: at most n keys have their own series at a
+ * time, the others count under `key="other"`, and the series of a key idle for a whole sweep period are
+ * removed, their counts added to `other` (so the per-key series always sum to the executor's totals).
  */
 import type * as Context from "effect/Context"
 import * as Metric from "effect/Metric"
@@ -103,29 +107,63 @@ const ignore = (): void => {}
 /** A counter's state, read when scraped. */
 const count = (read: () => number) => () => ({ count: read(), incremental: true })
 
+/** The label of the series that counts the keys without their own series. */
+export const otherKey = "other"
+
+/** A key being counted: its live tasks, and where its counts go (its own series, or `other`'s). */
+interface KeyEntry {
+  /** Tasks of this key accepted and not yet finished. */
+  live: number
+  /** Its own series, or undefined when it counts under `other`. */
+  readonly own: KeySeries | undefined
+  /** True once a sweep found it with nothing live: the next sweep that still does drops it. */
+  idle: boolean
+}
+
+/** A key's own series: its counts and their registrations. */
+interface KeySeries {
+  readonly counts: Counts
+  readonly registrations: Array<Metric.Registration>
+}
+
 export class Instruments {
   private readonly context: Context.Context<never>
   private readonly executor: string
   private readonly all = new Counts()
-  private readonly keys = new Map<string, Counts>()
+  /** Most keys with their own series at once; 0: no per-key series (the default). */
+  private readonly keyLimit: number
+  /**
+   * Keys being counted. Invariant: an entry exists only while its key has live tasks or was live within the
+   * last sweep period, and at most `keyLimit` entries have their own series.
+   */
+  private readonly keys = new Map<string, KeyEntry>()
+  private ownSeries = 0
+  /** The `other` series, made when a key first finds no room. */
+  private other: Counts | undefined = undefined
   private readonly histograms = { queueWait: new Histogram(), rateWait: new Histogram(), runTime: new Histogram() }
   private readonly registrations: Array<Metric.Registration> = []
 
-  constructor(executor: string, context: Context.Context<never>, gauges: Gauges) {
+  constructor(executor: string, context: Context.Context<never>, gauges: Gauges, keyLimit = 0) {
     this.context = context
     this.executor = executor
+    this.keyLimit = keyLimit
     const attributes = { executor }
-    this.registerCounts(this.all, attributes)
-    this.register(metrics.queued, attributes, () => ({ value: gauges.queued() }))
-    this.register(metrics.waiting, attributes, () => ({ value: gauges.waiting() }))
-    this.register(metrics.running, attributes, () => ({ value: gauges.running() }))
-    this.register(metrics.queueWait, attributes, () => this.histograms.queueWait.state())
-    this.register(metrics.rateWait, attributes, () => this.histograms.rateWait.state())
-    this.register(metrics.runTime, attributes, () => this.histograms.runTime.state())
+    this.registerCounts(this.all, attributes, this.registrations)
+    this.register(metrics.queued, attributes, () => ({ value: gauges.queued() }), this.registrations)
+    this.register(metrics.waiting, attributes, () => ({ value: gauges.waiting() }), this.registrations)
+    this.register(metrics.running, attributes, () => ({ value: gauges.running() }), this.registrations)
+    this.register(metrics.queueWait, attributes, () => this.histograms.queueWait.state(), this.registrations)
+    this.register(metrics.rateWait, attributes, () => this.histograms.rateWait.state(), this.registrations)
+    this.register(metrics.runTime, attributes, () => this.histograms.runTime.state(), this.registrations)
   }
 
-  private register<State>(metric: Metric.Metric<any, State>, attributes: Record<string, string>, get: () => State) {
-    this.registrations.push(
+  private register<State>(
+    metric: Metric.Metric<any, State>,
+    attributes: Record<string, string>,
+    get: () => State,
+    into: Array<Metric.Registration>
+  ) {
+    into.push(
       Metric.registerUnsafe(Metric.withAttributes(metric, attributes), this.context, {
         get,
         update: ignore,
@@ -134,31 +172,58 @@ export class Instruments {
     )
   }
 
-  private registerCounts(counts: Counts, attributes: Record<string, string>): void {
-    this.register(metrics.submitted, attributes, count(() => counts.submitted))
-    this.register(metrics.rejected, attributes, count(() => counts.rejected))
-    this.register(metrics.attempts, attributes, count(() => counts.attempts))
-    this.register(metrics.retries, attributes, count(() => counts.retries))
+  private registerCounts(counts: Counts, attributes: Record<string, string>, into: Array<Metric.Registration>): void {
+    this.register(metrics.submitted, attributes, count(() => counts.submitted), into)
+    this.register(metrics.rejected, attributes, count(() => counts.rejected), into)
+    this.register(metrics.attempts, attributes, count(() => counts.attempts), into)
+    this.register(metrics.retries, attributes, count(() => counts.retries), into)
     for (const kind of Outcome.kinds) {
-      this.register(metrics.outcomes, { ...attributes, outcome: kind }, count(() => counts.outcomes[kind]))
+      this.register(metrics.outcomes, { ...attributes, outcome: kind }, count(() => counts.outcomes[kind]), into)
     }
   }
 
-  private series(key: string | undefined): Counts | undefined {
-    if (key === undefined) return undefined
-    let counts = this.keys.get(key)
-    if (counts === undefined) {
-      counts = new Counts()
-      this.keys.set(key, counts)
-      this.registerCounts(counts, { executor: this.executor, key })
+  /** Keys counted now (live or idle for less than a sweep period); for tests. */
+  get keysCounted(): number {
+    return this.keys.size
+  }
+
+  private entry(key: string): KeyEntry {
+    let entry = this.keys.get(key)
+    if (entry === undefined) {
+      let own: KeySeries | undefined
+      if (this.ownSeries < this.keyLimit) {
+        own = { counts: new Counts(), registrations: [] }
+        this.registerCounts(own.counts, { executor: this.executor, key }, own.registrations)
+        this.ownSeries++
+      }
+      entry = { live: 0, own, idle: false }
+      this.keys.set(key, entry)
     }
-    return counts
+    return entry
+  }
+
+  private otherCounts(): Counts {
+    if (this.other === undefined) {
+      this.other = new Counts()
+      this.registerCounts(this.other, { executor: this.executor, key: otherKey }, this.registrations)
+    }
+    return this.other
+  }
+
+  private series(key: string | undefined): Counts | undefined {
+    if (key === undefined || this.keyLimit === 0) return undefined
+    const entry = this.entry(key)
+    entry.idle = false
+    return entry.own?.counts ?? this.otherCounts()
   }
 
   submitted(key: string | undefined): void {
     this.all.submitted++
     const s = this.series(key)
-    if (s !== undefined) s.submitted++
+    if (s !== undefined) {
+      s.submitted++
+      this.keys.get(key!)!.live++
+    }
   }
 
   rejected(key: string | undefined): void {
@@ -182,7 +247,36 @@ export class Instruments {
   finished(key: string | undefined, kind: Outcome.Kind): void {
     this.all.outcomes[kind]++
     const s = this.series(key)
-    if (s !== undefined) s.outcomes[kind]++
+    if (s !== undefined) {
+      s.outcomes[kind]++
+      this.keys.get(key!)!.live--
+    }
+  }
+
+  /**
+   * Drops the keys with nothing live since the last sweep: a key's own series are removed from the registry
+   * and its counts added to `other`, so the sums stay equal to the totals (I20). Returns the keys left.
+   */
+  sweep(): number {
+    for (const [key, entry] of this.keys) {
+      if (entry.live > 0) continue
+      if (entry.own !== undefined && !entry.idle) {
+        entry.idle = true // seen idle once: its last counts stay scrapeable for one more period
+        continue
+      }
+      this.keys.delete(key)
+      if (entry.own === undefined) continue
+      const from = entry.own.counts
+      const to = this.otherCounts()
+      to.submitted += from.submitted
+      to.rejected += from.rejected
+      to.attempts += from.attempts
+      to.retries += from.retries
+      for (const kind of Outcome.kinds) to.outcomes[kind] += from.outcomes[kind]
+      for (const registration of entry.own.registrations) registration.remove()
+      this.ownSeries--
+    }
+    return this.keys.size
   }
 
   /** Records a duration in milliseconds: queue wait (0), rate wait (1) or an attempt's run time (2). */
@@ -199,5 +293,10 @@ export class Instruments {
   remove(): void {
     for (const registration of this.registrations) registration.remove()
     this.registrations.length = 0
+    for (const entry of this.keys.values()) {
+      for (const registration of entry.own?.registrations ?? []) registration.remove()
+    }
+    this.keys.clear()
+    this.ownSeries = 0
   }
 }

@@ -236,6 +236,8 @@ interface LogEntry {
 
 /** Sliding log: every admission of the last `window` with its amount. */
 class SlidingState {
+  /** Set when the limiter dropped this state (it was neutral); a fresh one replaces it. */
+  droppedAt: number | undefined = undefined
   log: Array<LogEntry> = []
   head = 0
   used = 0
@@ -266,6 +268,12 @@ class SlidingState {
       if (this.used - freed + amount <= bucket.limit) return this.log[i]!.at + bucket.window
     }
     return Number.POSITIVE_INFINITY
+  }
+
+  /** Neutral at `now`: nothing left in the window, so a fresh state decides exactly as this one would. */
+  idle(bucket: Bucket, now: number): boolean {
+    this.purge(bucket, now)
+    return this.head === this.log.length
   }
 
   charge(id: string, amount: number, now: number): undefined {
@@ -304,11 +312,19 @@ interface Mark {
   value: number
   last: number
   readonly bound: number
+  /** The state the reservation charged: once that state was dropped (`droppedAt`), the mark no longer holds. */
+  readonly state: GcraState | TokenBucketState
 }
 
 /** GCRA: the theoretical arrival time of the next unit. */
 class GcraState {
+  droppedAt: number | undefined = undefined
   tat = Number.NEGATIVE_INFINITY
+
+  /** Neutral at `now`: the TAT has passed, so a fresh state (TAT -∞) decides exactly as this one would. */
+  idle(_bucket: Bucket, now: number): boolean {
+    return this.tat <= now
+  }
 
   private interval(bucket: Bucket): number {
     return bucket.window / bucket.limit + bucket.margin
@@ -322,7 +338,7 @@ class GcraState {
   charge(bucket: Bucket, amount: number, now: number): Mark {
     const bound = Math.max(this.tat, now)
     this.tat = bound + amount * this.interval(bucket)
-    return { value: this.tat, last: 0, bound }
+    return { value: this.tat, last: 0, bound, state: this }
   }
 
   /**
@@ -331,18 +347,21 @@ class GcraState {
    * reservations were spaced from the refunded units, and the refund is dropped. True when applied.
    */
   settle(bucket: Bucket, delta: number, mark: Mark | undefined): boolean {
-    const holds = mark !== undefined && this.tat === mark.value
+    const holds = mark !== undefined && mark.state === this && this.tat === mark.value
     if (delta < 0 && !holds) return false
+    // An extra charge for a reservation whose state was dropped counts from when it was dropped (its TAT had
+    // passed by then): never less than the dropped state would have had.
+    const floor = mark !== undefined && mark.state !== this ? mark.state.droppedAt ?? mark.value : this.tat
     this.tat = delta < 0
       ? Math.max(mark!.bound, this.tat + delta * this.interval(bucket))
-      : this.tat + delta * this.interval(bucket)
+      : Math.max(this.tat, floor) + delta * this.interval(bucket)
     if (holds) mark.value = this.tat
     return true
   }
 
   /** Spacing counts from when the task really started: the next slot is at least one interval after it. */
   anchor(bucket: Bucket, amount: number, at: number, mark: Mark | undefined): void {
-    const holds = mark !== undefined && this.tat === mark.value
+    const holds = mark !== undefined && mark.state === this && this.tat === mark.value
     this.tat = Math.max(this.tat, at + amount * this.interval(bucket))
     if (holds) mark.value = this.tat
   }
@@ -350,11 +369,17 @@ class GcraState {
 
 /** Token bucket: `burst` tokens, refilled continuously at limit / window (lazily: a check changes nothing). */
 class TokenBucketState {
+  droppedAt: number | undefined = undefined
   tokens: number
   last = Number.NEGATIVE_INFINITY
 
   constructor(bucket: Bucket) {
     this.tokens = bucket.burst
+  }
+
+  /** Neutral at `now`: full again, so a fresh state (`burst` tokens) decides exactly as this one would. */
+  idle(bucket: Bucket, now: number): boolean {
+    return this.available(bucket, now) >= bucket.burst
   }
 
   private available(bucket: Bucket, now: number): number {
@@ -373,7 +398,7 @@ class TokenBucketState {
     const bound = this.available(bucket, now)
     this.last = Math.max(this.last, now)
     this.tokens = bound - amount
-    return { value: this.tokens, last: this.last, bound }
+    return { value: this.tokens, last: this.last, bound, state: this }
   }
 
   /**
@@ -382,7 +407,8 @@ class TokenBucketState {
    * took the refunded tokens into account, and the refund is dropped. True when applied.
    */
   settle(bucket: Bucket, delta: number, mark: Mark | undefined): boolean {
-    const holds = mark !== undefined && this.tokens === mark.value && this.last === mark.last
+    const holds = mark !== undefined && mark.state === this && this.tokens === mark.value &&
+      this.last === mark.last
     if (delta < 0 && !holds) return false
     this.tokens = delta < 0 ? Math.min(mark!.bound, bucket.burst, this.tokens - delta) : this.tokens - delta
     if (holds) mark.value = this.tokens
@@ -392,9 +418,18 @@ class TokenBucketState {
 
 type State = SlidingState | GcraState | TokenBucketState
 
-/** The in-memory store's state: one per executor unless shared explicitly. */
+/**
+ * The in-memory store's state: one per executor unless shared explicitly.
+ *
+ * Invariant: a bucket's state is kept only while it is not neutral; `sweep` drops the neutral ones (a sliding
+ * log with nothing in its window, a GCRA TAT that has passed, a full token bucket). A dropped state is
+ * exactly a fresh one, so a key that comes back is decided as if it had never left: memory follows the keys
+ * inside their window, never the keys seen so far.
+ */
 export class MemoryLimiter {
+  /** One state per bucket id, with the bucket it was made for (its window, for the sweep). */
   private readonly states = new Map<string, State>()
+  private readonly bucketOf = new Map<string, Bucket>()
   /** The marks of granted reservations, claim by claim (undefined for a sliding-window claim). */
   private readonly marks = new WeakMap<Reservation, ReadonlyArray<Mark | undefined>>()
 
@@ -407,8 +442,30 @@ export class MemoryLimiter {
         ? new GcraState()
         : new TokenBucketState(bucket)
       this.states.set(bucket.id, state)
+      this.bucketOf.set(bucket.id, bucket)
     }
     return state
+  }
+
+  /** Bucket states held (neutral ones included until the next `sweep`). */
+  get size(): number {
+    return this.states.size
+  }
+
+  /**
+   * Drops every state that is neutral at `now`: deciding from a fresh state gives the same answers, so no
+   * bound changes. A reservation of a dropped state can still be settled: an extra charge goes to the fresh
+   * state (from the time of the drop at the earliest), a refund is dropped. Returns the states left.
+   */
+  sweep(now: number): number {
+    for (const [id, state] of this.states) {
+      if (state.idle(this.bucketOf.get(id)!, now)) {
+        state.droppedAt = now
+        this.states.delete(id)
+        this.bucketOf.delete(id)
+      }
+    }
+    return this.states.size
   }
 
   private earliest(bucket: Bucket, amount: number, now: number): number {

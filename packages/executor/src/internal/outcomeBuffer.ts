@@ -6,6 +6,10 @@
  * consumer slows the executor down instead of growing memory. Shutdown calls `unbound`, which lifts the bound
  * and releases every blocked delivery: the consumer side is part of the shutdown protocol, and an absent
  * consumer can never deadlock it (invariant I14).
+ *
+ * A buffer made `untilRead` (the executor-wide Pile's default) keeps nothing until its first reader starts:
+ * outcomes nobody has asked for are counted and dropped at once (their handles still deliver them), so an
+ * executor used through handles alone holds no outcome (docs/decisions/0005-pile-keeps-outcomes-once-read.md).
  */
 import * as Cause from "effect/Cause"
 import * as Effect from "effect/Effect"
@@ -18,6 +22,9 @@ interface Blocked<O> {
 }
 
 type Wake = () => void
+
+/** Outcomes buffered for a running reader past which producers give it a turn (`behind`). */
+export const paceBound = 1024
 
 export class OutcomeBuffer<O, E = never> {
   /** Buffered outcomes are items[itemsHead..]. Invariant: their count <= capacity, except after `unbound`. */
@@ -32,9 +39,39 @@ export class OutcomeBuffer<O, E = never> {
   accepted = 0
 
   private capacity: number
+  /** True until a reader starts (`attach`), for an `untilRead` buffer: offers are counted and dropped. */
+  private unread: boolean
 
-  constructor(capacity: number) {
+  constructor(capacity: number, untilRead = false) {
     this.capacity = capacity
+    this.unread = untilRead
+  }
+
+  /** Readers running now (streams started and not ended). */
+  private readers = 0
+
+  /** A reader started: from now on every outcome is kept for it (or for the readers after it). */
+  attach(): void {
+    this.unread = false
+    this.readers++
+  }
+
+  /** A reader ended. */
+  detach(): void {
+    this.readers--
+  }
+
+  /**
+   * A reader is running but `paceBound` outcomes or more wait for it: producers should give it a turn (a
+   * reader taking one outcome per pull does more work per outcome than a producer that only submits).
+   */
+  get behind(): boolean {
+    return this.readers > 0 && this.items.length - this.itemsHead >= paceBound
+  }
+
+  /** Whether outcomes are being dropped because no reader ever started (an `untilRead` buffer). */
+  get awaitingReader(): boolean {
+    return this.unread
   }
 
   /** Outcomes buffered plus deliveries waiting for space. */
@@ -47,7 +84,7 @@ export class OutcomeBuffer<O, E = never> {
    * delivery waits and `release` is called once the outcome enters the buffer.
    */
   offer(outcome: O, release: () => void): boolean {
-    if (this.discarding) {
+    if (this.discarding || this.unread) {
       this.accepted++
       return true
     }
