@@ -118,7 +118,13 @@ export const profile = (options: {
   const job: Job = {
     scenario: options.scenario as Scenario,
     library: options.library,
-    work: options.scenario === "containment" ? "fail10" : options.scenario === "overhead-fork" ? "sync" : "instant",
+    work: options.scenario === "containment"
+      ? "fail10"
+      : options.scenario === "overhead-fork"
+      ? "sync"
+      : options.scenario === "promise"
+      ? "promise"
+      : "instant",
     n,
     concurrency: 64,
     warmup: 10_000,

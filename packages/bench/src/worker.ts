@@ -66,6 +66,7 @@ const main = async (): Promise<void> => {
   switch (job.scenario) {
     case "overhead":
     case "overhead-fork":
+    case "promise":
     case "scale": {
       const r = await timedBatch(lib, job, job.work, false)
       return finish(job, {
