@@ -770,7 +770,8 @@ export interface Executor<A = unknown, E = unknown> {
    *
    * - The stream is a description: nothing runs until it is consumed, and consuming it twice runs the batch
    *   twice.
-   * - `f` is called when an input is submitted; the effect it returns runs when the task starts.
+   * - `f` is called when the input's task first starts (not when it is queued: a queued input holds no
+   *   effect); a retry runs the same effect again. A throw in `f` is that input's outcome, a `"defect"`.
    *
    * **Example**
    *

@@ -157,9 +157,9 @@ export class Attempts {
 
   /** The effect of one attempt; it runs in the submitter's context (its requirements are met there). */
   effect(task: Task): Effect.Effect<unknown, unknown, any> {
-    let effect: Effect.Effect<unknown, unknown, any> = this.isTraced(task)
-      ? this.traced(task, task.effect)
-      : task.effect
+    // Built by the engine before the first attempt (`Task.build`).
+    const body = task.body as Effect.Effect<unknown, unknown, any>
+    let effect: Effect.Effect<unknown, unknown, any> = this.isTraced(task) ? this.traced(task, body) : body
     const memory = this.config.store.memory
     const reservation = task.reservation
     if (memory !== undefined && reservation !== undefined) {

@@ -34,7 +34,7 @@ import { type Cycle, Dispatcher, FiberRegistry } from "./dispatcher.ts"
 import { Intake } from "./intake.ts"
 import { LinkedList } from "./linkedList.ts"
 import { Outbox } from "./outbox.ts"
-import { DONE, PENDING, QUEUED, RUNNING, type Sink, type Stopper, Task } from "./task.ts"
+import { DONE, type Lazy, PENDING, QUEUED, RUNNING, type Sink, type Stopper, Task } from "./task.ts"
 import { nowMillis } from "./timers.ts"
 
 /**
@@ -163,13 +163,14 @@ export class Engine implements Stopper, Cycle, AttemptEnd {
 
   /** A new task, not yet accepted. */
   makeTask<A, E>(
-    effect: Effect.Effect<A, E, any>,
+    body: Effect.Effect<A, E, any> | Lazy,
     context: Context.Context<any>,
     input: unknown,
     sink: Sink | undefined,
-    spec: TaskSpec | undefined
+    spec: TaskSpec | undefined,
+    index = 0
   ): Task<A, E> {
-    return new Task(this, effect, context, input, sink, spec)
+    return new Task(this, body, context, input, sink, spec, index)
   }
 
   closedError(): ExecutorError.ExecutorError {
@@ -423,6 +424,17 @@ export class Engine implements Stopper, Cycle, AttemptEnd {
       task.attempts--
       this.admission.refund(task)
       this.onAttemptExit(task, undefined, Exit.interrupt())
+      this.outbox.end()
+      return
+    }
+    // A batch task's effect is built now, as it first starts; a throw in the batch's function is its outcome
+    // (a defect), and the attempt does not count: its body never ran.
+    const thrown = task.build()
+    if (thrown !== undefined) {
+      this.outbox.begin()
+      task.attempts--
+      this.admission.refund(task)
+      this.finish(task, thrown, "defect")
       this.outbox.end()
       return
     }

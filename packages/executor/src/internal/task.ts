@@ -17,6 +17,18 @@ import type { TaskSpec } from "./config.ts"
 import type { Reservation } from "./limiter.ts"
 import type { LinkedList, Node } from "./linkedList.ts"
 import type { OutcomeBuffer } from "./outcomeBuffer.ts"
+import { guard } from "./userCode.ts"
+
+/**
+ * A batch's task function (`Executor.run`'s `f`), shared by all the batch's tasks: a batch task keeps it as
+ * its body until it first starts, so a queued input costs no effect (its task is built when it starts).
+ */
+export class Lazy {
+  readonly f: (input: any, index: number) => Effect.Effect<any, any, any>
+  constructor(f: (input: any, index: number) => Effect.Effect<any, any, any>) {
+    this.f = f
+  }
+}
 
 /** Where a task's outcome goes besides its handle: a Pile buffer, or nowhere. */
 export type Sink = OutcomeBuffer<Outcome.Outcome<any, any, any>, any>
@@ -76,7 +88,13 @@ export class Task<A = any, E = any> implements Node {
    */
   id = 0
   readonly owner: Stopper
-  readonly effect: Effect.Effect<A, E, any>
+  /**
+   * What the task runs: an effect, or (a batch task that has not started yet) the batch's function, called
+   * with `input` and `index` by `build` when the task first starts.
+   */
+  body: Effect.Effect<A, E, any> | Lazy
+  /** The input's position in its batch (0 for a submitted task). */
+  readonly index: number
   readonly context: Context.Context<any>
   readonly input: unknown
   readonly sink: Sink | undefined
@@ -84,18 +102,33 @@ export class Task<A = any, E = any> implements Node {
 
   constructor(
     owner: Stopper,
-    effect: Effect.Effect<A, E, any>,
+    body: Effect.Effect<A, E, any> | Lazy,
     context: Context.Context<any>,
     input: unknown,
     sink: Sink | undefined,
-    spec: TaskSpec | undefined
+    spec: TaskSpec | undefined,
+    index: number
   ) {
     this.owner = owner
-    this.effect = effect
+    this.body = body
+    this.index = index
     this.context = context
     this.input = input
     this.sink = sink
     this.spec = spec
+  }
+
+  /**
+   * Builds a batch task's effect, once, as it first starts (outside any fiber: the caller's transition). The
+   * batch's function is user code: a throw is returned as a defect, which becomes the task's outcome.
+   */
+  build(): Exit.Exit<unknown> | undefined {
+    const body = this.body
+    if (!(body instanceof Lazy)) return undefined
+    const made = guard(() => body.f(this.input, this.index))
+    if (made._tag === "Failure") return made
+    this.body = made.value
+    return undefined
   }
 
   /** The outcome, waiting for it. Never fails. */
