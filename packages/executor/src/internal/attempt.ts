@@ -92,7 +92,7 @@ export class Attempts {
    * applies the error policy's decision, or the reason the executor stopped it.
    */
   exited(task: Task, fiberExit: Exit.Exit<any, any>): void {
-    const decision: Decision = task.decides && fiberExit._tag === "Success"
+    const decision: Decision = this.decides(task) && fiberExit._tag === "Success"
       ? fiberExit.value as Decision
       : { exit: fiberExit }
     const exit = decision.exit
@@ -186,10 +186,14 @@ export class Attempts {
         { key: task.spec?.key ?? "default" }
       )
     }
-    const policy = task.spec?.policy
-    task.decides = breaker !== undefined || (policy !== undefined && policy !== ErrorPolicy.record)
-    if (!task.decides) return effect
+    if (!this.decides(task)) return effect
     return Effect.flatMap(Effect.exit(effect), (exit) => this.decide(task, exit, attempt.ran))
+  }
+
+  /** Whether an attempt of `task` returns a `Decision` (the policy, or the breaker, runs inside its fiber). */
+  private decides(task: Task): boolean {
+    const policy = task.spec?.policy
+    return this.config.breaker !== undefined || (policy !== undefined && policy !== ErrorPolicy.record)
   }
 
   /**

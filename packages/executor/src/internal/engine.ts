@@ -82,6 +82,8 @@ export class Engine implements Stopper, Cycle, AttemptEnd {
   private pumping = false
   /** The clock (ms) at the start of the current admission pass or feeding burst, for the histograms. */
   private passMillis = 0
+  /** The clock (ms) when the engine was made: the histograms' readings are taken from it. */
+  private readonly epoch: number
   /** Set while a batch feeder offers a synchronous run of inputs (`beginBurst` / `endBurst`). */
   private bursting = false
   /**
@@ -108,6 +110,7 @@ export class Engine implements Stopper, Cycle, AttemptEnd {
     this.clock = clock
     this.pile = pile
     this.cap = config.concurrency
+    this.epoch = clock.currentTimeMillisUnsafe()
     this.dispatcher = new Dispatcher(clock, config.liveClock, config.finalizerTimeout, this.fibers)
     this.intake = new Intake(config.capacity, config.instruments, this.outbox, {
       accept: (task) => this.accept(task),
@@ -253,7 +256,7 @@ export class Engine implements Stopper, Cycle, AttemptEnd {
     const instruments = this.config.instruments
     if (instruments !== undefined) {
       instruments.submitted(task.spec?.key)
-      task.acceptedAt = this.metricMillis()
+      task.markedAt = this.metricMillis()
     }
     const deadlineAt = task.spec?.deadlineAt
     if (deadlineAt !== undefined) {
@@ -287,8 +290,8 @@ export class Engine implements Stopper, Cycle, AttemptEnd {
     if (task === undefined) return undefined
     const instruments = this.config.instruments
     if (instruments !== undefined) {
-      task.dequeuedAt = this.passMillis
-      instruments.observe(0, task.dequeuedAt - task.acceptedAt)
+      instruments.observe(0, this.passMillis - task.markedAt)
+      task.markedAt = this.passMillis
     }
     if (this.admission.enter(task)) return "again"
     this.intake.admitWaiters()
@@ -312,7 +315,7 @@ export class Engine implements Stopper, Cycle, AttemptEnd {
     if (next === "yield") return Effect.andThen(Effect.yieldNow, this.pumpLoop)
     return Effect.flatMap(this.admission.reserve(next.reserve, next.line), (reserved) => {
       if (reserved) {
-        if (this.config.instruments !== undefined) this.passMillis = this.clock.currentTimeMillisUnsafe()
+        if (this.config.instruments !== undefined) this.passMillis = this.millis()
         this.outbox.begin()
         this.start(next.reserve)
         this.outbox.end()
@@ -327,13 +330,18 @@ export class Engine implements Stopper, Cycle, AttemptEnd {
    * the histograms' first bucket, 1 ms).
    */
   private metricMillis(): number {
-    return this.pumping || this.bursting ? this.passMillis : this.clock.currentTimeMillisUnsafe()
+    return this.pumping || this.bursting ? this.passMillis : this.millis()
+  }
+
+  /** The clock for the histograms, in ms since the engine was made (a small integer a task stores inline). */
+  private millis(): number {
+    return this.clock.currentTimeMillisUnsafe() - this.epoch
   }
 
   /** A batch feeder starts offering a synchronous run of inputs. */
   beginBurst(): void {
     if (this.config.instruments === undefined) return
-    this.passMillis = this.clock.currentTimeMillisUnsafe()
+    this.passMillis = this.millis()
     this.bursting = true
   }
 
@@ -350,7 +358,7 @@ export class Engine implements Stopper, Cycle, AttemptEnd {
     if (this.pumping) return undefined
     this.pumping = true
     // One clock reading per pass for the histograms: a pass is a synchronous run of admissions.
-    if (this.config.instruments !== undefined) this.passMillis = this.clock.currentTimeMillisUnsafe()
+    if (this.config.instruments !== undefined) this.passMillis = this.millis()
     let result: undefined | "yield" | { readonly reserve: Task; readonly line: Line } = undefined
     for (let started = 0;;) {
       // Stryker disable next-line ConditionalExpression,EqualityOperator,BlockStatement: fairness only: other fibers run during a long pass; what they do then is not an outcome
@@ -395,8 +403,8 @@ export class Engine implements Stopper, Cycle, AttemptEnd {
     this.running.push(task)
     const instruments = this.config.instruments
     if (instruments !== undefined) {
-      task.startedAt = this.passMillis
-      if (task.attempts === 1) instruments.observe(1, task.startedAt - task.dequeuedAt)
+      if (task.attempts === 1) instruments.observe(1, this.passMillis - task.markedAt)
+      task.markedAt = this.passMillis
     }
     const timeout = task.spec?.timeout
     if (timeout !== undefined) {
@@ -458,7 +466,7 @@ export class Engine implements Stopper, Cycle, AttemptEnd {
     task.fiber = undefined
     this.running.remove(task)
     if (this.config.instruments !== undefined) {
-      this.config.instruments.observe(2, this.metricMillis() - task.startedAt)
+      this.config.instruments.observe(2, this.metricMillis() - task.markedAt)
     }
     // The outcome, a retry or an escalation, as the policy decides (attempt.ts).
     this.attempts.exited(task, fiberExit)

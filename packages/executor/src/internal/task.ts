@@ -63,8 +63,6 @@ export class Task<A = any, E = any> implements Node {
   attempts = 0
   /** The fiber of the running attempt. Invariant: set iff state === RUNNING and the fork returned. */
   fiber: Fiber.Fiber<any, any> | undefined = undefined
-  /** Whether the running attempt returns a `Decision` (the policy ran inside the fiber). Written by attempt. */
-  decides = false
   /** Why the executor stopped this task, when it did: decides the outcome's kind over the fiber's exit. */
   stopReason: Outcome.Kind | undefined = undefined
   /** Set once, when the outcome is decided (I18: a late completion never overwrites it). */
@@ -73,10 +71,11 @@ export class Task<A = any, E = any> implements Node {
   /** The rate reservation of the running attempt, for settlement and refunds (I9). Set and settled by admission;
    * dropped by the cycle's `finish`. */
   reservation: Reservation | undefined = undefined
-  /** Clock readings (ms) for the wait and run-time histograms. */
-  acceptedAt = 0
-  dequeuedAt = 0
-  startedAt = 0
+  /**
+   * The clock reading (ms since the engine was made: a small integer, stored inline) of the task's last step,
+   * for the wait and run-time histograms: when it was accepted, then dequeued, then started.
+   */
+  markedAt = 0
   /** Retry schedules' step functions, one per retry rule used by this task. Made by attempt; dropped by `finish`. */
   steps:
     | Map<ErrorPolicy.Rule, (now: number, input: unknown) => Effect.Effect<[unknown, Duration.Duration], unknown>>
