@@ -82,6 +82,8 @@ export class Engine implements Stopper, Cycle, AttemptEnd {
   private pumping = false
   /** The clock (ms) at the start of the current admission pass or feeding burst, for the histograms. */
   private passMillis = 0
+  /** Whether `passMillis` was read in the current pass or burst (the clock is read lazily, once, when needed). */
+  private passRead = false
   /** The clock (ms) when the engine was made: the histograms' readings are taken from it. */
   private readonly epoch: number
   /** Set while a batch feeder offers a synchronous run of inputs (`beginBurst` / `endBurst`). */
@@ -290,8 +292,9 @@ export class Engine implements Stopper, Cycle, AttemptEnd {
     if (task === undefined) return undefined
     const instruments = this.config.instruments
     if (instruments !== undefined) {
-      instruments.observe(0, this.passMillis - task.markedAt)
-      task.markedAt = this.passMillis
+      const now = this.passClock()
+      instruments.observe(0, now - task.markedAt)
+      task.markedAt = now
     }
     if (this.admission.enter(task)) return "again"
     this.intake.admitWaiters()
@@ -315,7 +318,7 @@ export class Engine implements Stopper, Cycle, AttemptEnd {
     if (next === "yield") return Effect.andThen(Effect.yieldNow, this.pumpLoop)
     return Effect.flatMap(this.admission.reserve(next.reserve, next.line), (reserved) => {
       if (reserved) {
-        if (this.config.instruments !== undefined) this.passMillis = this.millis()
+        this.passRead = false
         this.outbox.begin()
         this.start(next.reserve)
         this.outbox.end()
@@ -330,7 +333,19 @@ export class Engine implements Stopper, Cycle, AttemptEnd {
    * the histograms' first bucket, 1 ms).
    */
   private metricMillis(): number {
-    return this.pumping || this.bursting ? this.passMillis : this.millis()
+    return this.pumping || this.bursting ? this.passClock() : this.millis()
+  }
+
+  /**
+   * The clock reading of the current pass or burst, read the first time it is needed: a pass that starts
+   * nothing (a submit while every slot is taken) reads no clock.
+   */
+  private passClock(): number {
+    if (!this.passRead) {
+      this.passMillis = this.millis()
+      this.passRead = true
+    }
+    return this.passMillis
   }
 
   /** The clock for the histograms, in ms since the engine was made (a small integer a task stores inline). */
@@ -341,7 +356,7 @@ export class Engine implements Stopper, Cycle, AttemptEnd {
   /** A batch feeder starts offering a synchronous run of inputs. */
   beginBurst(): void {
     if (this.config.instruments === undefined) return
-    this.passMillis = this.millis()
+    this.passRead = false
     this.bursting = true
   }
 
@@ -357,8 +372,8 @@ export class Engine implements Stopper, Cycle, AttemptEnd {
   private pumpSync(): undefined | "yield" | { readonly reserve: Task; readonly line: Line } {
     if (this.pumping) return undefined
     this.pumping = true
-    // One clock reading per pass for the histograms: a pass is a synchronous run of admissions.
-    if (this.config.instruments !== undefined) this.passMillis = this.millis()
+    // At most one clock reading per pass for the histograms, taken when a task is first dequeued or started.
+    this.passRead = false
     let result: undefined | "yield" | { readonly reserve: Task; readonly line: Line } = undefined
     for (let started = 0;;) {
       // Stryker disable next-line ConditionalExpression,EqualityOperator,BlockStatement: fairness only: other fibers run during a long pass; what they do then is not an outcome
@@ -403,8 +418,9 @@ export class Engine implements Stopper, Cycle, AttemptEnd {
     this.running.push(task)
     const instruments = this.config.instruments
     if (instruments !== undefined) {
-      if (task.attempts === 1) instruments.observe(1, this.passMillis - task.markedAt)
-      task.markedAt = this.passMillis
+      const now = this.passClock()
+      if (task.attempts === 1) instruments.observe(1, now - task.markedAt)
+      task.markedAt = now
     }
     const timeout = task.spec?.timeout
     if (timeout !== undefined) {
