@@ -124,9 +124,11 @@ export const profile = (options: {
       ? "sync"
       : options.scenario === "promise"
       ? "promise"
+      : options.scenario === "latency"
+      ? "sleep"
       : "instant",
     n,
-    concurrency: 64,
+    concurrency: options.scenario === "latency" ? 256 : 64,
     warmup: 10_000,
     warmupRuns: 3,
     inner: 1,
