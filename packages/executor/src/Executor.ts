@@ -1364,7 +1364,8 @@ class ExecutorImpl<A, E> implements Executor<A, E> {
         this.engine.intake.reject(undefined)
         return Effect.fail(costOverLimit(over, options?.key))
       }
-      return this.engine.offer(
+      // Decided in this step (contextWith already runs in the submitter's fiber): no second effect to suspend.
+      return this.engine.offerNow(
         this.engine.makeTask<A1, E1>(task, context, undefined, this.engine.pile, spec.success),
         wait
       )

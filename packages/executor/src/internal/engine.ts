@@ -187,11 +187,14 @@ export class Engine implements Stopper, Cycle, AttemptEnd {
    * Succeeds with the task once accepted; fails with Closed or QueueFull, and then the task was never accepted.
    */
   offer<A, E>(task: Task<A, E>, wait: boolean): Effect.Effect<Task<A, E>, ExecutorError.ExecutorError> {
-    return Effect.suspend(() => {
-      const decided = this.tryOffer(task, wait)
-      if (decided === undefined) return this.intake.waitToOffer(task)
-      return decided === task ? Effect.succeed(task) : Effect.fail(decided as ExecutorError.ExecutorError)
-    })
+    return Effect.suspend(() => this.offerNow(task, wait))
+  }
+
+  /** `offer`, from inside an effect already running (the submitter's step): decides at once. */
+  offerNow<A, E>(task: Task<A, E>, wait: boolean): Effect.Effect<Task<A, E>, ExecutorError.ExecutorError> {
+    const decided = this.tryOffer(task, wait)
+    if (decided === undefined) return this.intake.waitToOffer(task)
+    return decided === task ? Effect.succeed(task) : Effect.fail(decided as ExecutorError.ExecutorError)
   }
 
   /** Accepts or refuses `task` now; undefined when the submitter must wait for space. */
@@ -521,6 +524,7 @@ export class Engine implements Stopper, Cycle, AttemptEnd {
     const outcome = new Outcome.OutcomeImpl(task.id, task.input, kind, exit, task.attempts, rejection)
     task.result = outcome
     task.steps = undefined
+    task.body = undefined
     this.counters.finished[kind]++
     this.config.instruments?.finished(task.spec?.key, kind)
     task.state = DONE

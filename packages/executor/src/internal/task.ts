@@ -89,9 +89,10 @@ export class Task<A = any, E = any> implements Node {
   readonly owner: Stopper
   /**
    * What the task runs: an effect, or (a batch task that has not started yet) the batch's function, called
-   * with `input` and `index` by `build` when the task first starts.
+   * with `input` and `index` by `build` when the task first starts. Dropped by `finish`: a handle kept after
+   * its outcome does not keep the task's effect alive.
    */
-  body: Effect.Effect<A, E, any> | Lazy
+  body: Effect.Effect<A, E, any> | Lazy | undefined
   /** The input's position in its batch (0 for a submitted task). */
   readonly index: number
   readonly context: Context.Context<any>
