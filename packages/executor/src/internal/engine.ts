@@ -34,7 +34,7 @@ import { type Cycle, Dispatcher, FiberRegistry } from "./dispatcher.ts"
 import { Intake } from "./intake.ts"
 import { LinkedList } from "./linkedList.ts"
 import { Outbox } from "./outbox.ts"
-import { DONE, type Lazy, PENDING, QUEUED, RUNNING, type Sink, type Stopper, Task } from "./task.ts"
+import { DONE, type Lazy, Origin, PENDING, QUEUED, RUNNING, type Sink, type Stopper, Task } from "./task.ts"
 import { nowMillis } from "./timers.ts"
 
 /**
@@ -76,6 +76,8 @@ export class Engine implements Stopper, Cycle, AttemptEnd {
     abandoned: 0
   }
   private nextId = 1
+  /** The origin of the last task made: the next one shares it while its context and sink are the same. */
+  private origin: Origin | undefined = undefined
   /** Sinks of batches in flight, so shutdown can unbound them too. */
   private readonly sinks = new Set<Sink>()
   /** Set while `pumpSync` runs: a task finishing inside it must not start another pump. */
@@ -175,7 +177,11 @@ export class Engine implements Stopper, Cycle, AttemptEnd {
     spec: TaskSpec | undefined,
     index = 0
   ): Task<A, E> {
-    return new Task(this, body, context, input, sink, spec, index)
+    let origin = this.origin
+    if (origin === undefined || origin.context !== context || origin.sink !== sink) {
+      origin = this.origin = new Origin(this, context, sink)
+    }
+    return new Task(origin, body, input, spec, index)
   }
 
   closedError(): ExecutorError.ExecutorError {
