@@ -7,13 +7,15 @@
  * Workloads: `instant` (a task that finishes at once: `Promise.resolve()` / `Effect.void`), `sync` (the same
  * for promises; `Effect.sync(() => {})` for Effect, which unlike `Effect.void` is not an `Exit`, so that
  * `Effect.forEach` cannot skip forking a fiber for it), `sleep` (waits 2 ms: `setTimeout` /
- * `Effect.sleep("2 millis")`), `fail10` (every 10th task fails, the others finish at once). Task bodies are
+ * `Effect.sleep("2 millis")`), `fail10` (every 10th task fails, the others finish at once), `promise` (a promise-returning function, as users
+ * hand p-limit: `() => Promise.resolve()`; for Effect, `Effect.tryPromise` of it, built per task the way users
+ * write it). Task bodies are
  * shared constants where the library allows it, so what is measured is the library's own cost per task, not
  * the cost of building the task.
  */
 import type { Settled } from "./pool.ts"
 
-export type Work = "instant" | "sync" | "sleep" | "fail10"
+export type Work = "instant" | "sync" | "sleep" | "fail10" | "promise"
 
 /** A shared error: building an `Error` (and its stack) per failure would dwarf the libraries' own costs. */
 export const boom = new Error("boom")

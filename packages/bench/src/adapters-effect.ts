@@ -10,8 +10,13 @@ const effectSleep: Effect.Effect<void, Error> = Effect.sleep("2 millis")
 const effectFail: Effect.Effect<void, Error> = Effect.fail(boom)
 /** Finishes at once like `Effect.void`, but is not an `Exit`: `Effect.forEach` must fork a fiber for it. */
 const effectSync: Effect.Effect<void, Error> = Effect.sync(() => {})
+/** The promise a p-limit user hands over; wrapped per task in `Effect.tryPromise`, as users write it. */
+const resolvedPromise = (): Promise<void> => Promise.resolve()
+const effectPromise = (): Effect.Effect<void, Error> => Effect.tryPromise(resolvedPromise) as Effect.Effect<void, Error>
 export const effectTask = (work: Work): (i: number) => Effect.Effect<void, Error> =>
-  work === "instant"
+  work === "promise"
+    ? effectPromise
+    : work === "instant"
     ? () => effectVoid
     : work === "sync"
     ? () => effectSync

@@ -3,6 +3,7 @@ import { Executor } from "@pile/executor"
 import type { Algorithm } from "@pile/executor/RateLimit"
 import * as Deferred from "effect/Deferred"
 import * as Effect from "effect/Effect"
+import * as Fiber from "effect/Fiber"
 import * as Stream from "effect/Stream"
 import { type Adapter, range, type RateSpec } from "./adapter.ts"
 import { effectTask, effectVoid } from "./adapters-effect.ts"
@@ -24,6 +25,14 @@ const rateWith = (algorithm: Algorithm) => (spec: RateSpec): Promise<void> =>
     })
     yield* Stream.runDrain(executor.run(range(spec.n), (i) => Effect.sync(() => spec.onStart(i))))
   })))
+
+/** The inputs 0..n-1 without an array (the memory scenario counts every byte allocated while queueing). */
+const upTo = (n: number): Iterable<number> => ({
+  [Symbol.iterator]: () => {
+    let i = 0
+    return { next: () => i < n ? { done: false, value: i++ } : { done: true, value: undefined } }
+  }
+})
 
 /** The batch form: `executor.run(items, f)`, drained. */
 const runAdapter = (id: string, extra: Extra, algorithm: Algorithm = "sliding-window"): Adapter => ({
@@ -47,7 +56,24 @@ const runAdapter = (id: string, extra: Extra, algorithm: Algorithm = "sliding-wi
     })
     return Effect.runPromise(Effect.scoped(program)).then(() => settled)
   },
-  rate: rateWith(algorithm)
+  rate: rateWith(algorithm),
+  queue: (n, measure) => {
+    // One batch of n + 1 inputs at concurrency 1: the first blocks, the n others wait in the intake.
+    const program = Effect.gen(function*() {
+      const executor = yield* Executor.make({ concurrency: 1, capacity: n, pile: "none", ...extra })
+      const gate = yield* Deferred.make<void>()
+      const drained = yield* Effect.forkChild(
+        Stream.runDrain(executor.run(upTo(n + 1), (i) => i === 0 ? Deferred.await(gate) : effectVoid))
+      )
+      // The feeder offers every input synchronously while there is room (yielding every 1,024).
+      while ((yield* executor.stats).queued < n) yield* Effect.yieldNow
+      const stats = yield* executor.stats
+      yield* Effect.promise(() => measure(stats.queued))
+      yield* Fiber.interrupt(drained)
+      yield* executor.shutdown({ mode: "cancel" })
+    })
+    return Effect.runPromise(Effect.scoped(program))
+  }
 })
 
 const pileRun = runAdapter("pile-run", {})

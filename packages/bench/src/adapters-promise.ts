@@ -9,7 +9,7 @@ const resolved = (): Promise<void> => Promise.resolve()
 const sleep2 = (): Promise<void> => new Promise((resolve) => setTimeout(resolve, 2))
 const failEvery10th = (i: number): Promise<void> => i % 10 === 9 ? Promise.reject(boom) : resolved()
 const promiseTask = (work: Work): (i: number) => Promise<void> =>
-  work === "instant" || work === "sync" ? resolved : work === "sleep" ? sleep2 : failEvery10th
+  work === "instant" || work === "sync" || work === "promise" ? resolved : work === "sleep" ? sleep2 : failEvery10th
 
 /** Calls `schedule(i)` for every task and counts each settled promise; resolves once all `n` have settled. */
 const settleAll = (n: number, schedule: (i: number) => Promise<unknown>): Promise<Settled> =>

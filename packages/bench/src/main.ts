@@ -4,8 +4,8 @@
  *
  *   pnpm bench                 the full suite (writes docs/bench/results.json and docs/bench/chart.svg)
  *   pnpm bench --quick         a shorter dev run (smaller N, one repetition; writes to node_modules/.cache/pile-bench)
- *   pnpm bench --only a,b      only these scenarios (overhead, overhead-fork, latency, rate, memory, containment, scale,
- *                              cluster)
+ *   pnpm bench --only a,b      only these scenarios (overhead, overhead-fork, promise, latency, rate, memory,
+ *                              containment, scale, cluster)
  *   pnpm bench --reps N        N repetitions instead of each scenario's default
  *   pnpm bench --out DIR       where to write results.json and chart.svg
  *   pnpm bench --profile [--library pile-run] [--scenario overhead] [--n 300000]

@@ -1,7 +1,15 @@
 /** What `main.ts` asks a worker to measure, and what it gets back. */
 import type { Work } from "./adapter.ts"
 
-export type Scenario = "overhead" | "overhead-fork" | "latency" | "rate" | "memory" | "containment" | "scale"
+export type Scenario =
+  | "overhead"
+  | "overhead-fork"
+  | "promise"
+  | "latency"
+  | "rate"
+  | "memory"
+  | "containment"
+  | "scale"
 
 export interface Job {
   readonly scenario: Scenario
@@ -26,7 +34,7 @@ export interface Job {
 
 export interface Sample {
   /**
-   * The scenario's figure: ns per task (overhead, containment, scale), wall ms (latency), heap bytes per
+   * The scenario's figure: ns per task (overhead, promise, containment, scale), wall ms (latency), heap bytes per
    * queued task (memory), starts per second (rate).
    */
   readonly value: number

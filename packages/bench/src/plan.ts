@@ -77,6 +77,17 @@ const specs = (quick: boolean): ReadonlyArray<Spec> => {
       ...warm
     },
     {
+      // What users hand the executor: promise-returning functions (Effect.tryPromise), run as a batch or
+      // submitted one by one (as `queue.add`), next to the promise libraries and Effect.forEach.
+      scenario: "promise",
+      libraries: ["pool", "p-limit", "p-queue", "effect-foreach", "pile-run", "pile-run-bare", "pile-submit"],
+      work: "promise",
+      sizes: [big],
+      concurrency: 64,
+      reps,
+      ...warm
+    },
+    {
       scenario: "latency",
       libraries: [...promiseLibraries, ...effectLibraries],
       work: "sleep",
@@ -111,7 +122,7 @@ const specs = (quick: boolean): ReadonlyArray<Spec> => {
     },
     {
       scenario: "memory",
-      libraries: ["pool", "p-queue", "bottleneck", "pile-submit"],
+      libraries: ["pool", "p-limit", "p-queue", "bottleneck", "pile-run", "pile-submit"],
       work: "instant",
       sizes: [quick ? 100_000 : 1_000_000],
       concurrency: 1,

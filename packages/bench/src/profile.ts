@@ -118,9 +118,17 @@ export const profile = (options: {
   const job: Job = {
     scenario: options.scenario as Scenario,
     library: options.library,
-    work: options.scenario === "containment" ? "fail10" : options.scenario === "overhead-fork" ? "sync" : "instant",
+    work: options.scenario === "containment"
+      ? "fail10"
+      : options.scenario === "overhead-fork"
+      ? "sync"
+      : options.scenario === "promise"
+      ? "promise"
+      : options.scenario === "latency"
+      ? "sleep"
+      : "instant",
     n,
-    concurrency: 64,
+    concurrency: options.scenario === "latency" ? 256 : 64,
     warmup: 10_000,
     warmupRuns: 3,
     inner: 1,

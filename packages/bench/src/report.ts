@@ -236,6 +236,11 @@ export const renderTables = (report: Report): string => {
     "overhead with a forking task: Effect.sync(() => {}) instead of Effect.void (Effect libraries only)",
     () => perTaskTable(report, "overhead-fork", "Effect.forEach")
   )
+  section(
+    "promise",
+    "promise tasks: () => Promise.resolve() (Effect: Effect.tryPromise of it, built per task), concurrency 64",
+    () => perTaskTable(report, "promise", "Effect.forEach")
+  )
   section("latency", "latency-bound: 5,000 tasks each waiting 2 ms, concurrency 256", () => latencyTable(report))
   if (rate !== undefined) {
     section(
@@ -305,6 +310,7 @@ const perTaskPanel = (report: Report, scenario: Scenario, title: string): Panel 
 const panels = (report: Report): Array<Panel> => {
   const out: Array<Panel | undefined> = []
   out.push(perTaskPanel(report, "overhead", "Overhead: tasks that finish at once, concurrency 64"))
+  out.push(perTaskPanel(report, "promise", "Promise tasks (Effect.tryPromise), concurrency 64"))
   out.push(perTaskPanel(report, "overhead-fork", "Overhead with a forking task (Effect.sync)"))
   out.push(perTaskPanel(report, "containment", "Containment: every 10th task fails, all outcomes delivered"))
   const latency = rowsOf(report, "latency").filter((row) => row.median !== undefined)

@@ -66,6 +66,7 @@ const main = async (): Promise<void> => {
   switch (job.scenario) {
     case "overhead":
     case "overhead-fork":
+    case "promise":
     case "scale": {
       const r = await timedBatch(lib, job, job.work, false)
       return finish(job, {
@@ -79,7 +80,14 @@ const main = async (): Promise<void> => {
     }
     case "latency": {
       const r = await timedBatch(lib, job, job.work, false)
-      return finish(job, { value: r.ms, ms: r.ms, cpuMs: r.cpuMs, outcomes: r.settled.outcomes, failures: 0 })
+      return finish(job, {
+        value: r.ms,
+        ms: r.ms,
+        cpuMs: r.cpuMs,
+        outcomes: r.settled.outcomes,
+        failures: 0,
+        windowUs: r.windowUs
+      })
     }
     case "containment": {
       const r = await timedBatch(lib, job, job.work, true)

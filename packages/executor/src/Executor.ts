@@ -784,7 +784,8 @@ export interface Executor<A = unknown, E = unknown> {
    *
    * - The stream is a description: nothing runs until it is consumed, and consuming it twice runs the batch
    *   twice.
-   * - `f` is called when an input is submitted; the effect it returns runs when the task starts.
+   * - `f` is called when the input's task first starts (not when it is queued: a queued input holds no
+   *   effect); a retry runs the same effect again. A throw in `f` is that input's outcome, a `"defect"`.
    *
    * **Example**
    *
@@ -1384,12 +1385,11 @@ class ExecutorImpl<A, E> implements Executor<A, E> {
         return Effect.fail(costOverLimit(over, options?.key))
       }
       const pile = this.engine.pile
-      const offer = this.engine.offer(
-        this.engine.makeTask<A1, E1>(task, context, undefined, pile, spec.success),
-        wait
-      )
+      const made = this.engine.makeTask<A1, E1>(task, context, undefined, pile, spec.success)
       // A Pile reader that fell behind gets a turn before the next task: it keeps pace with a submit loop.
-      return pile !== undefined && pile.behind ? Effect.andThen(Effect.yieldNow, offer) : offer
+      if (pile !== undefined && pile.behind) return Effect.andThen(Effect.yieldNow, this.engine.offer(made, wait))
+      // Decided in this step (contextWith already runs in the submitter's fiber): no second effect to suspend.
+      return this.engine.offerNow(made, wait)
     }) as Effect.Effect<TaskHandle<A1, E1>, ExecutorError.ExecutorError, R>
   }
 

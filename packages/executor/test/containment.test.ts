@@ -66,6 +66,31 @@ describe("user callbacks", () => {
       assertLedger(yield* executor.stats)
     }))
 
+  it.effect("I1 I3 a batch's task function is called when its task first starts, once; a throw is that input's defect", () =>
+    Effect.gen(function*() {
+      const executor = yield* make({ concurrency: 1 })
+      const called: Array<number> = []
+      const gate = yield* Deferred.make<void>()
+      const pile = executor.run([0, 1, 2, 3], (n, index) => {
+        called.push(index)
+        if (n === 2) throw new Error("no task for 2")
+        return n === 0 ? Deferred.await(gate) : n === 3 ? Effect.fail("again") : Effect.succeed(n)
+      }, { policy: ErrorPolicy.retry(Schedule.recurs(2)) })
+      const collected = yield* Effect.forkChild(Stream.runCollect(pile), { startImmediately: true })
+      yield* settleFibers
+      // Inputs 1..3 are queued behind input 0: their effects are not built yet.
+      assert.deepStrictEqual(called, [0])
+      yield* Deferred.succeed(gate, undefined)
+      const outcomes = yield* Fiber.join(collected)
+      const byInput = new Map(outcomes.map((o) => [o.input, o]))
+      assert.strictEqual(byInput.get(2)!.kind, "defect")
+      assert.strictEqual(byInput.get(2)!.attempts, 0, "the body never ran")
+      assert.strictEqual((defectOf(byInput.get(2)!) as Error).message, "no task for 2")
+      assert.strictEqual(byInput.get(3)!.attempts, 3, "retried with the same effect")
+      assert.deepStrictEqual(called, [0, 1, 2, 3], "f ran once per input, at its task's first start")
+      assertLedger(yield* executor.stats)
+    }))
+
   it.effect("I1 an error whose retryAfter getter throws becomes the task's defect", () =>
     Effect.gen(function*() {
       const executor = yield* make()

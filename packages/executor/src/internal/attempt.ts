@@ -92,7 +92,7 @@ export class Attempts {
    * applies the error policy's decision, or the reason the executor stopped it.
    */
   exited(task: Task, fiberExit: Exit.Exit<any, any>): void {
-    const decision: Decision = task.decides && fiberExit._tag === "Success"
+    const decision: Decision = this.decides(task) && fiberExit._tag === "Success"
       ? fiberExit.value as Decision
       : { exit: fiberExit }
     const exit = decision.exit
@@ -157,9 +157,9 @@ export class Attempts {
 
   /** The effect of one attempt; it runs in the submitter's context (its requirements are met there). */
   effect(task: Task): Effect.Effect<unknown, unknown, any> {
-    let effect: Effect.Effect<unknown, unknown, any> = this.isTraced(task)
-      ? this.traced(task, task.effect)
-      : task.effect
+    // Built by the engine before the first attempt (`Task.build`).
+    const body = task.body as Effect.Effect<unknown, unknown, any>
+    let effect: Effect.Effect<unknown, unknown, any> = this.isTraced(task) ? this.traced(task, body) : body
     const memory = this.config.store.memory
     const reservation = task.reservation
     if (memory !== undefined && reservation !== undefined) {
@@ -192,10 +192,14 @@ export class Attempts {
         { key: task.spec?.key ?? "default" }
       )
     }
-    const policy = task.spec?.policy
-    task.decides = breaker !== undefined || (policy !== undefined && policy !== ErrorPolicy.record)
-    if (!task.decides) return effect
+    if (!this.decides(task)) return effect
     return Effect.flatMap(Effect.exit(effect), (exit) => this.decide(task, exit, attempt.ran))
+  }
+
+  /** Whether an attempt of `task` returns a `Decision` (the policy, or the breaker, runs inside its fiber). */
+  private decides(task: Task): boolean {
+    const policy = task.spec?.policy
+    return this.config.breaker !== undefined || (policy !== undefined && policy !== ErrorPolicy.record)
   }
 
   /**

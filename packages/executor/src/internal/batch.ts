@@ -20,7 +20,7 @@ import { costOverLimit, type Specs, type TaskSpec } from "./config.ts"
 import type { Engine } from "./engine.ts"
 import * as Check from "./options.ts"
 import { OutcomeBuffer } from "./outcomeBuffer.ts"
-import type { Task } from "./task.ts"
+import { Lazy, type Task } from "./task.ts"
 import { guard } from "./userCode.ts"
 
 /** Runs `f` on every input as a task of `engine` (see `Executor.run`). */
@@ -50,11 +50,12 @@ export const run = <I, B, E1, R, EI, RI>(
       options?.policy !== undefined || options?.timeout !== undefined || options?.deadline !== undefined ||
       options?.limits !== undefined || specs.needed
     let index = 0
+    const lazy = new Lazy(f)
     /** Offers one input: undefined once its task is accepted (or rejected into the batch), else the wait. */
     const offerOne = (input: I): Effect.Effect<void, ExecutorError.ExecutorError> | undefined => {
       let spec: TaskSpec | undefined
       let key: string | undefined
-      // The user's key, cost and task function run here, in the feeder: a throw is that input's defect.
+      // The user's key and cost run here, in the feeder: a throw is that input's defect.
       if (perInput) {
         const described = guard(() => ({ key: options?.key?.(input), cost: options?.cost?.(input) }))
         if (described._tag === "Failure") {
@@ -69,12 +70,8 @@ export const run = <I, B, E1, R, EI, RI>(
         if (Result.isFailure(resolved)) return Effect.fail(resolved.failure)
         spec = resolved.success
       }
-      const made = guard(() => f(input, index))
-      if (made._tag === "Failure") {
-        index++
-        return failInput(input, made)
-      }
-      const task = engine.makeTask<B, E1>(made.value, context, input, batch, spec)
+      // The task's effect is built when it starts (`Task.build`): a queued input holds no effect.
+      const task = engine.makeTask<B, E1>(lazy, context, input, batch, spec, index)
       index++
       const over = spec === undefined ? undefined : RateLimit.overLimit(spec.claims)
       if (over !== undefined) {

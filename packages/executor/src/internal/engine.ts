@@ -34,7 +34,7 @@ import { type Cycle, Dispatcher, FiberRegistry } from "./dispatcher.ts"
 import { Intake } from "./intake.ts"
 import { LinkedList } from "./linkedList.ts"
 import { Outbox } from "./outbox.ts"
-import { DONE, PENDING, QUEUED, RUNNING, type Sink, type Stopper, Task } from "./task.ts"
+import { DONE, type Lazy, Origin, PENDING, QUEUED, RUNNING, type Sink, type Stopper, Task } from "./task.ts"
 import { nowMillis } from "./timers.ts"
 
 /**
@@ -86,12 +86,18 @@ export class Engine implements Stopper, Cycle, AttemptEnd {
     abandoned: 0
   }
   private nextId = 1
+  /** The origin of the last task made: the next one shares it while its context and sink are the same. */
+  private origin: Origin | undefined = undefined
   /** Sinks of batches in flight, so shutdown can unbound them too. */
   private readonly sinks = new Set<Sink>()
   /** Set while `pumpSync` runs: a task finishing inside it must not start another pump. */
   private pumping = false
   /** The clock (ms) at the start of the current admission pass or feeding burst, for the histograms. */
   private passMillis = 0
+  /** Whether `passMillis` was read in the current pass or burst (the clock is read lazily, once, when needed). */
+  private passRead = false
+  /** The clock (ms) when the engine was made: the histograms' readings are taken from it. */
+  private readonly epoch: number
   /** Set while a batch feeder offers a synchronous run of inputs (`beginBurst` / `endBurst`). */
   private bursting = false
   /**
@@ -123,6 +129,7 @@ export class Engine implements Stopper, Cycle, AttemptEnd {
     this.clock = clock
     this.pile = pile
     this.cap = config.concurrency
+    this.epoch = clock.currentTimeMillisUnsafe()
     this.dispatcher = new Dispatcher(clock, config.liveClock, config.finalizerTimeout, this.fibers)
     this.intake = new Intake(config.capacity, config.instruments, this.outbox, {
       accept: (task) => this.accept(task),
@@ -178,13 +185,18 @@ export class Engine implements Stopper, Cycle, AttemptEnd {
 
   /** A new task, not yet accepted. */
   makeTask<A, E>(
-    effect: Effect.Effect<A, E, any>,
+    body: Effect.Effect<A, E, any> | Lazy,
     context: Context.Context<any>,
     input: unknown,
     sink: Sink | undefined,
-    spec: TaskSpec | undefined
+    spec: TaskSpec | undefined,
+    index = 0
   ): Task<A, E> {
-    return new Task(this, effect, context, input, sink, spec)
+    let origin = this.origin
+    if (origin === undefined || origin.context !== context || origin.sink !== sink) {
+      origin = this.origin = new Origin(this, context, sink)
+    }
+    return new Task(origin, body, input, spec, index)
   }
 
   closedError(): ExecutorError.ExecutorError {
@@ -196,11 +208,14 @@ export class Engine implements Stopper, Cycle, AttemptEnd {
    * Succeeds with the task once accepted; fails with Closed or QueueFull, and then the task was never accepted.
    */
   offer<A, E>(task: Task<A, E>, wait: boolean): Effect.Effect<Task<A, E>, ExecutorError.ExecutorError> {
-    return Effect.suspend(() => {
-      const decided = this.tryOffer(task, wait)
-      if (decided === undefined) return this.intake.waitToOffer(task)
-      return decided === task ? Effect.succeed(task) : Effect.fail(decided as ExecutorError.ExecutorError)
-    })
+    return Effect.suspend(() => this.offerNow(task, wait))
+  }
+
+  /** `offer`, from inside an effect already running (the submitter's step): decides at once. */
+  offerNow<A, E>(task: Task<A, E>, wait: boolean): Effect.Effect<Task<A, E>, ExecutorError.ExecutorError> {
+    const decided = this.tryOffer(task, wait)
+    if (decided === undefined) return this.intake.waitToOffer(task)
+    return decided === task ? Effect.succeed(task) : Effect.fail(decided as ExecutorError.ExecutorError)
   }
 
   /** Accepts or refuses `task` now; undefined when the submitter must wait for space. */
@@ -267,7 +282,7 @@ export class Engine implements Stopper, Cycle, AttemptEnd {
     const instruments = this.config.instruments
     if (instruments !== undefined) {
       instruments.submitted(task.spec?.key)
-      task.acceptedAt = this.metricMillis()
+      task.markedAt = this.metricMillis()
     }
     const deadlineAt = task.spec?.deadlineAt
     if (deadlineAt !== undefined) {
@@ -301,8 +316,9 @@ export class Engine implements Stopper, Cycle, AttemptEnd {
     if (task === undefined) return undefined
     const instruments = this.config.instruments
     if (instruments !== undefined) {
-      task.dequeuedAt = this.passMillis
-      instruments.observe(0, task.dequeuedAt - task.acceptedAt)
+      const now = this.passClock()
+      instruments.observe(0, now - task.markedAt)
+      task.markedAt = now
     }
     if (this.admission.enter(task)) return "again"
     this.intake.admitWaiters()
@@ -326,7 +342,7 @@ export class Engine implements Stopper, Cycle, AttemptEnd {
     if (next === "yield") return Effect.andThen(Effect.yieldNow, this.pumpLoop)
     return Effect.flatMap(this.admission.reserve(next.reserve, next.line), (reserved) => {
       if (reserved) {
-        if (this.config.instruments !== undefined) this.passMillis = this.clock.currentTimeMillisUnsafe()
+        this.passRead = false
         this.outbox.begin()
         this.start(next.reserve)
         this.outbox.end()
@@ -341,13 +357,30 @@ export class Engine implements Stopper, Cycle, AttemptEnd {
    * the histograms' first bucket, 1 ms).
    */
   private metricMillis(): number {
-    return this.pumping || this.bursting ? this.passMillis : this.clock.currentTimeMillisUnsafe()
+    return this.pumping || this.bursting ? this.passClock() : this.millis()
+  }
+
+  /**
+   * The clock reading of the current pass or burst, read the first time it is needed: a pass that starts
+   * nothing (a submit while every slot is taken) reads no clock.
+   */
+  private passClock(): number {
+    if (!this.passRead) {
+      this.passMillis = this.millis()
+      this.passRead = true
+    }
+    return this.passMillis
+  }
+
+  /** The clock for the histograms, in ms since the engine was made (a small integer a task stores inline). */
+  private millis(): number {
+    return this.clock.currentTimeMillisUnsafe() - this.epoch
   }
 
   /** A batch feeder starts offering a synchronous run of inputs. */
   beginBurst(): void {
     if (this.config.instruments === undefined) return
-    this.passMillis = this.clock.currentTimeMillisUnsafe()
+    this.passRead = false
     this.bursting = true
   }
 
@@ -363,8 +396,8 @@ export class Engine implements Stopper, Cycle, AttemptEnd {
   private pumpSync(): undefined | "yield" | { readonly reserve: Task; readonly line: Line } {
     if (this.pumping) return undefined
     this.pumping = true
-    // One clock reading per pass for the histograms: a pass is a synchronous run of admissions.
-    if (this.config.instruments !== undefined) this.passMillis = this.clock.currentTimeMillisUnsafe()
+    // At most one clock reading per pass for the histograms, taken when a task is first dequeued or started.
+    this.passRead = false
     let result: undefined | "yield" | { readonly reserve: Task; readonly line: Line } = undefined
     for (let started = 0;;) {
       if (started >= 512) {
@@ -406,8 +439,9 @@ export class Engine implements Stopper, Cycle, AttemptEnd {
     this.running.push(task)
     const instruments = this.config.instruments
     if (instruments !== undefined) {
-      task.startedAt = this.passMillis
-      if (task.attempts === 1) instruments.observe(1, task.startedAt - task.dequeuedAt)
+      const now = this.passClock()
+      if (task.attempts === 1) instruments.observe(1, now - task.markedAt)
+      task.markedAt = now
     }
     const timeout = task.spec?.timeout
     if (timeout !== undefined) {
@@ -438,6 +472,17 @@ export class Engine implements Stopper, Cycle, AttemptEnd {
       this.outbox.end()
       return
     }
+    // A batch task's effect is built now, as it first starts; a throw in the batch's function is its outcome
+    // (a defect), and the attempt does not count: its body never ran.
+    const thrown = task.build()
+    if (thrown !== undefined) {
+      this.outbox.begin()
+      task.attempts--
+      this.admission.refund(task)
+      this.finish(task, thrown, "defect")
+      this.outbox.end()
+      return
+    }
     // Without a breaker the body runs as soon as the fiber starts; with one, `Attempts.effect` counts it.
     if (this.config.breaker === undefined) this.config.instruments?.started(task.spec?.key)
     this.attach(task, Effect.runForkWith(task.context)(this.attempts.effect(task)))
@@ -457,7 +502,7 @@ export class Engine implements Stopper, Cycle, AttemptEnd {
     task.fiber = undefined
     this.running.remove(task)
     if (this.config.instruments !== undefined) {
-      this.config.instruments.observe(2, this.metricMillis() - task.startedAt)
+      this.config.instruments.observe(2, this.metricMillis() - task.markedAt)
     }
     // The outcome, a retry or an escalation, as the policy decides (attempt.ts).
     this.attempts.exited(task, fiberExit)
@@ -496,6 +541,7 @@ export class Engine implements Stopper, Cycle, AttemptEnd {
     const outcome = new Outcome.OutcomeImpl(task.id, task.input, kind, exit, task.attempts, rejection)
     task.result = outcome
     task.steps = undefined
+    task.body = undefined
     this.counters.finished[kind]++
     this.config.instruments?.finished(task.spec?.key, kind)
     if (this.sweepAt === undefined && task.spec !== undefined) this.scheduleSweep()

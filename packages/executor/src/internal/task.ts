@@ -17,6 +17,18 @@ import type { TaskSpec } from "./config.ts"
 import type { Reservation } from "./limiter.ts"
 import type { LinkedList, Node } from "./linkedList.ts"
 import type { OutcomeBuffer } from "./outcomeBuffer.ts"
+import { guard } from "./userCode.ts"
+
+/**
+ * A batch's task function (`Executor.run`'s `f`), shared by all the batch's tasks: a batch task keeps it as
+ * its body until it first starts, so a queued input costs no effect (its task is built when it starts).
+ */
+export class Lazy {
+  readonly f: (input: any, index: number) => Effect.Effect<any, any, any>
+  constructor(f: (input: any, index: number) => Effect.Effect<any, any, any>) {
+    this.f = f
+  }
+}
 
 /** Where a task's outcome goes besides its handle: a Pile buffer, or nowhere. */
 export type Sink = OutcomeBuffer<Outcome.Outcome<any, any, any>, any>
@@ -39,6 +51,40 @@ export interface Stopper {
   stop(task: Task, reason: Outcome.Kind): void
 }
 
+/** Retry schedules' step functions, one per retry rule used by a task. */
+type Steps = Map<
+  ErrorPolicy.Rule,
+  (now: number, input: unknown) => Effect.Effect<[unknown, Duration.Duration], unknown>
+>
+
+/**
+ * What every task of a batch, or every task a submitter hands over in one context, shares: one record instead
+ * of three fields per task (the engine's `makeTask` reuses the last one while they stay the same).
+ */
+export class Origin {
+  readonly owner: Stopper
+  readonly context: Context.Context<any>
+  readonly sink: Sink | undefined
+  constructor(owner: Stopper, context: Context.Context<any>, sink: Sink | undefined) {
+    this.owner = owner
+    this.context = context
+    this.sink = sink
+  }
+}
+
+/**
+ * The fields a task needs once it starts or is awaited, made the first time one of them is written: a queued
+ * task that nobody awaits holds none of them (Node has no pointer compression: every field costs 8 bytes).
+ */
+class Run {
+  attempts = 0
+  fiber: Fiber.Fiber<any, any> | undefined = undefined
+  stopReason: Outcome.Kind | undefined = undefined
+  waiters: Array<Waiter> | undefined = undefined
+  reservation: Reservation | undefined = undefined
+  steps: Steps | undefined = undefined
+}
+
 export class Task<A = any, E = any> implements Node {
   prev: Node | undefined = undefined
   next: Node | undefined = undefined
@@ -46,56 +92,130 @@ export class Task<A = any, E = any> implements Node {
   list: LinkedList<any> | undefined = undefined
   /** Written by the engine's cycle and by admission (queued ↔ pending) only. */
   state: TaskState = QUEUED
-  /** Attempts started so far (I3: each attempt runs the body once). Written by the cycle and by attempt (an
-   * attempt whose body never ran does not count). */
-  attempts = 0
-  /** The fiber of the running attempt. Invariant: set iff state === RUNNING and the fork returned. */
-  fiber: Fiber.Fiber<any, any> | undefined = undefined
-  /** Whether the running attempt returns a `Decision` (the policy ran inside the fiber). Written by attempt. */
-  decides = false
-  /** Why the executor stopped this task, when it did: decides the outcome's kind over the fiber's exit. */
-  stopReason: Outcome.Kind | undefined = undefined
   /** Set once, when the outcome is decided (I18: a late completion never overwrites it). */
   result: Outcome.Outcome<A, E, any> | undefined = undefined
-  waiters: Array<Waiter> | undefined = undefined
-  /** The rate reservation of the running attempt, for settlement and refunds (I9). Set and settled by admission;
-   * dropped by the cycle's `finish`. */
-  reservation: Reservation | undefined = undefined
-  /** Clock readings (ms) for the wait and run-time histograms. */
-  acceptedAt = 0
-  dequeuedAt = 0
-  startedAt = 0
-  /** Retry schedules' step functions, one per retry rule used by this task. Made by attempt; dropped by `finish`. */
-  steps:
-    | Map<ErrorPolicy.Rule, (now: number, input: unknown) => Effect.Effect<[unknown, Duration.Duration], unknown>>
-    | undefined = undefined
-
+  /**
+   * The clock reading (ms since the engine was made: a small integer, stored inline) of the task's last step,
+   * for the wait and run-time histograms: when it was accepted, then dequeued, then started.
+   */
+  markedAt = 0
   /**
    * Unique within the executor; written by the cycle when the task is accepted, so that ids increase in the
    * order tasks enter the executor and tasks start in id order (I11), whoever waited for room.
    */
   id = 0
-  readonly owner: Stopper
-  readonly effect: Effect.Effect<A, E, any>
-  readonly context: Context.Context<any>
+  /** The fields of a started or awaited task (see `Run`), behind the accessors below. */
+  private run: Run | undefined = undefined
+  readonly origin: Origin
+  /**
+   * What the task runs: an effect, or (a batch task that has not started yet) the batch's function, called
+   * with `input` and `index` by `build` when the task first starts. Dropped by `finish`: a handle kept after
+   * its outcome does not keep the task's effect alive.
+   */
+  body: Effect.Effect<A, E, any> | Lazy | undefined
+  /** The input's position in its batch (0 for a submitted task). */
+  readonly index: number
   readonly input: unknown
-  readonly sink: Sink | undefined
   readonly spec: TaskSpec | undefined
 
   constructor(
-    owner: Stopper,
-    effect: Effect.Effect<A, E, any>,
-    context: Context.Context<any>,
+    origin: Origin,
+    body: Effect.Effect<A, E, any> | Lazy,
     input: unknown,
-    sink: Sink | undefined,
-    spec: TaskSpec | undefined
+    spec: TaskSpec | undefined,
+    index: number
   ) {
-    this.owner = owner
-    this.effect = effect
-    this.context = context
+    this.origin = origin
+    this.body = body
     this.input = input
-    this.sink = sink
     this.spec = spec
+    this.index = index
+  }
+
+  get owner(): Stopper {
+    return this.origin.owner
+  }
+
+  get context(): Context.Context<any> {
+    return this.origin.context
+  }
+
+  get sink(): Sink | undefined {
+    return this.origin.sink
+  }
+
+  /** Attempts started so far (I3: each attempt runs the body once). Written by the cycle and by attempt (an
+   * attempt whose body never ran does not count). */
+  get attempts(): number {
+    return this.run === undefined ? 0 : this.run.attempts
+  }
+
+  set attempts(n: number) {
+    ;(this.run ??= new Run()).attempts = n
+  }
+
+  /** The fiber of the running attempt. Invariant: set iff state === RUNNING and the fork returned. */
+  get fiber(): Fiber.Fiber<any, any> | undefined {
+    return this.run?.fiber
+  }
+
+  set fiber(fiber: Fiber.Fiber<any, any> | undefined) {
+    if (this.run !== undefined) this.run.fiber = fiber
+    else if (fiber !== undefined) (this.run = new Run()).fiber = fiber
+  }
+
+  /** Why the executor stopped this task, when it did: decides the outcome's kind over the fiber's exit. */
+  get stopReason(): Outcome.Kind | undefined {
+    return this.run?.stopReason
+  }
+
+  set stopReason(reason: Outcome.Kind | undefined) {
+    if (this.run !== undefined) this.run.stopReason = reason
+    else if (reason !== undefined) (this.run = new Run()).stopReason = reason
+  }
+
+  /** Callbacks waiting for the outcome. */
+  get waiters(): Array<Waiter> | undefined {
+    return this.run?.waiters
+  }
+
+  set waiters(waiters: Array<Waiter> | undefined) {
+    if (this.run !== undefined) this.run.waiters = waiters
+    else if (waiters !== undefined) (this.run = new Run()).waiters = waiters
+  }
+
+  /** The rate reservation of the running attempt, for settlement and refunds (I9). Set and settled by admission;
+   * dropped by the cycle's `finish`. */
+  get reservation(): Reservation | undefined {
+    return this.run?.reservation
+  }
+
+  set reservation(reservation: Reservation | undefined) {
+    if (this.run !== undefined) this.run.reservation = reservation
+    else if (reservation !== undefined) (this.run = new Run()).reservation = reservation
+  }
+
+  /** Retry schedules' step functions, one per retry rule used by this task. Made by attempt; dropped by `finish`. */
+  get steps(): Steps | undefined {
+    return this.run?.steps
+  }
+
+  set steps(steps: Steps | undefined) {
+    if (this.run !== undefined) this.run.steps = steps
+    else if (steps !== undefined) (this.run = new Run()).steps = steps
+  }
+
+  /**
+   * Builds a batch task's effect, once, as it first starts (outside any fiber: the caller's transition). The
+   * batch's function is user code: a throw is returned as a defect, which becomes the task's outcome.
+   */
+  build(): Exit.Exit<unknown> | undefined {
+    const body = this.body
+    if (!(body instanceof Lazy)) return undefined
+    const made = guard(() => body.f(this.input, this.index))
+    if (made._tag === "Failure") return made
+    this.body = made.value
+    return undefined
   }
 
   /** The outcome, waiting for it. Never fails. */
