@@ -7,7 +7,7 @@
 // Regions: "core" is the lifecycle, the intake (queue) and admission; the rest of engine.ts is split into the
 // error-policy glue, the asynchronous-store path (exercised by the Redis tests, which need a server and are
 // not in the mutation run), instrumentation (metrics and spans) and the I5 test hook.
-// Run: node scripts/mutation-score.ts [report.json] [--survivors [region]] [--ignored [region]]
+// Run: pnpm exec node scripts/mutation-score.ts [report.json] [--survivors [region]] [--ignored [region]]
 import { readFileSync } from "node:fs"
 
 interface Mutant {
