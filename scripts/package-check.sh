@@ -131,6 +131,10 @@ npm init -y >/dev/null
 npm pkg set type=module
 # @pile/cli depends on @pile/executor, which is not on the registry yet: both tarballs, as a release would.
 npm install --silent "$executor_tgz" "$cli_tgz"
+for shared in effect @effect/platform-node; do
+  [ "$(find "$PWD/node_modules" -path "*/node_modules/$shared/package.json" | wc -l)" = 1 ] ||
+    fail "the pile app has more than one copy of $shared"
+done
 pile="$work/cli-app/node_modules/.bin/pile"
 expected="pile v$(node -p 'require("./node_modules/@pile/cli/package.json").version')"
 [ "$("$pile" --version)" = "$expected" ] || fail "pile --version: $("$pile" --version)"
