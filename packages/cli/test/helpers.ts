@@ -144,7 +144,10 @@ export const startRedis = async (): Promise<Redis> => {
     })
     const end = Date.now() + 30_000
     while (child.exitCode === null && !(await redisInfo(port)).includes(`process_id:${child.pid}\r\n`)) {
-      if (Date.now() > end) throw new Error(`redis-server did not answer on port ${port} within 30 s`)
+      if (Date.now() > end) {
+        child.kill("SIGKILL")
+        throw new Error(`redis-server did not answer on port ${port} within 30 s`)
+      }
       await new Promise((resolve) => setTimeout(resolve, 50))
     }
     if (child.exitCode !== null) continue

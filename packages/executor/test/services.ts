@@ -44,7 +44,10 @@ const exchange = (port: number, request: string, until: (reply: string) => boole
     socket.once("close", done)
   })
 
-/** Polls until `ready` holds, the child exits (it could not start: another process took the port) or time runs out. */
+/**
+ * Polls until `ready` holds, the child exits (it could not start: another process took the port) or time runs out
+ * (then the child is killed).
+ */
 const waitFor = async (what: string, ready: () => Promise<boolean>, child?: ChildProcess): Promise<boolean> => {
   const end = Date.now() + startTimeoutMs
   while (Date.now() < end) {
@@ -52,6 +55,7 @@ const waitFor = async (what: string, ready: () => Promise<boolean>, child?: Chil
     if (await ready()) return true
     await sleep(50)
   }
+  child?.kill("SIGKILL")
   throw new Error(`${what} did not answer within ${startTimeoutMs} ms`)
 }
 
