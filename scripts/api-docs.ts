@@ -1,8 +1,8 @@
 // Generates the API reference, docs/api/<package>/<Module>.md and docs/api/README.md, from the JSDoc of every
 // export of every published package (see scripts/jsdoc.ts for how the sources are read).
-// Run: node scripts/api-docs.ts (writes the files) or --check, which fails when an export lacks JSDoc, a
-// summary, an example, @category or @since (values also need When to use, Details and Gotchas), or when the
-// committed files differ from what would be generated.
+// Run: pnpm exec node scripts/api-docs.ts (writes the files) or --check, which fails when an export lacks
+// JSDoc, a summary, an example, @category or @since (values also need When to use, Details and Gotchas), or
+// when the committed files differ from what would be generated.
 import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs"
 import { join } from "node:path"
 import { type Declaration, type Doc, type Member, type Module, type Package, packages, tagValue } from "./jsdoc.ts"
@@ -233,14 +233,14 @@ let stale = 0
 for (const path of existing(out)) {
   if (files.has(path)) continue
   stale++
-  if (check) problems.push(`${path}: not generated any more (run node scripts/api-docs.ts)`)
+  if (check) problems.push(`${path}: not generated any more (run pnpm exec node scripts/api-docs.ts)`)
   else rmSync(path)
 }
 for (const [path, content] of files) {
   const current = existsSync(path) ? readFileSync(path, "utf8") : undefined
   if (current === content) continue
   stale++
-  if (check) problems.push(`${path}: stale (run node scripts/api-docs.ts)`)
+  if (check) problems.push(`${path}: stale (run pnpm exec node scripts/api-docs.ts)`)
   else {
     mkdirSync(join(path, ".."), { recursive: true })
     writeFileSync(path, content)

@@ -1,5 +1,5 @@
 // Generates each package's src/index.ts from its public modules (src/*.ts, one concept each), or with
-// --check fails when an index is out of date. Run: node scripts/barrel.ts [--check]
+// --check fails when an index is out of date. Run: pnpm exec node scripts/barrel.ts [--check]
 import { readdirSync, readFileSync, writeFileSync } from "node:fs"
 import { join } from "node:path"
 
@@ -33,7 +33,7 @@ for (const pkg of packages) {
   const current = readFileSync(path, "utf8")
   if (current === content) continue
   if (check) {
-    console.error(`${path} is out of date: run node scripts/barrel.ts`)
+    console.error(`${path} is out of date: run pnpm exec node scripts/barrel.ts`)
     stale++
   } else {
     writeFileSync(path, content)

@@ -1,7 +1,8 @@
-// Keeps the code in the docs honest. Every TypeScript/JavaScript code block in README.md and docs/**/*.md is
-// either the copy of a runnable example (preceded by `<!-- example: docs/examples/x.ts -->`; CI runs the
-// file, see scripts/run-examples.ts) or starts with a `// not runnable: <reason>` comment.
-// Run: node scripts/docs.ts (rewrites example blocks from their files) or --check (fails when a block is
+// Keeps the code in the docs honest. Every TypeScript/JavaScript code block in README.md, the packages'
+// README.md and docs/**/*.md is either the copy of a runnable example (preceded by
+// `<!-- example: docs/examples/x.ts -->`; CI runs the file, see scripts/run-examples.ts) or starts with a
+// `// not runnable: <reason>` comment.
+// Run: pnpm exec node scripts/docs.ts (rewrites example blocks from their files) or --check (fails when a block is
 // stale or unmarked).
 import { readdirSync, readFileSync, statSync, writeFileSync } from "node:fs"
 import { join } from "node:path"
@@ -19,7 +20,7 @@ const markdownFiles = (dir: string): Array<string> =>
 const problems: Array<string> = []
 let rewritten = 0
 
-for (const file of ["README.md", ...markdownFiles("docs")]) {
+for (const file of ["README.md", "packages/executor/README.md", "packages/cli/README.md", ...markdownFiles("docs")]) {
   const lines = readFileSync(file, "utf8").split("\n")
   const out: Array<string> = []
   let example: string | undefined
@@ -42,8 +43,9 @@ for (const file of ["README.md", ...markdownFiles("docs")]) {
       if (example !== undefined) {
         const source = readFileSync(example, "utf8").replace(/\n$/, "").split("\n")
         if (source.join("\n") !== body.join("\n")) {
-          if (check) problems.push(`${file}:${i + 1}: the block differs from ${example} (run node scripts/docs.ts)`)
-          else rewritten++
+          if (check) {
+            problems.push(`${file}:${i + 1}: the block differs from ${example} (run pnpm exec node scripts/docs.ts)`)
+          } else rewritten++
         }
         out.push(line, ...source, "```")
         i = end

@@ -6,7 +6,7 @@
 // not strip types under node_modules), then each one runs in its own Node process and must exit 0. An example
 // imports the package by its name ("@pile/executor") and asserts its result with node:assert/strict; one
 // that cannot run here starts with `// compile only: <reason>` and is type-checked only.
-// Run: node scripts/jsdoc-examples.ts [filter], where filter keeps the examples whose file name contains it.
+// Run: pnpm exec node scripts/jsdoc-examples.ts [filter], where filter keeps the examples whose file name contains it.
 import { spawn, spawnSync } from "node:child_process"
 import { mkdirSync, rmSync, symlinkSync, writeFileSync } from "node:fs"
 import { availableParallelism } from "node:os"

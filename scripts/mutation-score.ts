@@ -7,7 +7,7 @@
 // Regions: "core" is the lifecycle, the intake (queue) and admission (engine, intake, admission, dispatcher,
 // task, and the data structures); outside it: the error-policy glue (attempt.ts), admission's asynchronous-store
 // path, instrumentation (metrics and spans) and the I5 test hook.
-// Run: node scripts/mutation-score.ts [report.json] [--survivors [region]] [--ignored [region]]
+// Run: pnpm exec node scripts/mutation-score.ts [report.json] [--survivors [region]] [--ignored [region]]
 import { readFileSync } from "node:fs"
 
 interface Mutant {

@@ -1,5 +1,5 @@
 // Runs every docs/examples/*.ts program (each asserts its own results); fails if one fails.
-// Run: node scripts/run-examples.ts
+// Run: pnpm exec node scripts/run-examples.ts
 import { spawnSync } from "node:child_process"
 import { readdirSync } from "node:fs"
 import { join } from "node:path"

@@ -6,7 +6,7 @@
 // counterexample, printed as a one-line summary of its trail. Exits non-zero if a real configuration has an
 // error, or a bad variant is not caught. Everything is built in a temporary directory.
 //
-// Usage: node scripts/verify-model.ts [--jobs N] [--only REGEX] [--keep]
+// Usage: pnpm exec node scripts/verify-model.ts [--jobs N] [--only REGEX] [--keep]
 import { execFile, spawnSync } from "node:child_process"
 import * as fs from "node:fs"
 import * as os from "node:os"

@@ -1,6 +1,6 @@
 // Backpressure, end to end: submit waits while the queue is full, trySubmit refuses, the dropping and sliding
 // strategies give their victims an outcome, and a slow Pile consumer slows the executor down.
-// Run: node docs/examples/backpressure.ts
+// Run: pnpm exec node docs/examples/backpressure.ts
 import { Executor } from "@pile/executor"
 import { Effect, Fiber, Stream } from "effect"
 import assert from "node:assert/strict"

@@ -1,5 +1,5 @@
 // An HTTP API that fails with 429 (retry after), 500 (retry with backoff), 400 (record) and a defect,
-// under one typed error policy. Run: node docs/examples/error-policy.ts
+// under one typed error policy. Run: pnpm exec node docs/examples/error-policy.ts
 import { ErrorPolicy, Executor } from "@pile/executor"
 import { Data, Duration, Effect, Schedule, Stream } from "effect"
 import assert from "node:assert/strict"

@@ -1,6 +1,6 @@
 // Two ways to fail fast. Per batch: stop reading at the first failed outcome; the batch's remaining tasks are
 // cancelled (and awaited) and the executor goes on. Per executor: ErrorPolicy.escalate stops everything and
-// raises the failure to the owner, Trio style. Run: node docs/examples/fail-fast.ts
+// raises the failure to the owner, Trio style. Run: pnpm exec node docs/examples/fail-fast.ts
 import { ErrorPolicy, Executor, type ExecutorError } from "@pile/executor"
 import { Cause, Effect, Stream } from "effect"
 import assert from "node:assert/strict"

@@ -1,5 +1,5 @@
 // Getting started: an executor provided as a Layer, work submitted under limits, outcomes read from the Pile,
-// and a clean shutdown when the scope closes. Run: node docs/examples/getting-started.ts
+// and a clean shutdown when the scope closes. Run: pnpm exec node docs/examples/getting-started.ts
 import { Executor, Pile } from "@pile/executor"
 import { Clock, Effect, Stream } from "effect"
 import assert from "node:assert/strict"

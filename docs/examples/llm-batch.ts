@@ -1,5 +1,5 @@
 // A batch of LLM requests under RPM and TPM limits: each request reserves its estimated tokens, settles the
-// real usage from the response, and a 429 pauses the model's key. Run: node docs/examples/llm-batch.ts
+// real usage from the response, and a 429 pauses the model's key. Run: pnpm exec node docs/examples/llm-batch.ts
 import { ErrorPolicy, Executor, Pile } from "@pile/executor"
 import { Clock, Data, Duration, Effect, Exit, Schedule } from "effect"
 import assert from "node:assert/strict"

@@ -1,5 +1,5 @@
 // From Bottleneck: maxConcurrent + minTime + a per-key Group + weights, as one executor.
-// Run: node docs/examples/migrate-bottleneck.ts
+// Run: pnpm exec node docs/examples/migrate-bottleneck.ts
 import { Executor, Pile } from "@pile/executor"
 import { Clock, Effect } from "effect"
 import assert from "node:assert/strict"

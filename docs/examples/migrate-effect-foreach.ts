@@ -1,6 +1,6 @@
 // From Effect.forEach: the same work with { concurrency: 4 }, before and after. Effect.forEach stops at the
 // first failure and interrupts the others; the executor runs everything and reports every failure.
-// Run: node docs/examples/migrate-effect-foreach.ts
+// Run: pnpm exec node docs/examples/migrate-effect-foreach.ts
 import { Executor, Pile } from "@pile/executor"
 import { Effect, Stream } from "effect"
 import assert from "node:assert/strict"

@@ -1,5 +1,5 @@
 // From p-queue: the same crawl (4 at once, 10 starts per second, a per-task timeout), with every outcome kept
-// and read as it completes. Run: node docs/examples/migrate-p-queue.ts
+// and read as it completes. Run: pnpm exec node docs/examples/migrate-p-queue.ts
 import { Executor, Pile } from "@pile/executor"
 import { Effect, Stream } from "effect"
 import assert from "node:assert/strict"

@@ -1,6 +1,6 @@
 // Export the executor's spans and metrics over OTLP/HTTP with Effect's own exporter. This program starts a
 // tiny OTLP receiver on 127.0.0.1 so that it runs anywhere; point `baseUrl` at your collector instead.
-// Run: node docs/examples/otlp.ts
+// Run: pnpm exec node docs/examples/otlp.ts
 import { NodeHttpClient } from "@effect/platform-node"
 import { Executor } from "@pile/executor"
 import { Effect, Layer, Stream } from "effect"

@@ -1,5 +1,5 @@
 // Export the executor's metrics as Prometheus text with Effect's PrometheusMetrics.
-// Run: node docs/examples/prometheus.ts (serve `PrometheusMetrics.format()` on your /metrics route).
+// Run: pnpm exec node docs/examples/prometheus.ts (serve `PrometheusMetrics.format()` on your /metrics route).
 import { Executor } from "@pile/executor"
 import { Effect, Stream } from "effect"
 import { PrometheusMetrics } from "effect/observability"

@@ -1,6 +1,6 @@
 // Testing code that uses the executor with TestClock: virtual time drives the task delays, the rate limits
 // and the retries, so a test of minutes of work runs in milliseconds and always gives the same result.
-// Run: node docs/examples/testing.ts (in a vitest suite, `it.effect` provides TestClock for you).
+// Run: pnpm exec node docs/examples/testing.ts (in a vitest suite, `it.effect` provides TestClock for you).
 import { ErrorPolicy, Executor, Pile } from "@pile/executor"
 import { Clock, Effect, Fiber, Schedule } from "effect"
 import { TestClock } from "effect/testing"

@@ -9,6 +9,6 @@ export default defineProject({
     include: services,
     fileParallelism: false,
     sequence: { groupOrder: 1 },
-    testTimeout: 60_000
+    testTimeout: 120_000
   }
 })

@@ -26,6 +26,7 @@ import * as Option from "effect/Option"
 import * as References from "effect/References"
 import * as Result from "effect/Result"
 import * as Runtime from "effect/Runtime"
+import { createRequire } from "node:module"
 import { limitsOf, parseDuration, parseShard, parseSize } from "./internal/flags.ts"
 import * as Report from "./internal/report.ts"
 import * as Tokenizer from "./internal/tokenizer.ts"
@@ -41,7 +42,7 @@ import * as Run from "./Run.ts"
  *
  * **Details**
  *
- * The version of the `@pile/cli` package.
+ * The `version` of the `@pile/cli` package, read from its `package.json` (which a release bumps).
  *
  * **Gotchas**
  *
@@ -53,13 +54,14 @@ import * as Run from "./Run.ts"
  * import assert from "node:assert/strict"
  * import { Cli } from "@pile/cli"
  *
- * assert.equal(Cli.version, "0.1.0")
+ * assert.match(Cli.version, /^\d+\.\d+\.\d+/)
  * ```
  *
  * @category constants
  * @since 0.1.0
  */
-export const version = "0.1.0"
+export const version: string = (createRequire(import.meta.url)("../package.json") as { readonly version: string })
+  .version
 
 /**
  * The failure that ends `main` with a given process exit code (other than 0). It carries Effect's

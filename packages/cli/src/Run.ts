@@ -584,7 +584,11 @@ const prepare = (options: Options) =>
     }
     const cluster = options.cluster === undefined ?
       undefined :
-      yield* Effect.promise(() => import("./internal/cluster.ts")).pipe(
+      yield* Effect.tryPromise({
+        try: () => import("./internal/cluster.ts"),
+        // @pile/cluster is an optional peer of the CLI: only --cluster needs it (with its Postgres driver).
+        catch: (cause) => `--cluster needs the package @pile/cluster (npm install --global @pile/cluster): ${cause}`
+      }).pipe(
         Effect.flatMap((Cluster) => Cluster.connect(options.cluster!)),
         Effect.mapError((detail) => new RunError({ reason: "ClusterUnavailable", detail }))
       )

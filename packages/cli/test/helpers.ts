@@ -91,14 +91,22 @@ export const freePort = (): Promise<number> =>
     })
   })
 
-const portOpen = (port: number): Promise<boolean> =>
+/** What a redis-server on this port says to INFO server ("" when nothing answers). */
+const redisInfo = (port: number): Promise<string> =>
   new Promise((resolve) => {
-    const socket = connect(port, "127.0.0.1")
-    socket.once("connect", () => {
+    let reply = ""
+    const socket = connect(port, "127.0.0.1", () => socket.write("INFO server\r\n"))
+    const done = () => {
       socket.destroy()
-      resolve(true)
+      resolve(reply)
+    }
+    socket.setTimeout(5_000, done)
+    socket.on("data", (chunk) => {
+      reply += chunk.toString()
+      if (/process_id:\d+\r\n/.test(reply)) done()
     })
-    socket.once("error", () => resolve(false))
+    socket.once("error", done)
+    socket.once("close", done)
   })
 
 export const redisRequired = process.env["PILE_REQUIRE_SERVICES"] === "1"
@@ -112,34 +120,46 @@ export interface Redis {
   readonly stop: () => Promise<void>
 }
 
-/** PILE_REDIS_URL when set, else a fresh redis-server on 127.0.0.1 and a free port, without persistence. */
+/**
+ * PILE_REDIS_URL when set, else a fresh redis-server on 127.0.0.1 and a free port, without persistence. The
+ * server is ready when the process we started answers on the port (INFO gives its process id): if another
+ * process took the port first, ours exits and the next attempt takes another port. Generous time limits: the
+ * machine may be busy with other suites.
+ */
 export const startRedis = async (): Promise<Redis> => {
   if (givenRedis !== undefined && givenRedis !== "") return { url: givenRedis, stop: async () => {} }
-  const port = await freePort()
-  const child = spawn("redis-server", [
-    "--port",
-    String(port),
-    "--bind",
-    "127.0.0.1",
-    "--save",
-    "",
-    "--appendonly",
-    "no"
-  ], {
-    stdio: "ignore"
-  })
-  const end = Date.now() + 10_000
-  while (!(await portOpen(port))) {
-    if (Date.now() > end || child.exitCode !== null) throw new Error("redis-server did not start")
-    await new Promise((resolve) => setTimeout(resolve, 50))
+  for (let attempt = 1; attempt <= 5; attempt++) {
+    const port = await freePort()
+    const child = spawn("redis-server", [
+      "--port",
+      String(port),
+      "--bind",
+      "127.0.0.1",
+      "--save",
+      "",
+      "--appendonly",
+      "no"
+    ], {
+      stdio: "ignore"
+    })
+    const end = Date.now() + 30_000
+    while (child.exitCode === null && !(await redisInfo(port)).includes(`process_id:${child.pid}\r\n`)) {
+      if (Date.now() > end) {
+        child.kill("SIGKILL")
+        throw new Error(`redis-server did not answer on port ${port} within 30 s`)
+      }
+      await new Promise((resolve) => setTimeout(resolve, 50))
+    }
+    if (child.exitCode !== null) continue
+    return {
+      url: `redis://127.0.0.1:${port}`,
+      stop: () =>
+        new Promise<void>((resolve) => {
+          if (child.exitCode !== null) return resolve()
+          child.once("exit", () => resolve())
+          child.kill("SIGTERM")
+        })
+    }
   }
-  return {
-    url: `redis://127.0.0.1:${port}`,
-    stop: () =>
-      new Promise<void>((resolve) => {
-        if (child.exitCode !== null) return resolve()
-        child.once("exit", () => resolve())
-        child.kill("SIGTERM")
-      })
-  }
+  throw new Error("redis-server did not start in 5 attempts (each on a port another process took)")
 }

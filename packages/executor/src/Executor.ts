@@ -15,6 +15,7 @@
  * @since 0.1.0
  */
 import * as Clock from "effect/Clock"
+import * as Config from "effect/Config"
 import * as Context from "effect/Context"
 import * as Deferred from "effect/Deferred"
 import type * as Duration from "effect/Duration"
@@ -30,7 +31,7 @@ import type * as ErrorPolicy from "./ErrorPolicy.ts"
 import * as ExecutorError from "./ExecutorError.ts"
 import * as Batch from "./internal/batch.ts"
 import {
-  type Config,
+  type Config as EngineConfig,
   costOverLimit,
   makeBreaker,
   type Phase,
@@ -1235,7 +1236,7 @@ export const make = <A = unknown, E = unknown>(
       resolved.metricKeys
     )
     if (instruments !== undefined) yield* Scope.addFinalizer(scope, Effect.sync(() => instruments.remove()))
-    const config: Config = {
+    const config: EngineConfig = {
       ...resolved,
       store: options?.store ?? RateLimit.memoryStore(),
       breaker,
@@ -1483,3 +1484,58 @@ class ExecutorImpl<A, E> implements Executor<A, E> {
         : Effect.fail(new ExecutorError.ExecutorError({ reason: this.engine.escalation })))
   }
 }
+
+/**
+ * Provides an executor as the `Executor` service, with its options read through Effect `Config` (the
+ * environment, by default): `layer` for options that come from outside the program.
+ *
+ * **When to use**
+ *
+ * When deployments set the limits (`PILE_CONCURRENCY=32`) rather than the code, the way
+ * `NodeRedis.layerConfig` reads its connection options.
+ *
+ * **Details**
+ *
+ * `options` has the shape of `Options`, each field a `Config` of that field's type (a field left out keeps
+ * its default), or one `Config` of the whole `Options`. The configs are read when the layer is built, from
+ * the current `ConfigProvider`; then the executor is made as by `layer`. Options that are not plain values
+ * (an error policy, a store) are given with `Config.succeed`.
+ *
+ * **Gotchas**
+ *
+ * A value that is missing (without `Config.withDefault`) or malformed fails the layer with a `ConfigError`;
+ * a value that parses but breaks a rule (a concurrency of 0) fails it with `InvalidOption`, as in `layer`.
+ *
+ * **Example**
+ *
+ * ```ts
+ * import { Executor } from "@pile/executor"
+ * import { Config, ConfigProvider, Effect } from "effect"
+ * import assert from "node:assert/strict"
+ *
+ * const ExecutorLive = Executor.layerConfig({
+ *   concurrency: Config.Int("PILE_CONCURRENCY").pipe(Config.withDefault(16)),
+ *   capacity: Config.Int("PILE_CAPACITY").pipe(Config.withDefault(1024))
+ * })
+ *
+ * const program = Effect.gen(function*() {
+ *   const executor = yield* Executor.Executor
+ *   return (yield* executor.stats).concurrency
+ * })
+ *
+ * // Here the environment is a record; without a ConfigProvider, it is process.env.
+ * const env = ConfigProvider.fromEnv({ env: { PILE_CONCURRENCY: "32" } })
+ * const concurrency = await Effect.runPromise(
+ *   program.pipe(Effect.provide(ExecutorLive), Effect.provideService(ConfigProvider.ConfigProvider, env))
+ * )
+ * assert.equal(concurrency, 32)
+ * ```
+ *
+ * @see layer: the same with the options as plain values
+ * @category layers
+ * @since 0.1.0
+ */
+export const layerConfig = (
+  options: Config.Wrap<Options<unknown>>
+): Layer.Layer<Executor, ExecutorError.ExecutorError | Config.ConfigError> =>
+  Layer.effect(Executor, Config.unwrap(options).pipe(Effect.flatMap((options) => make(options))))

@@ -1,5 +1,19 @@
 import { assert, describe, it } from "@effect/vitest"
-import { Cause, Context, Deferred, Effect, Exit, Fiber, Metric, Ref, Schedule, Scope, Stream } from "effect"
+import {
+  Cause,
+  Config,
+  ConfigProvider,
+  Context,
+  Deferred,
+  Effect,
+  Exit,
+  Fiber,
+  Metric,
+  Ref,
+  Schedule,
+  Scope,
+  Stream
+} from "effect"
 import { TestClock } from "effect/testing"
 import * as ErrorPolicy from "../src/ErrorPolicy.ts"
 import * as Executor from "../src/Executor.ts"
@@ -1330,5 +1344,41 @@ describe("ledger", () => {
       const stats = yield* executor.stats
       assert.strictEqual(stats.finished, 12)
       assertLedger(stats)
+    }))
+})
+
+describe("Executor.layerConfig", () => {
+  const layer = Executor.layerConfig({
+    concurrency: Config.Int("PILE_CONCURRENCY"),
+    capacity: Config.Int("PILE_CAPACITY").pipe(Config.withDefault(7)),
+    shutdown: Config.succeed({ mode: "cancel" as const })
+  })
+  const statsWith = (env: Record<string, string>) =>
+    Effect.gen(function*() {
+      const executor = yield* Executor.Executor
+      return yield* executor.stats
+    }).pipe(
+      Effect.provide(layer),
+      Effect.provideService(ConfigProvider.ConfigProvider, ConfigProvider.fromEnv({ env }))
+    )
+
+  it.effect("reads each option from the ConfigProvider; a config's default applies when the value is missing", () =>
+    Effect.gen(function*() {
+      const set = yield* statsWith({ PILE_CONCURRENCY: "3", PILE_CAPACITY: "50" })
+      assert.strictEqual(set.concurrency, 3)
+      assert.strictEqual(set.capacity, 50)
+      const defaulted = yield* statsWith({ PILE_CONCURRENCY: "3" })
+      assert.strictEqual(defaulted.capacity, 7)
+    }))
+
+  it.effect("a missing or malformed value fails with ConfigError, a value that breaks a rule with InvalidOption", () =>
+    Effect.gen(function*() {
+      const missing = yield* Effect.flip(statsWith({}))
+      assert.strictEqual(missing._tag, "ConfigError")
+      const malformed = yield* Effect.flip(statsWith({ PILE_CONCURRENCY: "many" }))
+      assert.strictEqual(malformed._tag, "ConfigError")
+      const invalid = yield* Effect.flip(statsWith({ PILE_CONCURRENCY: "0" }))
+      assert.strictEqual(invalid._tag, "ExecutorError")
+      assert.strictEqual(invalid._tag === "ExecutorError" ? invalid.reason._tag : undefined, "InvalidOption")
     }))
 })

@@ -123,7 +123,11 @@ export const make = <E>(exit: (code: number) => E) =>
       const store = Option.isSome(flags.redis)
         ? yield* redisStore(flags.redis.value, flags.redisPrefix, usage)
         : undefined
-      const Cluster = yield* Effect.promise(() => import("./cluster.ts"))
+      // @pile/cluster is an optional peer of the CLI: only the cluster needs it (with its Postgres driver).
+      const Cluster = yield* Effect.tryPromise({
+        try: () => import("./cluster.ts"),
+        catch: (cause) => `pile worker needs the package @pile/cluster (npm install --global @pile/cluster): ${cause}`
+      }).pipe(Effect.catch((detail) => usage(detail)))
       const runner = Cluster.worker({
         url,
         host: flags.host,
