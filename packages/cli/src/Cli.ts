@@ -23,11 +23,11 @@ import * as Data from "effect/Data"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
 import * as Option from "effect/Option"
-import * as References from "effect/References"
 import * as Result from "effect/Result"
 import * as Runtime from "effect/Runtime"
 import { createRequire } from "node:module"
 import { limitsOf, parseDuration, parseShard, parseSize } from "./internal/flags.ts"
+import { causeMessage, redisStore, redisUrl } from "./internal/redis.ts"
 import * as Report from "./internal/report.ts"
 import * as Tokenizer from "./internal/tokenizer.ts"
 import * as Worker from "./internal/worker.ts"
@@ -122,45 +122,6 @@ const print = (summary: Run.Summary, flags: { readonly quiet: boolean; readonly 
     // An error that stopped the run is said on stderr too, whatever the summary's format.
     if (summary.error !== undefined) process.stderr.write(`pile run: ${summary.error}\n`)
   })
-
-const causeMessage = (error: unknown): string => {
-  const cause = (error as { readonly cause?: unknown }).cause
-  if (cause instanceof AggregateError && cause.errors.length > 0) return String(cause.errors[0]?.message ?? cause)
-  if (cause instanceof Error) return cause.message || cause.name
-  return error instanceof Error ? error.message : String(error)
-}
-
-/** A Redis-backed store for the run's scope; connection problems are a setup error (exit 2). */
-const redisStore = (url: string, prefix: string) =>
-  Effect.gen(function*() {
-    // Loaded on demand: the Redis client costs startup time to every run that does not use it.
-    const [NodeRedis, Redis, RateLimitRedis] = yield* Effect.promise(() =>
-      Promise.all([
-        import("@effect/platform-node/NodeRedis"),
-        import("effect/persistence/Redis"),
-        import("@pile/executor/RateLimitRedis")
-      ])
-    )
-    const context = yield* Layer.build(NodeRedis.layer({ url }))
-    // Reserved up to 20 ms ahead, each request starts at its admitted time rather than a round trip later.
-    const store = yield* RateLimitRedis.make({ prefix, lookahead: "20 millis" }).pipe(Effect.provideContext(context))
-    // Fail now rather than with every request: the server must answer.
-    yield* Effect.provideContext(Redis.Redis.use((redis) => redis.send("PING")), context)
-    return store
-  }).pipe(
-    // node-redis reports connection errors as log warnings as well: the one-line error below says it.
-    Effect.provideService(References.MinimumLogLevel, "None"),
-    Effect.catch((error) => usage("run", `cannot use Redis at ${url}: ${causeMessage(error)}`)),
-    // The client throws on options it cannot use.
-    Effect.catchDefect((defect) => usage("run", `cannot use Redis at ${url}: ${causeMessage({ cause: defect })}`))
-  )
-
-const redisUrl = (url: string): Result.Result<string, string> => {
-  const parsed = URL.canParse(url) ? new URL(url) : undefined
-  return parsed !== undefined && (parsed.protocol === "redis:" || parsed.protocol === "rediss:")
-    ? Result.succeed(url)
-    : Result.fail(`--redis ${JSON.stringify(url)}: expected a redis:// or rediss:// URL, e.g. redis://127.0.0.1:6379`)
-}
 
 const runFlags = {
   input: Argument.String("input").pipe(
@@ -326,7 +287,8 @@ export const run = Command.make("run", runFlags, (flags) =>
     if (flags.concurrency < 1) return yield* usage("run", `--concurrency must be >= 1, got ${flags.concurrency}`)
     if (flags.retries < 0) return yield* usage("run", `--retries must be >= 0, got ${flags.retries}`)
     const store = Option.isSome(flags.redis)
-      ? yield* redisStore(yield* fromResult("run", redisUrl(flags.redis.value)), flags.redisPrefix)
+      ? yield* redisStore(yield* fromResult("run", redisUrl(flags.redis.value)), flags.redisPrefix, (m) =>
+        usage("run", m))
       : undefined
     const summary = yield* Run.run({
       input: flags.input,
@@ -348,8 +310,10 @@ export const run = Command.make("run", runFlags, (flags) =>
       cluster: Option.getOrUndefined(flags.cluster),
       progress: flags.quiet ? "none" : "auto",
       signals: true,
-      onSummary: (summary) => print(summary, flags)
-    }).pipe(Effect.catchTag("RunError", (error) => usage("run", error.message)))
+      onSummary: (summary) =>
+        print(summary, flags)
+    }).pipe(Effect.catchTag("RunError", (error) =>
+      usage("run", error.message)))
     return yield* exitWith(summary.exitCode)
   }).pipe(Effect.scoped)).pipe(
     Command.withDescription(

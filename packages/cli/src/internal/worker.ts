@@ -8,9 +8,9 @@ import * as Flag from "effect/cli/Flag"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
 import * as Option from "effect/Option"
-import * as References from "effect/References"
 import * as Result from "effect/Result"
 import { limitsOf, parseDuration } from "./flags.ts"
+import { causeMessage, redisStore, redisUrl } from "./redis.ts"
 
 /** Prints the message, then fails with the command line's exit code 2 (a usage or setup error). */
 const usageWith = <E>(exit: (code: number) => E) => (message: string) =>
@@ -25,33 +25,6 @@ const postgresUrl = (url: string): Result.Result<string, string> => {
     ? Result.succeed(url)
     : Result.fail(`--cluster ${JSON.stringify(url)}: expected a postgres:// URL, e.g. postgres://user@host:5432/db`)
 }
-
-const message = (error: unknown): string => {
-  const cause = (error as { readonly cause?: unknown }).cause
-  if (cause instanceof AggregateError && cause.errors.length > 0) return String(cause.errors[0]?.message ?? cause)
-  if (cause instanceof Error) return cause.message || cause.name
-  return error instanceof Error ? error.message : String(error)
-}
-
-/** The Redis store of the worker's limits; an unreachable server is a setup error. */
-const redisStore = <E>(url: string, prefix: string, usage: (message: string) => Effect.Effect<never, E>) =>
-  Effect.gen(function*() {
-    const [NodeRedis, Redis, RateLimitRedis] = yield* Effect.promise(() =>
-      Promise.all([
-        import("@effect/platform-node/NodeRedis"),
-        import("effect/persistence/Redis"),
-        import("@pile/executor/RateLimitRedis")
-      ])
-    )
-    const context = yield* Layer.build(NodeRedis.layer({ url }))
-    const store = yield* RateLimitRedis.make({ prefix }).pipe(Effect.provideContext(context))
-    yield* Effect.provideContext(Redis.Redis.use((redis) => redis.send("PING")), context)
-    return store
-  }).pipe(
-    Effect.provideService(References.MinimumLogLevel, "None"),
-    Effect.catch((error) => usage(`cannot use Redis at ${url}: ${message(error)}`)),
-    Effect.catchDefect((defect) => usage(`cannot use Redis at ${url}: ${message({ cause: defect })}`))
-  )
 
 /** The `pile worker` command, failing with `exit(code)` for a non-zero exit code. */
 export const make = <E>(exit: (code: number) => E) =>
@@ -121,7 +94,11 @@ export const make = <E>(exit: (code: number) => E) =>
       if (flags.retries < 0) return yield* usage(`--retries must be >= 0, got ${flags.retries}`)
       if (!(flags.port >= 1 && flags.port <= 65535)) return yield* usage(`--port must be 1..65535, got ${flags.port}`)
       const store = Option.isSome(flags.redis)
-        ? yield* redisStore(flags.redis.value, flags.redisPrefix, usage)
+        ? yield* redisStore(
+          yield* Effect.fromResult(redisUrl(flags.redis.value)).pipe(Effect.catch(usage)),
+          flags.redisPrefix,
+          usage
+        )
         : undefined
       // @pile/cluster is an optional peer of the CLI: only the cluster needs it (with its Postgres driver).
       const Cluster = yield* Effect.tryPromise({
@@ -146,9 +123,9 @@ export const make = <E>(exit: (code: number) => E) =>
       const where = `${flags.host}:${flags.port}`
       yield* Effect.sync(() => process.stderr.write(`pile worker: ${where}: joining the cluster\n`))
       yield* Layer.build(runner).pipe(
-        Effect.catch((error) => usage(`cannot run on the cluster at ${url}: ${message(error)}`)),
+        Effect.catch((error) => usage(`cannot run on the cluster at ${url}: ${causeMessage(error)}`)),
         // Effect Cluster's storage layers turn a connection failure into a defect: the same setup error.
-        Effect.catchDefect((defect) => usage(`cannot run on the cluster at ${url}: ${message({ cause: defect })}`))
+        Effect.catchDefect((defect) => usage(`cannot run on the cluster at ${url}: ${causeMessage({ cause: defect })}`))
       )
       yield* Effect.sync(() => process.stderr.write(`pile worker: ${where}: ready (Ctrl-C to leave)\n`))
       // Until Ctrl-C or SIGTERM, which close the scope: the shards are handed over after a drain.
