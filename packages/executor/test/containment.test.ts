@@ -6,7 +6,7 @@ import { Cause, Deferred, Duration, Effect, Fiber, Metric, Schedule, Stream } fr
 import { CircuitBreaker } from "effect/persistence"
 import { TestClock } from "effect/testing"
 import * as ErrorPolicy from "../src/ErrorPolicy.ts"
-import { assertLedger, make, settleFibers } from "./support.ts"
+import { assertCancelShutdownIsImmediate, assertLedger, make, settleFibers } from "./support.ts"
 
 const defectOf = (outcome: { readonly exit: { readonly _tag: string; readonly cause?: Cause.Cause<unknown> } }) =>
   outcome.exit._tag === "Failure" ? Cause.squash(outcome.exit.cause!) : undefined
@@ -40,9 +40,7 @@ describe("user callbacks", () => {
       const stats = yield* executor.stats
       assertLedger(stats)
       assert.strictEqual(stats.running, 0)
-      const shutdown = yield* Effect.forkChild(executor.shutdown({ mode: "cancel" }), { startImmediately: true })
-      yield* settleFibers
-      assert.isDefined(shutdown.pollUnsafe(), "the cancel shutdown finished at once")
+      yield* assertCancelShutdownIsImmediate(executor)
     }))
 
   it.effect("I1 a key or cost callback of a batch that throws: that input's outcome is the defect, the batch goes on", () =>

@@ -5,7 +5,7 @@ import { assert, describe, it } from "@effect/vitest"
 import { Deferred, Effect, Fiber, Option, Stream } from "effect"
 import { TestClock } from "effect/testing"
 import * as Executor from "../src/Executor.ts"
-import { assertLedger, make, settleFibers } from "./support.ts"
+import { assertCancelShutdownIsImmediate, assertLedger, make, settleFibers } from "./support.ts"
 
 /** The first input succeeds at once; the others take a second, with a finalizer when interrupted. */
 const firstAtOnce = (n: number) =>
@@ -49,9 +49,7 @@ describe("a submitter resumed by the executor", () => {
       assert.strictEqual(stats.running, 0)
       assert.strictEqual(stats.finished, 3)
       // Nothing holds a slot: a cancel shutdown ends without waiting for the finalizer timeout.
-      const shutdown = yield* Effect.forkChild(executor.shutdown({ mode: "cancel" }), { startImmediately: true })
-      yield* settleFibers
-      assert.isDefined(shutdown.pollUnsafe(), "the cancel shutdown finished at once")
+      yield* assertCancelShutdownIsImmediate(executor)
     }))
 
   it.effect("I1 I15 cancels a task that is being cancelled: one outcome, and the ledger adds up", () =>
@@ -153,9 +151,7 @@ describe("a batch whose consumer stops reading", () => {
       const stats = yield* executor.stats
       assertLedger(stats)
       assert.strictEqual(stats.running, 0)
-      const shutdown = yield* Effect.forkChild(executor.shutdown({ mode: "cancel" }), { startImmediately: true })
-      yield* settleFibers
-      assert.isDefined(shutdown.pollUnsafe(), "the cancel shutdown finished at once")
+      yield* assertCancelShutdownIsImmediate(executor)
     }))
 
   it.effect("I14 an interrupted consumer of a batch with a buffer of one never blocks a later submit", () =>

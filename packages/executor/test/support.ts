@@ -107,3 +107,14 @@ export const failsOnce = (runs: Ref.Ref<number>, ms = 0): Effect.Effect<number, 
 /** A policy that retries a failure once, `spacing` milliseconds later. */
 export const retryOnce = (spacing: number) =>
   ErrorPolicy.retry(Schedule.spaced(spacing).pipe(Schedule.upTo({ times: 1 })))
+
+/**
+ * A cancel shutdown of `executor` ends without waiting on the clock: nothing holds a slot or waits for the
+ * finalizer timeout (a leaked slot would keep it waiting, and this fails instead of hanging).
+ */
+export const assertCancelShutdownIsImmediate = (executor: Executor.Executor<any, any>): Effect.Effect<void> =>
+  Effect.gen(function*() {
+    const shutdown = yield* Effect.forkChild(executor.shutdown({ mode: "cancel" }), { startImmediately: true })
+    yield* settleFibers
+    assert.isDefined(shutdown.pollUnsafe(), "the cancel shutdown finished at once")
+  })
