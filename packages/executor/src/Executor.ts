@@ -109,8 +109,8 @@ export interface Options<in E = unknown> {
    */
   readonly finalizerTimeout?: Duration.Input | undefined
   /**
-   * The executor-wide Pile's buffer. `"read"` (the default) keeps outcomes from the moment a reader first
-   * starts reading `pile`, unbounded, until they are read; before that, outcomes go to their handles only (an
+   * The executor-wide Pile's buffer. `"read"` (the default) keeps outcomes from the moment `pile` is first
+   * read (its stream made, even before it runs), unbounded, until they are read; before that, outcomes go to their handles only (an
    * executor used through handles alone holds none). `"unbounded"` keeps every outcome from the start, read
    * or not (read the Pile after the fact, e.g. after `submitAll`). `{ capacity }` keeps every outcome from the
    * start, bounded: a finished task whose outcome finds the buffer full keeps its concurrency slot until the
@@ -825,8 +825,9 @@ export interface Executor<A = unknown, E = unknown> {
    * **Details**
    *
    * - Order: completion order, one outcome per pull.
-   * - Kept from the first read: by default (`pile: "read"`) outcomes are kept from the moment a reader first
-   *   starts; those that finished before went to their handles only. `pile: "unbounded"` or `{ capacity }`
+   * - Kept from the first read: by default (`pile: "read"`) outcomes are kept from the moment `pile` is first
+   *   read (the stream made, so a reader forked and then work submitted sees every outcome); those that
+   *   finished before went to their handles only. `pile: "unbounded"` or `{ capacity }`
    *   keep every outcome from the start.
    * - Suspends: the reader waits while nothing is buffered. With `pile: { capacity }` a full buffer makes
    *   finished tasks keep their slots until the reader catches up; the default buffer is unbounded.
@@ -1435,6 +1436,9 @@ class ExecutorImpl<A, E> implements Executor<A, E> {
     if (buffer === undefined) {
       return Stream.die(new Error(`the executor "${this.name}" was made with pile: "none": it keeps no outcomes`))
     }
+    // Outcomes are kept from the moment the reader's stream is made, not only once it runs: a reader forked
+    // (it starts on the next tick) and then work submitted at once must see every outcome (ADR 0005).
+    buffer.keep()
     // The reader counts from its start to its end (its scope), so submitters give it a turn while it runs.
     return Stream.unwrap(Effect.as(
       Effect.acquireRelease(Effect.sync(() => buffer.attach()), () => Effect.sync(() => buffer.detach())),

@@ -51,6 +51,11 @@ export class OutcomeBuffer<O, E = never> {
   private readers = 0
 
   /** A reader started: from now on every outcome is kept for it (or for the readers after it). */
+  /** A reader is on its way (its stream was made): outcomes are kept from now on. */
+  keep(): void {
+    this.unread = false
+  }
+
   attach(): void {
     this.unread = false
     this.readers++
