@@ -5,7 +5,7 @@
 //   raw     = like stryker, with every ignored mutant counted as survived (as if none were marked equivalent)
 // Ignored mutants are the ones a `// Stryker disable` comment marks as equivalent, with its reason.
 // Regions: "core" is the lifecycle, the intake (queue) and admission (engine, intake, admission, dispatcher,
-// task, and the data structures); outside it: the error-policy glue (attempt.ts), admission's asynchronous-store
+// task, the outbox, the sinks, the sweeper, and the data structures); outside it: the error-policy glue (attempt.ts), admission's asynchronous-store
 // path, instrumentation (metrics and spans) and the I5 test hook.
 // Run: pnpm exec node scripts/mutation-score.ts [report.json] [--survivors [region]] [--ignored [region]]
 import { readFileSync } from "node:fs"
@@ -42,11 +42,11 @@ const report = JSON.parse(readFileSync(path, "utf8")) as Report
 const fileRegions: Record<string, string> = { "attempt.ts": "policy" }
 const regions: Record<string, ReadonlyArray<string>> = {
   asyncStore: ["reserve", "reserved", "storeOp", "flush", "storeOps", "reserving"],
-  instrumentation: ["metricMillis", "beginBurst", "endBurst", "bursting", "passMillis"],
+  instrumentation: ["metricClock"],
   testHook: ["liveFibers"]
 }
 /** A line of a core member that only feeds metrics or spans. */
-const instrumentationLine = /instruments|passMillis|metricMillis|bursting|Burst|withSpan|annotateCurrentSpan/
+const instrumentationLine = /instruments|metricClock|withSpan|annotateCurrentSpan/
 
 const memberPattern = /^ {2}(?:private |readonly |static |get )*([A-Za-z_]\w*)\s*[(<:=]/
 const topLevelPattern = /^(?:export )?(?:const|class|function|interface|type) (\w+)/

@@ -1386,7 +1386,7 @@ class ExecutorImpl<A, E> implements Executor<A, E> {
         this.engine.intake.reject(undefined)
         return Effect.fail(costOverLimit(over, options?.key))
       }
-      const pile = this.engine.pile
+      const pile = this.engine.sinks.pile
       const made = this.engine.makeTask<A1, E1>(task, context, undefined, pile, spec.success)
       // A Pile reader that fell behind gets a turn before the next task: it keeps pace with a submit loop.
       if (pile !== undefined && pile.behind) return Effect.andThen(Effect.yieldNow, this.engine.offer(made, wait))
@@ -1432,7 +1432,7 @@ class ExecutorImpl<A, E> implements Executor<A, E> {
   }
 
   get pile(): Pile<A, E, undefined, ExecutorError.ExecutorError> {
-    const buffer = this.engine.pile
+    const buffer = this.engine.sinks.pile
     if (buffer === undefined) {
       return Stream.die(new Error(`the executor "${this.name}" was made with pile: "none": it keeps no outcomes`))
     }

@@ -351,7 +351,7 @@ const submitLoop = () =>
     let most = 0
     for (let i = 0; i < 20_000; i++) {
       yield* executor.submit(Effect.succeed(i))
-      most = Math.max(most, engineOf(executor).pile!.size)
+      most = Math.max(most, engineOf(executor).sinks.pile!.size)
     }
     return most
   }).pipe(Effect.scoped)
@@ -371,6 +371,6 @@ describe("a Pile reader keeps pace", () => {
       const executor = yield* Executor.make({ concurrency: 4, pile: "unbounded" })
       for (let i = 0; i < 3 * paceBound; i++) yield* executor.submit(Effect.succeed(i))
       assert.strictEqual((yield* executor.stats).pileBuffered, 3 * paceBound, "kept for a later reader")
-      assert.isFalse(engineOf(executor).pile!.behind)
+      assert.isFalse(engineOf(executor).sinks.pile!.behind)
     }))
 })

@@ -36,7 +36,7 @@ export const run = <I, B, E1, R, EI, RI>(
     const context = yield* Effect.context<R | RI>()
     const scope = yield* Effect.scope
     const batch = new Batch<B, E1, I, EI>(engine, capacity)
-    engine.addSink(batch)
+    engine.sinks.add(batch)
     const settle = options?.settle
     // What every input's task asks for; nothing at all (the fast path) when neither the batch nor the
     // executor needs a spec.
@@ -103,20 +103,20 @@ export const run = <I, B, E1, R, EI, RI>(
     // room, and yields to other fibers every 1024 inputs.
     const feedIterator = (iterator: Iterator<I>): Effect.Effect<void, ExecutorError.ExecutorError> =>
       Effect.suspend(() => {
-        engine.beginBurst()
+        engine.metricClock.beginBurst()
         for (let n = 0; n < 1024; n++) {
           const next = iterator.next()
           if (next.done === true) {
-            engine.endBurst()
+            engine.metricClock.endBurst()
             return Effect.void
           }
           const waiting = offerOne(next.value)
           if (waiting !== undefined) {
-            engine.endBurst()
+            engine.metricClock.endBurst()
             return Effect.andThen(waiting, feedIterator(iterator))
           }
         }
-        engine.endBurst()
+        engine.metricClock.endBurst()
         return Effect.andThen(Effect.yieldNow, feedIterator(iterator))
       })
     const feed = Stream.isStream(inputs)
@@ -167,7 +167,7 @@ class Batch<B, E, I, EI> extends OutcomeBuffer<Outcome.Outcome<B, E, I>, Executo
   private maybeClose(): void {
     const exit = this.feederExit
     if (exit === undefined || this.isClosed || this.accepted < this.trackedCount) return
-    this.engine.removeSink(this)
+    this.engine.sinks.remove(this)
     // An escalation while the batch ran is raised to the batch's caller, after every outcome.
     const escalation = this.engine.escalation
     if (escalation !== undefined) return this.close({ error: new ExecutorError.ExecutorError({ reason: escalation }) })
@@ -183,7 +183,7 @@ class Batch<B, E, I, EI> extends OutcomeBuffer<Outcome.Outcome<B, E, I>, Executo
    * found in the engine (queued, waiting or running), so nothing is kept per task meanwhile.
    */
   cancel(): Effect.Effect<void> {
-    this.engine.removeSink(this)
+    this.engine.sinks.remove(this)
     this.discard()
     const engine = this.engine
     const tasks = engine.tasksOf(this)

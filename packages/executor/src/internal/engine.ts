@@ -33,37 +33,26 @@ import type { Config, Phase, ShutdownRequest, TaskSpec } from "./config.ts"
 import { type Cycle, Dispatcher, FiberRegistry } from "./dispatcher.ts"
 import { Intake } from "./intake.ts"
 import { LinkedList } from "./linkedList.ts"
+import { MetricClock } from "./metricClock.ts"
 import { Outbox } from "./outbox.ts"
-import { DONE, type Lazy, Origin, PENDING, QUEUED, RUNNING, type Sink, type Stopper, Task } from "./task.ts"
+import { Sinks } from "./sinks.ts"
+import { Sweeper } from "./sweeper.ts"
+import {
+  type Counters,
+  DONE,
+  emptyFinished,
+  type Lazy,
+  Origin,
+  PENDING,
+  QUEUED,
+  RUNNING,
+  type Sink,
+  type Stopper,
+  Task
+} from "./task.ts"
 import { nowMillis } from "./timers.ts"
 
-/**
- * Counters behind `stats`. Invariant (I15): accepted = queued + waiting + running + Σ finished (and
- * submitted = accepted + the intake's rejected).
- */
-export interface Counters {
-  accepted: number
-  finished: Record<Outcome.Kind, number>
-  abandoned: number
-}
-
-const emptyFinished = (): Record<Outcome.Kind, number> => {
-  const out = {} as Record<Outcome.Kind, number>
-  for (const kind of Outcome.kinds) out[kind] = 0
-  return out
-}
-
 const noop = (): void => {}
-
-/**
- * How often idle per-key state is swept: the longest window of the executor's limits, between 1 second and
- * 1 minute (a state can only be dropped once its window has passed; sweeping more often finds nothing more).
- */
-const sweepPeriod = (config: Config): number => {
-  let window = 1000
-  for (const limit of config.limits) window = Math.max(window, limit.window)
-  return Math.min(window, 60_000)
-}
 
 export class Engine implements Stopper, Cycle, AttemptEnd {
   /** The concurrency cap; `resize` changes it. */
@@ -88,48 +77,36 @@ export class Engine implements Stopper, Cycle, AttemptEnd {
   private nextId = 1
   /** The origin of the last task made: the next one shares it while its context and sink are the same. */
   private origin: Origin | undefined = undefined
-  /** Sinks of batches in flight, so shutdown can unbound them too. */
-  private readonly sinks = new Set<Sink>()
   /** Set while `pumpSync` runs: a task finishing inside it must not start another pump. */
   private pumping = false
-  /** The clock (ms) at the start of the current admission pass or feeding burst, for the histograms. */
-  private passMillis = 0
-  /** Whether `passMillis` was read in the current pass or burst (the clock is read lazily, once, when needed). */
-  private passRead = false
-  /** The clock (ms) when the engine was made: the histograms' readings are taken from it. */
-  private readonly epoch: number
-  /** Set while a batch feeder offers a synchronous run of inputs (`beginBurst` / `endBurst`). */
-  private bursting = false
   /**
    * Every fiber the engine resumes, starts or interrupts is posted here and woken once the transition that
    * found it has finished (the wake-up rule). A posted task is an attempt to fork.
    */
   private readonly outbox = new Outbox<Task>((task) => this.fork(task))
-  /**
-   * When the sweep of idle per-key state (rate-limit states, per-key metric series) is due; undefined while
-   * none is scheduled. Invariant: one sweep timer at most; it is set again only while something is left.
-   */
-  private sweepAt: number | undefined = undefined
 
   /** Done once the shutdown protocol (or the dispatcher's end) closed the executor. */
   readonly closed = Deferred.makeUnsafe<void>()
   readonly config: Config
   readonly clock: Clock.Clock
-  /** The executor-wide Pile, unless it was turned off. */
-  readonly pile: Sink | undefined
+  /** The executor-wide Pile (`sinks.pile`) and the batches' sinks: shutdown unbounds them all. */
+  readonly sinks: Sinks
   /** The fibers the executor owns outside any scope (docs/decisions/0002). */
   readonly fibers = new FiberRegistry()
   readonly dispatcher: Dispatcher
   readonly intake: Intake
   readonly admission: Admission
   readonly attempts: Attempts
+  /** The histograms' clock (a batch feeder marks its bursts on it). */
+  readonly metricClock: MetricClock
+  private readonly sweeper: Sweeper
 
   constructor(config: Config, clock: Clock.Clock, pile: Sink | undefined) {
     this.config = config
     this.clock = clock
-    this.pile = pile
+    this.sinks = new Sinks(pile)
     this.cap = config.concurrency
-    this.epoch = clock.currentTimeMillisUnsafe()
+    this.metricClock = new MetricClock(clock, config.instruments !== undefined)
     this.dispatcher = new Dispatcher(clock, config.liveClock, config.finalizerTimeout, this.fibers)
     this.intake = new Intake(config.capacity, config.instruments, this.outbox, {
       accept: (task) => this.accept(task),
@@ -141,6 +118,7 @@ export class Engine implements Stopper, Cycle, AttemptEnd {
       mayStart: () => this.mayStart()
     })
     this.attempts = new Attempts(config, clock, this.admission, this)
+    this.sweeper = new Sweeper(config, clock, this.dispatcher.timers, () => this.lifecycle === "open")
   }
 
   get phase(): Phase {
@@ -282,7 +260,7 @@ export class Engine implements Stopper, Cycle, AttemptEnd {
     const instruments = this.config.instruments
     if (instruments !== undefined) {
       instruments.submitted(task.spec?.key)
-      task.markedAt = this.metricMillis()
+      task.markedAt = this.metricClock.now()
     }
     const deadlineAt = task.spec?.deadlineAt
     if (deadlineAt !== undefined) {
@@ -316,7 +294,7 @@ export class Engine implements Stopper, Cycle, AttemptEnd {
     if (task === undefined) return undefined
     const instruments = this.config.instruments
     if (instruments !== undefined) {
-      const now = this.passClock()
+      const now = this.metricClock.pass()
       instruments.observe(0, now - task.markedAt)
       task.markedAt = now
     }
@@ -342,7 +320,7 @@ export class Engine implements Stopper, Cycle, AttemptEnd {
     if (next === "yield") return Effect.andThen(Effect.yieldNow, this.pumpLoop)
     return Effect.flatMap(this.admission.reserve(next.reserve, next.line), (reserved) => {
       if (reserved) {
-        this.passRead = false
+        this.metricClock.stale()
         this.outbox.begin()
         this.start(next.reserve)
         this.outbox.end()
@@ -352,43 +330,6 @@ export class Engine implements Stopper, Cycle, AttemptEnd {
   })
 
   /**
-   * The clock for the histograms: inside an admission pass or a feeding burst, the reading taken when it began
-   * (on this machine a clock reading costs more than the rest of a task's bookkeeping; a pass lasts well under
-   * the histograms' first bucket, 1 ms).
-   */
-  private metricMillis(): number {
-    return this.pumping || this.bursting ? this.passClock() : this.millis()
-  }
-
-  /**
-   * The clock reading of the current pass or burst, read the first time it is needed: a pass that starts
-   * nothing (a submit while every slot is taken) reads no clock.
-   */
-  private passClock(): number {
-    if (!this.passRead) {
-      this.passMillis = this.millis()
-      this.passRead = true
-    }
-    return this.passMillis
-  }
-
-  /** The clock for the histograms, in ms since the engine was made (a small integer a task stores inline). */
-  private millis(): number {
-    return this.clock.currentTimeMillisUnsafe() - this.epoch
-  }
-
-  /** A batch feeder starts offering a synchronous run of inputs. */
-  beginBurst(): void {
-    if (this.config.instruments === undefined) return
-    this.passRead = false
-    this.bursting = true
-  }
-
-  endBurst(): void {
-    this.bursting = false
-  }
-
-  /**
    * Starts every task that may start now, synchronously (attempts start with `runForkWith`, no Effect step).
    * Returns undefined when nothing more can start, "yield" after 512 starts (a long run of instant tasks must
    * let other fibers run), or a line head that needs an asynchronous reservation (the dispatcher's job).
@@ -396,8 +337,7 @@ export class Engine implements Stopper, Cycle, AttemptEnd {
   private pumpSync(): undefined | "yield" | { readonly reserve: Task; readonly line: Line } {
     if (this.pumping) return undefined
     this.pumping = true
-    // At most one clock reading per pass for the histograms, taken when a task is first dequeued or started.
-    this.passRead = false
+    this.metricClock.beginPass()
     let result: undefined | "yield" | { readonly reserve: Task; readonly line: Line } = undefined
     for (let started = 0;;) {
       if (started >= 512) {
@@ -415,6 +355,7 @@ export class Engine implements Stopper, Cycle, AttemptEnd {
       started++
     }
     this.pumping = false
+    this.metricClock.endPass()
     return result
   }
 
@@ -439,7 +380,7 @@ export class Engine implements Stopper, Cycle, AttemptEnd {
     this.running.push(task)
     const instruments = this.config.instruments
     if (instruments !== undefined) {
-      const now = this.passClock()
+      const now = this.metricClock.pass()
       if (task.attempts === 1) instruments.observe(1, now - task.markedAt)
       task.markedAt = now
     }
@@ -502,7 +443,7 @@ export class Engine implements Stopper, Cycle, AttemptEnd {
     task.fiber = undefined
     this.running.remove(task)
     if (this.config.instruments !== undefined) {
-      this.config.instruments.observe(2, this.metricMillis() - task.markedAt)
+      this.config.instruments.observe(2, this.metricClock.now() - task.markedAt)
     }
     // The outcome, a retry or an escalation, as the policy decides (attempt.ts).
     this.attempts.exited(task, fiberExit)
@@ -544,7 +485,7 @@ export class Engine implements Stopper, Cycle, AttemptEnd {
     task.body = undefined
     this.counters.finished[kind]++
     this.config.instruments?.finished(task.spec?.key, kind)
-    if (this.sweepAt === undefined && task.spec !== undefined) this.scheduleSweep()
+    if (task.spec !== undefined) this.sweeper.finished()
     task.state = DONE
     if (held) {
       // The slot is released once the outcome is in the sink: a full bounded Pile keeps it (backpressure).
@@ -559,24 +500,6 @@ export class Engine implements Stopper, Cycle, AttemptEnd {
         for (const waiter of waiters) waiter(outcome)
       })
     }
-  }
-
-  /**
-   * Per-key state is dropped once its key is idle: a timer every `sweepPeriod` while any is left (a task with a
-   * spec finished, so some may be), started from `finish`, stopped when nothing is left or the executor closes.
-   */
-  private scheduleSweep(): void {
-    if (this.lifecycle !== "open") return
-    this.sweepAt = nowMillis(this.clock) + sweepPeriod(this.config)
-    this.dispatcher.timers.add(this.sweepAt, this.sweep)
-  }
-
-  /** Fired by the dispatcher (inside a transition): drops idle keys' state, then sweeps again if some is left. */
-  private readonly sweep = (): void => {
-    this.sweepAt = undefined
-    const left = (this.config.store.memory?.sweep(nowMillis(this.clock)) ?? 0) +
-      (this.config.instruments?.sweep() ?? 0)
-    if (left > 0) this.scheduleSweep()
   }
 
   /** `release` for a Pile buffer, called when a blocked delivery enters it (from the consumer's fiber). */
@@ -650,9 +573,7 @@ export class Engine implements Stopper, Cycle, AttemptEnd {
    * a drain in progress short.
    */
   requestShutdown(request: ShutdownRequest): void {
-    this.outbox.begin()
-    this.shutdownRequested(request)
-    this.outbox.end()
+    this.outbox.transition(() => this.shutdownRequested(request))
   }
 
   private shutdownRequested(request: ShutdownRequest): void {
@@ -661,22 +582,8 @@ export class Engine implements Stopper, Cycle, AttemptEnd {
     if (!this.dispatcher.ask(request)) return
     this.lifecycle = "draining"
     this.intake.close(Effect.fail(this.closedError()))
-    this.pile?.unbound()
-    this.unboundSinks()
+    this.sinks.unbound()
     this.dispatcher.wake()
-  }
-
-  /** A batch's sink, while the batch is in flight: shutdown unbounds it too. */
-  addSink(sink: Sink): void {
-    this.sinks.add(sink)
-  }
-
-  removeSink(sink: Sink): void {
-    this.sinks.delete(sink)
-  }
-
-  private unboundSinks(): void {
-    for (const sink of this.sinks) sink.unbound()
   }
 
   escalate(source: string, cause: Cause.Cause<unknown>): void {
@@ -687,9 +594,7 @@ export class Engine implements Stopper, Cycle, AttemptEnd {
 
   cancel(): void {
     this.lifecycle = "cancelling"
-    this.outbox.begin()
-    this.cancelAll()
-    this.outbox.end()
+    this.outbox.transition(() => this.cancelAll())
   }
 
   private cancelAll(): void {
@@ -697,9 +602,8 @@ export class Engine implements Stopper, Cycle, AttemptEnd {
     for (const task of this.intake.takeAll()) this.finish(task, Exit.interrupt(), "interrupted")
     for (const task of this.admission.pendingTasks()) this.stop(task, "interrupted")
     for (const task of this.running.toArray()) this.stop(task, "interrupted")
-    this.pile?.unbound()
     // Stryker disable next-line CallExpression: requestShutdown unbounded every sink, and no batch starts after it
-    this.unboundSinks()
+    this.sinks.unbound()
   }
 
   /** After the finalizer deadline: record the tasks whose fibers would not stop, and free their slots. */
@@ -736,7 +640,7 @@ export class Engine implements Stopper, Cycle, AttemptEnd {
     const failure = this.escalated === undefined
       ? undefined
       : { error: new ExecutorError.ExecutorError({ reason: this.escalated }) }
-    this.pile?.close(failure)
+    this.sinks.pile?.close(failure)
     this.outbox.post(() => Deferred.doneUnsafe(this.closed, Exit.void))
   }
 
@@ -745,9 +649,7 @@ export class Engine implements Stopper, Cycle, AttemptEnd {
    * close admission and give every task an outcome anyway, so no caller waits forever (I16).
    */
   private onDispatcherExit(exit: Exit.Exit<void>): void {
-    this.outbox.begin()
-    this.dispatcherExited(exit)
-    this.outbox.end()
+    this.outbox.transition(() => this.dispatcherExited(exit))
   }
 
   private dispatcherExited(exit: Exit.Exit<void>): void {

@@ -38,6 +38,13 @@ export class Outbox<T extends object> {
     if (--this.depth === 0) this.deliver()
   }
 
+  /** Runs `transition` between `begin` and `end` (for entry points off the hot path: it takes a closure). */
+  transition(transition: () => void): void {
+    this.depth++
+    transition()
+    this.end()
+  }
+
   /** Posts a wake-up, delivered after the current transition (at once when none is in progress). */
   post(item: Wakeup<T>): void {
     this.items.push(item)

@@ -27,7 +27,7 @@ export const snapshot = (engine: Engine, restarts: number): Stats => {
     peakQueued: engine.intake.peakQueued,
     capacity: engine.intake.capacity,
     concurrency: engine.concurrency,
-    pileBuffered: engine.pile?.size ?? 0,
+    pileBuffered: engine.sinks.pile?.size ?? 0,
     abandoned: c.abandoned,
     retries: engine.attempts.retries,
     pauses: engine.admission.pauses,

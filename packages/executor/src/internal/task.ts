@@ -12,7 +12,7 @@ import * as Effect from "effect/Effect"
 import type * as Exit from "effect/Exit"
 import type * as Fiber from "effect/Fiber"
 import type * as ErrorPolicy from "../ErrorPolicy.ts"
-import type * as Outcome from "../Outcome.ts"
+import * as Outcome from "../Outcome.ts"
 import type { TaskSpec } from "./config.ts"
 import type { Reservation } from "./limiter.ts"
 import type { LinkedList, Node } from "./linkedList.ts"
@@ -249,4 +249,20 @@ export class Task<A = any, E = any> implements Node {
   get poll(): Effect.Effect<Outcome.Outcome<A, E, any> | undefined> {
     return Effect.sync(() => this.result)
   }
+}
+
+/**
+ * Counters behind `stats`. Invariant (I15): accepted = queued + waiting + running + Σ finished (and
+ * submitted = accepted + the intake's rejected).
+ */
+export interface Counters {
+  accepted: number
+  finished: Record<Outcome.Kind, number>
+  abandoned: number
+}
+
+export const emptyFinished = (): Record<Outcome.Kind, number> => {
+  const out = {} as Record<Outcome.Kind, number>
+  for (const kind of Outcome.kinds) out[kind] = 0
+  return out
 }
