@@ -548,15 +548,19 @@ describe("internals: the engine's modules", () => {
     }
   })
 
-  it("no module under src holds more than 500 lines of code (comments and blank lines not counted)", () => {
-    const src = new URL("../src/", import.meta.url)
-    for (const file of readdirSync(src, { recursive: true }) as Array<string>) {
-      if (!file.endsWith(".ts")) continue
-      const code = readFileSync(new URL(file, src), "utf8").replace(/\/\*[\s\S]*?\*\//g, "").split("\n")
-        .filter((line) => line.trim() !== "" && !line.trim().startsWith("//"))
-      assert.isAtMost(code.length, 500, `${file}: ${code.length} lines of code`)
+  // Not under mutation testing: Stryker runs the suites on its instrumented copy of the sources.
+  it.skipIf(process.env["PILE_MUTATION"] === "1")(
+    "no module under src holds more than 500 lines of code (comments and blank lines not counted)",
+    () => {
+      const src = new URL("../src/", import.meta.url)
+      for (const file of readdirSync(src, { recursive: true }) as Array<string>) {
+        if (!file.endsWith(".ts")) continue
+        const code = readFileSync(new URL(file, src), "utf8").replace(/\/\*[\s\S]*?\*\//g, "").split("\n")
+          .filter((line) => line.trim() !== "" && !line.trim().startsWith("//"))
+        assert.isAtMost(code.length, 500, `${file}: ${code.length} lines of code`)
+      }
     }
-  })
+  )
 
   it("the imports among src/internal have no cycle", () => {
     const state = new Map<string, "visiting" | "done">()
