@@ -92,6 +92,12 @@ export class Attempts {
    * applies the error policy's decision, or the reason the executor stopped it.
    */
   exited(task: Task, fiberExit: Exit.Exit<any, any>): void {
+    // The common case first, as the general path below decides it: a success of a task not stopped, whose
+    // fiber decided nothing (no policy, no breaker), with no reservation to settle.
+    if (
+      fiberExit._tag === "Success" && task.stopReason === undefined && task.reservation === undefined &&
+      !this.decides(task)
+    ) return this.end.finish(task, fiberExit, "success")
     const decision: Decision = this.decides(task) && fiberExit._tag === "Success"
       ? fiberExit.value as Decision
       : { exit: fiberExit }

@@ -83,7 +83,7 @@ export class Engine implements Stopper, Cycle, AttemptEnd {
    * Every fiber the engine resumes, starts or interrupts is posted here and woken once the transition that
    * found it has finished (the wake-up rule). A posted task is an attempt to fork.
    */
-  private readonly outbox = new Outbox<Task>((task) => this.fork(task))
+  private readonly outbox: Outbox<Task>
 
   /** Done once the shutdown protocol (or the dispatcher's end) closed the executor. */
   readonly closed = Deferred.makeUnsafe<void>()
@@ -107,6 +107,7 @@ export class Engine implements Stopper, Cycle, AttemptEnd {
     this.sinks = new Sinks(pile)
     this.cap = config.concurrency
     this.metricClock = new MetricClock(clock, config.instruments !== undefined)
+    this.outbox = new Outbox<Task>((task) => this.fork(task), this.metricClock.enter)
     this.dispatcher = new Dispatcher(clock, config.liveClock, config.finalizerTimeout, this.fibers)
     this.intake = new Intake(config.capacity, config.instruments, this.outbox, {
       accept: (task) => this.accept(task),
@@ -294,7 +295,7 @@ export class Engine implements Stopper, Cycle, AttemptEnd {
     if (task === undefined) return undefined
     const instruments = this.config.instruments
     if (instruments !== undefined) {
-      const now = this.metricClock.pass()
+      const now = this.metricClock.now()
       instruments.observe(0, now - task.markedAt)
       task.markedAt = now
     }
@@ -337,7 +338,6 @@ export class Engine implements Stopper, Cycle, AttemptEnd {
   private pumpSync(): undefined | "yield" | { readonly reserve: Task; readonly line: Line } {
     if (this.pumping) return undefined
     this.pumping = true
-    this.metricClock.beginPass()
     let result: undefined | "yield" | { readonly reserve: Task; readonly line: Line } = undefined
     for (let started = 0;;) {
       if (started >= 512) {
@@ -355,7 +355,6 @@ export class Engine implements Stopper, Cycle, AttemptEnd {
       started++
     }
     this.pumping = false
-    this.metricClock.endPass()
     return result
   }
 
@@ -380,7 +379,7 @@ export class Engine implements Stopper, Cycle, AttemptEnd {
     this.running.push(task)
     const instruments = this.config.instruments
     if (instruments !== undefined) {
-      const now = this.metricClock.pass()
+      const now = this.metricClock.now()
       if (task.attempts === 1) instruments.observe(1, now - task.markedAt)
       task.markedAt = now
     }
@@ -426,7 +425,7 @@ export class Engine implements Stopper, Cycle, AttemptEnd {
     }
     // Without a breaker the body runs as soon as the fiber starts; with one, `Attempts.effect` counts it.
     if (this.config.breaker === undefined) this.config.instruments?.started(task.spec?.key)
-    this.attach(task, Effect.runForkWith(task.context)(this.attempts.effect(task)))
+    this.attach(task, task.origin.fork(this.attempts.effect(task)))
   }
 
   private attach(task: Task, fiber: Fiber.Fiber<any, any>): void {

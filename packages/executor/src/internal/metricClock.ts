@@ -1,23 +1,23 @@
 /**
  * The clock of the latency histograms (instrumentation only: nothing in the cycle reads it).
  *
- * On this machine a clock reading costs more than the rest of a task's bookkeeping, so inside an admission
- * pass or a batch feeder's burst every reading is the one taken when it was first needed (a pass lasts well
- * under the histograms' first bucket, 1 ms), and a pass that records nothing reads no clock.
+ * On this machine a clock reading costs more than the rest of a task's bookkeeping, so it is read at most once
+ * per entry into the engine (an outermost transition, with the wake-ups it delivers: a submit, a freed slot, an
+ * attempt's end, a dispatcher pass) and once per batch feeder's burst: every reading inside is the one taken
+ * when it was first needed, and an entry that records nothing reads no clock. An entry lasts well under the
+ * histograms' first bucket (1 ms), except an attempt whose body computes synchronously for longer: it runs
+ * inside the entry that started it, and its run time is recorded within that entry's reading.
  */
 import type * as Clock from "effect/Clock"
 
 export class MetricClock {
   /** The engine's creation time: readings are ms since then (small integers a task stores inline). */
   private readonly epoch: number
-  /** The reading of the current pass or burst, valid while `read` is set. */
+  /** The reading of the current entry or burst, valid while `read` is set. */
   private reading = 0
   private read = false
-  /** Inside an admission pass (the engine's synchronous pump). */
-  private pumping = false
   /** Inside a batch feeder's synchronous run of inputs; only when histograms are kept. */
   private bursting = false
-
   private readonly clock: Clock.Clock
   /** Whether histograms are kept (bursts are marked only then). */
   private readonly enabled: boolean
@@ -28,31 +28,21 @@ export class MetricClock {
     this.epoch = clock.currentTimeMillisUnsafe()
   }
 
-  /** Now, for a histogram: inside a pass or a burst, the reading of that pass or burst. */
+  /** Now, for a histogram: the reading of the current entry or burst, taken the first time it is needed. */
   now(): number {
-    return this.pumping || this.bursting ? this.pass() : this.millis()
-  }
-
-  /** The reading of the current pass, taken the first time it is needed. */
-  pass(): number {
     if (!this.read) {
-      this.reading = this.millis()
+      this.reading = this.clock.currentTimeMillisUnsafe() - this.epoch
       this.read = true
     }
     return this.reading
   }
 
-  /** A pass begins (its reading is taken afresh) or ends. */
-  beginPass(): void {
-    this.read = false
-    this.pumping = true
+  /** An entry into the engine begins (the outbox's outermost transition): its reading is taken afresh. */
+  readonly enter = (): void => {
+    if (!this.bursting) this.read = false
   }
 
-  endPass(): void {
-    this.pumping = false
-  }
-
-  /** Time moved on inside a pass (it waited for an asynchronous store): the next reading is taken afresh. */
+  /** Time moved on inside an entry (it waited for an asynchronous store): the next reading is taken afresh. */
   stale(): void {
     this.read = false
   }
@@ -66,9 +56,5 @@ export class MetricClock {
 
   endBurst(): void {
     this.bursting = false
-  }
-
-  private millis(): number {
-    return this.clock.currentTimeMillisUnsafe() - this.epoch
   }
 }

@@ -15,22 +15,35 @@
 export type Wakeup<T> = T | (() => void)
 
 export class Outbox<T extends object> {
-  /** Invariant: empty whenever `depth === 0 && !delivering`. */
-  private items: Array<Wakeup<T> | undefined> = []
+  /**
+   * The wake-ups posted and not yet delivered: `items[head..tail)`. The array is kept between deliveries (its
+   * delivered slots cleared), so a transition that posts one wake-up allocates nothing.
+   * Invariant: empty (`head === tail === 0`) whenever `depth === 0 && !delivering`.
+   */
+  private readonly items: Array<Wakeup<T> | undefined> = []
   private head = 0
+  private tail = 0
   /** Transitions in progress on the current stack. */
   private depth = 0
   private delivering = false
   /** Delivers a wake-up that is not a function (the engine's: fork a task's attempt). */
   private readonly run: (item: T) => void
+  /** Called when an outermost transition begins (not one nested in another, or in a delivery). */
+  private readonly onEnter: () => void
 
-  constructor(run: (item: T) => void) {
+  constructor(run: (item: T) => void, onEnter: () => void) {
     this.run = run
+    this.onEnter = onEnter
+  }
+
+  /** Whether wake-ups are being delivered now (the code running was woken by this outbox). */
+  get isDelivering(): boolean {
+    return this.delivering
   }
 
   /** A transition begins: wake-ups it posts wait until it ends. */
   begin(): void {
-    this.depth++
+    if (this.depth++ === 0 && !this.delivering) this.onEnter()
   }
 
   /** A transition ends; the outermost one delivers what was posted. */
@@ -40,14 +53,14 @@ export class Outbox<T extends object> {
 
   /** Runs `transition` between `begin` and `end` (for entry points off the hot path: it takes a closure). */
   transition(transition: () => void): void {
-    this.depth++
+    this.begin()
     transition()
     this.end()
   }
 
   /** Posts a wake-up, delivered after the current transition (at once when none is in progress). */
   post(item: Wakeup<T>): void {
-    this.items.push(item)
+    this.items[this.tail++] = item
     if (this.depth === 0) this.deliver()
   }
 
@@ -59,14 +72,16 @@ export class Outbox<T extends object> {
     if (this.delivering) return
     this.delivering = true
     const items = this.items
-    while (this.head < items.length) {
+    while (this.head < this.tail) {
       const item = items[this.head]!
       items[this.head++] = undefined
       if (typeof item === "function") item()
       else this.run(item)
     }
-    items.length = 0
     this.head = 0
+    this.tail = 0
+    // A long delivery (a burst of wake-ups) may have grown the array: it is not kept beyond a few thousand.
+    if (items.length > 4096) items.length = 0
     this.delivering = false
   }
 }

@@ -50,12 +50,12 @@ export class OutcomeBuffer<O, E = never> {
   /** Readers running now (streams started and not ended). */
   private readers = 0
 
-  /** A reader started: from now on every outcome is kept for it (or for the readers after it). */
   /** A reader is on its way (its stream was made): outcomes are kept from now on. */
   keep(): void {
     this.unread = false
   }
 
+  /** A reader started: from now on every outcome is kept for it (or for the readers after it). */
   attach(): void {
     this.unread = false
     this.readers++

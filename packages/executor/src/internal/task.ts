@@ -17,7 +17,7 @@ import type { TaskSpec } from "./config.ts"
 import type { Reservation } from "./limiter.ts"
 import type { LinkedList, Node } from "./linkedList.ts"
 import type { OutcomeBuffer } from "./outcomeBuffer.ts"
-import { guard } from "./userCode.ts"
+import { call, Thrown } from "./userCode.ts"
 
 /**
  * A batch's task function (`Executor.run`'s `f`), shared by all the batch's tasks: a batch task keeps it as
@@ -65,10 +65,13 @@ export class Origin {
   readonly owner: Stopper
   readonly context: Context.Context<any>
   readonly sink: Sink | undefined
+  /** Forks an attempt's fiber with exactly `context` (made once here, not once per attempt). */
+  readonly fork: <A, E>(effect: Effect.Effect<A, E, any>) => Fiber.Fiber<A, E>
   constructor(owner: Stopper, context: Context.Context<any>, sink: Sink | undefined) {
     this.owner = owner
     this.context = context
     this.sink = sink
+    this.fork = Effect.runForkWith(context)
   }
 }
 
@@ -212,9 +215,9 @@ export class Task<A = any, E = any> implements Node {
   build(): Exit.Exit<unknown> | undefined {
     const body = this.body
     if (!(body instanceof Lazy)) return undefined
-    const made = guard(() => body.f(this.input, this.index))
-    if (made._tag === "Failure") return made
-    this.body = made.value
+    const made = call(body.f, this.input, this.index)
+    if (made instanceof Thrown) return made.exit
+    this.body = made
     return undefined
   }
 
