@@ -26,7 +26,7 @@ import * as Queue from "effect/Queue"
 import * as Stdio from "effect/Stdio"
 import * as Stream from "effect/Stream"
 import * as Input from "./Input.ts"
-import { anchorAtDeparture, type Anchored } from "./internal/departure.ts"
+import { anchorAtDeparture } from "./internal/departure.ts"
 import * as Fingerprint from "./internal/fingerprint.ts"
 import { formatDuration } from "./internal/flags.ts"
 import * as Http from "./internal/http.ts"
@@ -788,15 +788,13 @@ const execute = (prepared: Prepared) =>
     })
     // The HTTP client's first request is slow (code to load and compile): pay for it before the first admission.
     yield* Http.warmUp
-    const anchored: Anchored = prepared.store.memory === undefined
-      ? (effect) => effect
-      : yield* anchorAtDeparture(prepared.store.memory)
+    yield* anchorAtDeparture(prepared.store)
     const attempt = (line: Input.Line): Effect.Effect<Http.Response, Http.RequestError, HttpClient.HttpClient> =>
       line._tag === "Invalid"
         ? Effect.fail(new Http.InvalidInput({ detail: line.message }))
         : Effect.andThen(
           Effect.sync(() => tally.attempts++),
-          anchored(Http.send(line, sendOptions(hostOf(line.url))))
+          Http.send(line, sendOptions(hostOf(line.url)))
         )
 
     const pile = prepared.cluster !== undefined

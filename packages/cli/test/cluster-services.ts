@@ -1,10 +1,10 @@
 // Helpers of the cluster tests: a real Postgres (a fresh database per test), a server that logs every request
 // it receives, and `pile worker` processes.
-import { spawnSync } from "node:child_process"
+import { spawn, spawnSync } from "node:child_process"
 import { chownSync, mkdtempSync } from "node:fs"
-import { createServer, type IncomingMessage, type ServerResponse } from "node:http"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
+import { createInterface } from "node:readline"
 import { freePort, type Pile, startPile, waitUntil } from "./helpers.ts"
 
 export const required = process.env["PILE_REQUIRE_SERVICES"] === "1"
@@ -93,42 +93,63 @@ export const query = (url: string, sql: string): Array<Array<string>> => {
   return result.stdout.split("\n").filter((line) => line !== "").map((line) => line.split("\t"))
 }
 
-/** One request the server received: its id, when it arrived, and the worker that sent it. */
+/**
+ * One request the server received: its id, the worker that sent it, and when it arrived (wall clock, ms): `at`
+ * when the kernel received it, `seen` when the server process read it (later on a busy machine).
+ */
 export interface Arrival {
   readonly id: string
   readonly at: number
+  readonly seen: number
   readonly worker: string
 }
 
 export interface LoggingServer {
   readonly url: string
+  /** The arrivals printed so far (it grows while requests arrive): `sync` first for a complete list. */
   readonly log: Array<Arrival>
+  /** Resolves once `log` holds every request that had arrived when it was called. */
+  readonly sync: () => Promise<void>
   readonly close: () => Promise<void>
 }
 
-/** An HTTP server that answers `GET /r/<id>` with 200 after `delayMs`, logging every arrival. */
+/** Now on the clock of the server's stamps (`Arrival.at`). */
+export const wallClock = (): number => performance.timeOrigin + performance.now()
+
+/**
+ * An HTTP server that answers `GET /r/<id>` with 200 after `delayMs` and logs every arrival, in a process of
+ * its own (fixtures/logging-server.py), stamped with the time the kernel received it: neither this process's
+ * event loop nor the server's own scheduling moves the stamps.
+ */
 export const startLoggingServer = async (delayMs: number): Promise<LoggingServer> => {
-  const log: Array<Arrival> = []
-  const server = createServer((request: IncomingMessage, response: ServerResponse) => {
-    const id = decodeURIComponent((request.url ?? "").replace(/^\/r\//, ""))
-    const worker = String(request.headers["x-pile-worker"] ?? "")
-    log.push({ id, at: performance.now(), worker })
-    setTimeout(() => {
-      response.writeHead(200, { "content-type": "application/json" })
-      response.end(JSON.stringify({ id, worker }))
-    }, delayMs)
+  const child = spawn("python3", [join(import.meta.dirname, "fixtures", "logging-server.py"), String(delayMs)], {
+    stdio: ["pipe", "pipe", "inherit"]
   })
-  server.keepAliveTimeout = 60_000
-  const port = await freePort()
-  await new Promise<void>((resolve) => server.listen(port, "127.0.0.1", resolve))
+  const log: Array<Arrival> = []
+  const synced: Array<() => void> = []
+  const listening: Array<(port: number) => void> = []
+  const port = new Promise<number>((resolve) => listening.push(resolve))
+  createInterface({ input: child.stdout! }).on("line", (line) => {
+    if (line === "synced") return synced.shift()?.()
+    if (line.startsWith("listening ")) return listening.shift()?.(Number(line.slice("listening ".length)))
+    const [at, seen, worker, id] = line.split("\t")
+    log.push({ at: Number(at), seen: Number(seen), worker: worker!, id: id! })
+  })
+  const exited = new Promise<void>((resolve) => child.once("exit", () => resolve()))
+  const listened = await Promise.race([port, exited.then(() => undefined)])
+  if (listened === undefined) throw new Error("the logging server (python3) exited before listening")
   return {
-    url: `http://127.0.0.1:${port}`,
+    url: `http://127.0.0.1:${listened}`,
     log,
-    close: () =>
+    sync: () =>
       new Promise<void>((resolve) => {
-        server.closeAllConnections()
-        server.close(() => resolve())
-      })
+        synced.push(resolve)
+        child.stdin!.write("sync\n")
+      }),
+    close: () => {
+      child.stdin!.end()
+      return exited
+    }
   }
 }
 
@@ -149,9 +170,13 @@ export const startWorker = async (
 /** Gives freshly started workers time to share the shards out (a few assignment rounds), as an operator would. */
 export const settle = (): Promise<void> => new Promise((resolve) => setTimeout(resolve, 4_000))
 
-/** The largest number of arrivals in any window of `windowMs`, anywhere on the time line. */
-export const maxInWindow = (arrivals: ReadonlyArray<Arrival>, windowMs: number): number => {
-  const times = arrivals.map((a) => a.at).sort((a, b) => a - b)
+/** The largest number of arrivals in any window of `windowMs`, anywhere on the time line (by `stamp`, default `at`). */
+export const maxInWindow = (
+  arrivals: ReadonlyArray<Arrival>,
+  windowMs: number,
+  stamp: (arrival: Arrival) => number = (arrival) => arrival.at
+): number => {
+  const times = arrivals.map(stamp).sort((a, b) => a - b)
   let best = 0
   let start = 0
   for (let end = 0; end < times.length; end++) {

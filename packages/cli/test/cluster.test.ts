@@ -18,7 +18,8 @@ import {
   startLoggingServer,
   startOwnPostgres,
   startPostgres,
-  startWorker
+  startWorker,
+  wallClock
 } from "./cluster-services.ts"
 import {
   bin,
@@ -97,7 +98,8 @@ describe.skipIf(!available)("pile on a cluster (Postgres, Redis, worker processe
           90_000
         )
         await killed(workers[0]!)
-        const killedAt = performance.now()
+        const killedAt = wallClock()
+        await server.sync()
         // What w1 had in flight: the ids it sent whose reply was not stored when it died (no one else has
         // taken its shards over yet: that takes seconds).
         const unanswered = new Set(
@@ -109,6 +111,7 @@ describe.skipIf(!available)("pile on a cluster (Postgres, Redis, worker processe
         const inFlight = [...sentByW1].filter((id) => unanswered.has(id)).length
         const finished = await run.done
         assert.equal(finished.code, 0, finished.stderr)
+        await server.sync()
 
         const records = readRecords(output)
         const ids = new Set(records.map((r) => String(r.id)))
@@ -120,12 +123,13 @@ describe.skipIf(!available)("pile on a cluster (Postgres, Redis, worker processe
           perWorker.set(worker, (perWorker.get(worker) ?? 0) + 1)
         }
         const maxPerSecond = maxInWindow(server.log, 1_000)
-        const maxPer800 = maxInWindow(server.log, 800)
+        const maxPerSecondSeen = maxInWindow(server.log, 1_000, (arrival) => arrival.seen)
         process.stdout.write(
           `kill -9 of a worker mid-batch: ${total} ids, ${records.length} records (${ids.size} distinct), ` +
             `${server.log.length} requests at the server, ${duplicates} server-side duplicate(s), ${inFlight} in flight ` +
             `at the kill, records per worker ${JSON.stringify(Object.fromEntries(perWorker))}, ` +
-            `largest number of requests in any 1 s window ${maxPerSecond} (limit ${limit}), in any 800 ms ${maxPer800}\n`
+            `largest number of requests in any 1 s window ${maxPerSecond} (limit ${limit}; ${maxPerSecondSeen} by the ` +
+            `times the server process read them)\n`
         )
         assert.equal(records.length, total)
         assert.equal(ids.size, total)
@@ -144,10 +148,12 @@ describe.skipIf(!available)("pile on a cluster (Postgres, Redis, worker processe
         )
         // Every worker did work, the killed one included (its stored replies count).
         assert.ok((perWorker.get("w1") ?? 0) > 0 && (perWorker.get("w2") ?? 0) > 0 && (perWorker.get("w3") ?? 0) > 0)
-        // The limit is on starts (Redis's admission times): a request reaches the server after a delay that varies
-        // with the load of the machine (tens of milliseconds here, 2 cores shared by several runs). With delays
-        // between d and d + j, no window of 1 s - j holds more than the limit: j = 200 ms is the slack allowed.
-        assert.ok(maxPer800 <= limit, `${maxPer800} requests in 800 ms, over the limit of ${limit} per second`)
+        // The limit holds on the requests' departures: each admission is anchored in Redis once undici has
+        // written the request's headers to the socket, so never before the kernel received it, and a request
+        // never leaves before its admission. The server stamps each arrival with the time the kernel received
+        // it, not with the time its process got to run, which a busy machine delays by tens of milliseconds
+        // (the second count above, which may exceed the limit).
+        assert.ok(maxPerSecond <= limit, `${maxPerSecond} requests in 1 s, over the limit of ${limit} per second`)
       } finally {
         await stopAll(workers)
         await server.close()
@@ -175,6 +181,7 @@ describe.skipIf(!available)("pile on a cluster (Postgres, Redis, worker processe
       const before = readRecords(output).length
       const resumed = await startPile(["run", input, "--out", output, "--cluster", cluster, "--resume", "--quiet"]).done
       assert.equal(resumed.code, 0, resumed.stderr)
+      await server.sync()
       const records = readRecords(output)
       const ids = records.map((r) => String(r.id))
       const counts = arrivalsById(server)
@@ -218,6 +225,7 @@ describe.skipIf(!available)("pile on a cluster (Postgres, Redis, worker processe
         const stopped = await workers[0]!.done
         const finished = await run.done
         assert.equal(finished.code, 0, finished.stderr)
+        await server.sync()
         const records = readRecords(output)
         const counts = arrivalsById(server)
         const duplicates = [...counts.values()].filter((n) => n > 1).length
@@ -264,6 +272,7 @@ describe.skipIf(!available)("pile on a cluster (Postgres, Redis, worker processe
         own.restart()
         const finished = await run.done
         assert.equal(finished.code, 0, finished.stderr)
+        await server.sync()
         const records = readRecords(output)
         const counts = arrivalsById(server)
         process.stdout.write(
@@ -318,6 +327,7 @@ describe.skipIf(!available)("pile on a cluster (Postgres, Redis, worker processe
       shell.once("close", (status) => resolve({ status }))
     )
     clearTimeout(timer)
+    await server.sync()
     try {
       process.kill(-shell.pid!, "SIGKILL")
     } catch {

@@ -32,6 +32,7 @@
  *
  * @since 0.1.0
  */
+import * as Context from "effect/Context"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Option from "effect/Option"
@@ -233,9 +234,80 @@ export type ReserveResult =
 export interface RateLimitStore {
   readonly reserve: (id: string, claims: ReadonlyArray<Claim>, now: number) => Effect.Effect<ReserveResult, unknown>
   readonly settle: (reservation: Reservation, actual: ReadonlyArray<number>) => Effect.Effect<void, unknown>
+  /**
+   * Moves a granted reservation's admission later, to `at` (ms on the caller's clock): the moment the work it
+   * admitted really began, e.g. when an HTTP request's headers were written. Never earlier: an earlier `at`, a
+   * reservation the store no longer counts, or a handle this store did not grant, changes nothing. A sliding
+   * window then counts the admission at `at`; a GCRA spaces the next start from `at`; a token bucket is
+   * unchanged. Every bound of `RateLimit` still holds, on the anchored times (see `CurrentReservation`).
+   * Optional: both shipped stores implement it. The executor anchors an in-memory reservation at the first
+   * step of its task's fiber by itself; it never calls this.
+   */
+  readonly anchor?: ((reservation: Reservation, at: number) => Effect.Effect<void, unknown>) | undefined
   /** Synchronous access for in-memory stores: the dispatcher then admits without suspending. */
   readonly memory?: MemoryLimiter | undefined
 }
+
+/**
+ * The rate reservation of the attempt running in this fiber: the executor provides it to each attempt that
+ * reserved budget (its child fibers inherit it), and it is `undefined` anywhere else.
+ *
+ * **When to use**
+ *
+ * To anchor an admission at the moment the work really begins, later than the task's start: read it inside
+ * the task, then call the store's `anchor` with it when, say, the request leaves. `pile run` and `pile
+ * worker` anchor each request's admission when undici writes its headers, so the limit holds on departures
+ * rather than on starts.
+ *
+ * **Details**
+ *
+ * One reservation per attempt: a retry has a new one. Anchoring only moves an admission later, and only one
+ * its store still counts; a store's check counts every admission it has not dropped, wherever it lies in
+ * time, so no window of the anchored times holds more than the limit either.
+ *
+ * **Gotchas**
+ *
+ * Read it in the attempt's fiber or its children (a fiber forked elsewhere does not have it). The bound holds
+ * on the anchored times when each anchor reaches the store less than a window (minus the Redis store's
+ * `lookahead`) after its admission: a reservation granted ahead relies on when earlier admissions leave their
+ * window. With the Redis store, `anchor` is a round trip: run it beside the work (the CLI forks it).
+ *
+ * **Example**
+ *
+ * ```ts
+ * import { Executor, RateLimit } from "@pile/executor"
+ * import { Clock, Effect } from "effect"
+ * import assert from "node:assert/strict"
+ *
+ * const store = RateLimit.memoryStore()
+ *
+ * const program = Effect.gen(function*() {
+ *   const executor = yield* Executor.make({ limits: [{ limit: 1, window: "100 millis" }], store })
+ *   const task = Effect.gen(function*() {
+ *     yield* Effect.sleep("30 millis") // e.g. opening a connection
+ *     const reservation = yield* RateLimit.CurrentReservation
+ *     // The work leaves now: the window counts it from here.
+ *     if (reservation !== undefined) yield* store.anchor!(reservation, yield* Clock.currentTimeMillis)
+ *     return yield* Clock.currentTimeMillis
+ *   })
+ *   const first = yield* Effect.flatMap(executor.submit(task), (handle) => handle.join)
+ *   const second = yield* Effect.flatMap(executor.submit(task), (handle) => handle.join)
+ *   // The second admission waited a full window after the first one's anchored time (100 ms after its start
+ *   // without the anchor), then slept 30 ms itself.
+ *   assert.ok(second - first >= 125, `${second - first} ms apart`)
+ * }).pipe(Effect.scoped)
+ *
+ * await Effect.runPromise(program)
+ * ```
+ *
+ * @see RateLimitStore for `anchor`
+ * @category references
+ * @since 0.2.0
+ */
+export const CurrentReservation = Context.Reference<Reservation | undefined>(
+  "@pile/executor/RateLimit/CurrentReservation",
+  { defaultValue: () => undefined }
+)
 
 /**
  * A fresh in-memory store. Each executor gets its own unless you pass one to several executors.
@@ -292,7 +364,8 @@ export const memoryStore = (): RateLimitStore => {
           ? { _tag: "Reserved", reservation: result } as const
           : { _tag: "Denied", retryAt: result.retryAt, blocking: result.blocking } as const
       }),
-    settle: (reservation, actual) => Effect.sync(() => memory.settle(reservation, actual))
+    settle: (reservation, actual) => Effect.sync(() => memory.settle(reservation, actual)),
+    anchor: (reservation, at) => Effect.sync(() => memory.anchor(reservation, at))
   }
 }
 

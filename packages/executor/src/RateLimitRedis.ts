@@ -15,7 +15,9 @@ import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Option from "effect/Option"
 import * as Redis from "effect/persistence/Redis"
+import { ClockOffset } from "./internal/clockOffset.ts"
 import { type Claim, effectiveAt, type Reservation, settlement } from "./internal/limiter.ts"
+import { nowMillis } from "./internal/timers.ts"
 import type { RateLimitStore, ReserveResult } from "./RateLimit.ts"
 
 /**
@@ -239,10 +241,63 @@ end
 return out
 `
 
+// KEYS: one per bucket. ARGV: reservation id, at (on the store's clock), then 6 per bucket: algorithm, limit,
+// window, margin, amount, and the reservation's mark value for the bucket ("" for a sliding window).
+// Moves the reservation's admission later, to `at`, never earlier, as the in-memory store's `anchor` does: a
+// sliding-window entry the bucket still counts moves to `at` (XX: one a reservation already dropped from its
+// window is not brought back; GT: never earlier); a GCRA's TAT becomes at least at + amount * interval. A
+// token bucket is unchanged. Returns one string per bucket: the reservation's new mark value when the bucket
+// was as the reservation left it, "" otherwise.
+const anchorLua = `
+local id = ARGV[1]
+local at = tonumber(ARGV[2])
+local out = {}
+for i = 1, #KEYS do
+  local key = KEYS[i]
+  local base = 2 + (i - 1) * 6
+  local alg = ARGV[base + 1]
+  local limit = tonumber(ARGV[base + 2])
+  local window = tonumber(ARGV[base + 3])
+  local margin = tonumber(ARGV[base + 4])
+  local amount = tonumber(ARGV[base + 5])
+  local value = tonumber(ARGV[base + 6])
+  -- The anchor is the present (a departure), so this outlives every expiry set before it.
+  local ttl = math.ceil(window * 2 + 1000)
+  local mark = ""
+  if alg == "sliding-window" then
+    if redis.call("ZADD", key, "XX", "GT", "CH", at, id) == 1 then
+      redis.call("PEXPIRE", key, ttl)
+      redis.call("PEXPIRE", key .. ":a", ttl)
+      redis.call("PEXPIRE", key .. ":u", ttl)
+    end
+  elseif alg == "gcra" then
+    local interval = window / limit + margin
+    local current = redis.call("GET", key)
+    local tat = tonumber(current or "-1e308")
+    local holds = value ~= nil and tat == value
+    local next = at + amount * interval
+    if next > tat then
+      local s = string.format("%.17g", next)
+      redis.call("SET", key, s, "PX", math.ceil(next - at + ttl))
+      if holds then mark = s end
+    elseif holds then
+      mark = current
+    end
+  end
+  table.insert(out, mark)
+end
+return out
+`
+
 const reserveScript = Redis.script(
   (keys: ReadonlyArray<string>, args: ReadonlyArray<string | number>) => [...keys, ...args],
   { lua: reserveLua, numberOfKeys: (keys: ReadonlyArray<string>) => keys.length }
 ).withReturnType<ReadonlyArray<number | string>>()
+
+const anchorScript = Redis.script(
+  (keys: ReadonlyArray<string>, args: ReadonlyArray<string | number>) => [...keys, ...args],
+  { lua: anchorLua, numberOfKeys: (keys: ReadonlyArray<string>) => keys.length }
+).withReturnType<ReadonlyArray<string>>()
 
 const settleScript = Redis.script(
   (keys: ReadonlyArray<string>, args: ReadonlyArray<string | number>) => [...keys, ...args],
@@ -265,8 +320,10 @@ const settleScript = Redis.script(
  *   Settlement is a second script, with the same rule: a GCRA or token-bucket refund applies only while the
  *   bucket is as its reservation left it (the handle carries that state), and is dropped otherwise.
  * - Windows are on Redis's clock (`TIME`) by default, so machines with skewed clocks share one time line.
- * - A task starts one round trip after its reservation: the bound holds on the admission times Redis
- *   granted. Reservations go through the dispatcher one at a time.
+ * - The bound holds on the admission times Redis granted: a task starts one round trip after its
+ *   reservation, or at its `notBefore` with a `lookahead`. `anchor` (one more script) moves an admission
+ *   later, to when the work really began (the CLI anchors each request at its departure), and the bound
+ *   then holds on those times. Reservations go through the dispatcher one at a time.
  * - The store needs the `Redis` service of `effect/persistence`, e.g. `NodeRedis.layer({ url })` from
  *   `@effect/platform-node`; the connection's lifetime is the layer's.
  *
@@ -311,12 +368,15 @@ export const make = (options?: Options | undefined): Effect.Effect<RateLimitStor
     )
     const reserve = redis.eval(reserveScript)
     const settle = redis.eval(settleScript)
+    const anchor = redis.eval(anchorScript)
     const keyOf = (claim: Claim) => prefix + claim.bucket.id
     // Reservation ids are unique per executor; several processes share the keys, so qualify them.
     const instance = globalThis.crypto.randomUUID()
     // The marks of granted reservations, 3 strings per claim (see settleLua): a copied handle has none, and
     // its refunds to GCRA and token buckets are dropped (stricter, never looser).
     const marks = new WeakMap<Reservation, Array<string>>()
+    // The caller's clock against Redis's, from the reservations' round trips (exactly 0 with client time).
+    const offset = new ClockOffset()
     return {
       reserve: (
         id: string,
@@ -339,28 +399,58 @@ export const make = (options?: Options | undefined): Effect.Effect<RateLimitStor
           args.push(b.algorithm, b.limit, b.window, b.burst, b.margin, claim.amount)
         }
         if (held !== undefined) return Effect.succeed({ _tag: "Denied", retryAt: heldUntil, blocking: held })
-        return Effect.map(reserve(claims.map(keyOf), args), (reply): ReserveResult => {
-          const redisNow = Number(reply[1])
-          // Answers are on the store's clock: translate them to the caller's.
-          const shift = now - redisNow
-          if (Number(reply[0]) === 1) {
-            // `at` is the admission time on the store's clock (Redis's with server time); later than the
-            // store's now when reserved ahead, and then `notBefore` is that time on the caller's clock.
-            const at = Number(reply[2])
-            const reservation: Reservation = {
-              id,
-              at,
-              claims,
-              charged: claims.map((c) => c.amount),
-              ...(at > redisNow ? { notBefore: at + shift } : {})
+        return Effect.clockWith((clock) =>
+          Effect.map(reserve(claims.map(keyOf), args), (reply): ReserveResult => {
+            const redisNow = Number(reply[1])
+            // Answers are on the store's clock: translate them to the caller's, never earlier than they are
+            // (a task reserved ahead never starts before its admission), by an offset that does not vary with
+            // each round trip's delay.
+            if (serverTime) offset.sample(now, nowMillis(clock), redisNow)
+            const toCaller = (time: number) => serverTime ? offset.toCaller(time) : time
+            if (Number(reply[0]) === 1) {
+              // `at` is the admission time on the store's clock (Redis's with server time); later than the
+              // store's now when reserved ahead, and then `notBefore` is that time on the caller's clock.
+              const at = Number(reply[2])
+              const reservation: Reservation = {
+                id,
+                at,
+                claims,
+                charged: claims.map((c) => c.amount),
+                ...(at > redisNow ? { notBefore: toCaller(at) } : {})
+              }
+              marks.set(reservation, reply.slice(3).map(String))
+              return { _tag: "Reserved", reservation }
             }
-            marks.set(reservation, reply.slice(3).map(String))
-            return { _tag: "Reserved", reservation }
-          }
-          const blocking = reply.slice(3).map((i) => claims[Number(i) - 1]!.bucket.id)
-          return { _tag: "Denied", retryAt: Number(reply[2]) + shift, blocking }
-        })
+            const blocking = reply.slice(3).map((i) => claims[Number(i) - 1]!.bucket.id)
+            return { _tag: "Denied", retryAt: toCaller(Number(reply[2])), blocking }
+          })
+        )
       },
+      anchor: (reservation: Reservation, at: number) =>
+        Effect.suspend(() => {
+          const mark = marks.get(reservation)
+          // A handle this store did not grant (or a copy of one) moves nothing.
+          if (mark === undefined) return Effect.void
+          const claims = reservation.claims.filter((claim) => claim.bucket.algorithm !== "token-bucket")
+          if (claims.length === 0) return Effect.void
+          const args: Array<string | number> = [`${instance}:${reservation.id}`, serverTime ? offset.toStore(at) : at]
+          const indexes: Array<number> = []
+          reservation.claims.forEach((claim, index) => {
+            if (claim.bucket.algorithm === "token-bucket") return
+            // An adaptive GCRA spaces from the anchor at its rate of that moment, as the in-memory store does.
+            const b = claim.bucket.adaptive === undefined
+              ? claim.bucket
+              : effectiveAt(claim.bucket, claim.amount, at).bucket
+            args.push(b.algorithm, b.limit, b.window, b.margin, claim.amount, mark[index * 3] ?? "")
+            indexes.push(index)
+          })
+          return Effect.map(anchor(claims.map(keyOf), args), (reply) => {
+            indexes.forEach((index, i) => {
+              const value = String(reply[i] ?? "")
+              if (value !== "") mark[index * 3] = value
+            })
+          })
+        }),
       // The corrections are computed when the effect runs, and recorded in `charged` as Redis applies them.
       settle: (reservation: Reservation, actual: ReadonlyArray<number>) =>
         Effect.suspend(() => {

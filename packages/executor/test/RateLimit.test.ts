@@ -437,6 +437,64 @@ describe("rate limits", () => {
     }))
 })
 
+describe("anchoring an admission where the work began", () => {
+  it.effect("I12 each attempt reads its own reservation (CurrentReservation), in its child fibers too, and none outside", () =>
+    Effect.gen(function*() {
+      const executor = yield* make({ concurrency: 2, limits: [{ limit: 10, window: "1 second" }] })
+      const seen = (effect: Effect.Effect<RateLimit.Reservation | undefined>) =>
+        Effect.flatMap(executor.submit(effect), (handle) => handle.join)
+      const own = yield* seen(RateLimit.CurrentReservation)
+      const child = yield* seen(Effect.flatMap(Effect.forkChild(RateLimit.CurrentReservation), Fiber.join))
+      assert.isDefined(own)
+      assert.isDefined(child)
+      assert.notStrictEqual(own, child, "one reservation per attempt")
+      assert.deepStrictEqual(own!.charged, [1])
+      assert.isUndefined(yield* RateLimit.CurrentReservation, "no reservation outside an attempt")
+      // Without limits, no reservation.
+      const free = yield* make()
+      assert.isUndefined(yield* Effect.flatMap(free.submit(RateLimit.CurrentReservation), (h) => h.join))
+    }))
+
+  it.effect("I12 a sliding window counts an anchored admission from its anchor: the next one waits a window after it", () =>
+    Effect.gen(function*() {
+      const store = RateLimit.memoryStore()
+      const executor = yield* make({ concurrency: 2, limits: [{ limit: 1, window: "100 millis" }], store })
+      // Starts at 0, leaves 30 ms later (a connection to open, say), and anchors its admission there.
+      const first = yield* executor.submit(Effect.gen(function*() {
+        yield* Effect.sleep("30 millis")
+        const reservation = yield* RateLimit.CurrentReservation
+        yield* store.anchor!(reservation!, yield* Clock.currentTimeMillis)
+      }))
+      const second = yield* executor.submit(Clock.currentTimeMillis)
+      yield* TestClock.adjust(129)
+      assert.isUndefined(yield* second.poll, "not 100 ms after the first start: 100 ms after its anchor")
+      yield* TestClock.adjust(1)
+      assert.strictEqual(yield* second.join, 130)
+      yield* first.join
+    }))
+
+  it.effect("I12 GCRA spaces the next start from the anchor; an anchor earlier than the admission moves nothing", () =>
+    Effect.gen(function*() {
+      const store = RateLimit.memoryStore()
+      const executor = yield* make({
+        concurrency: 3,
+        limits: [{ limit: 10, window: "1 second", algorithm: "gcra" }], // 100 ms apart
+        store
+      })
+      const anchoredAt = (delay: number) =>
+        Effect.gen(function*() {
+          const reservation = yield* RateLimit.CurrentReservation
+          yield* store.anchor!(reservation!, (yield* Clock.currentTimeMillis) + delay)
+          return yield* Clock.currentTimeMillis
+        })
+      const a = yield* executor.submit(anchoredAt(40)) // starts at 0, anchored at 40: the next at 140
+      const b = yield* executor.submit(anchoredAt(-50)) // starts at 140, "anchored" at 90: no change, next at 240
+      const c = yield* executor.submit(Clock.currentTimeMillis)
+      yield* TestClock.adjust(300)
+      assert.deepStrictEqual([yield* a.join, yield* b.join, yield* c.join], [0, 140, 240])
+    }))
+})
+
 describe("key lines", () => {
   it.effect("a key's line is dropped once it is empty, and once its pause is over, at the exact end", () =>
     Effect.gen(function*() {

@@ -190,6 +190,53 @@ describe.each(stores)("RateLimitStore conformance: %s", (_, makeStore) => {
       assert.strictEqual((yield* reserve(store, [claim(b)], 5_000))._tag, "Reserved")
     })))
 
+  it.live("anchor: a sliding-window admission moves later, never earlier, and one that left its window stays out", () =>
+    Effect.scoped(Effect.gen(function*() {
+      const store = yield* makeStore()
+      const b = bucket("sliding-window", 1, 1000)
+      const first = yield* reserve(store, [claim(b)], 0)
+      if (first._tag !== "Reserved") return assert.fail("the first reservation fits")
+      yield* store.anchor!(first.reservation, 300) // the work began at 300: the window counts it from there
+      assert.deepStrictEqual(yield* reserve(store, [claim(b)], 1000), {
+        _tag: "Denied",
+        retryAt: 1300,
+        blocking: [b.id]
+      })
+      const second = yield* reserve(store, [claim(b)], 1300)
+      if (second._tag !== "Reserved") return assert.fail("the window of the anchored admission is over")
+      yield* store.anchor!(second.reservation, 1200) // earlier than its admission: nothing moves
+      assert.strictEqual((yield* reserve(store, [claim(b)], 2299))._tag, "Denied")
+      const third = yield* reserve(store, [claim(b)], 2300)
+      if (third._tag !== "Reserved") return assert.fail("a full window after the second")
+      assert.strictEqual((yield* reserve(store, [claim(b)], 3300))._tag, "Reserved") // the third left its window
+      yield* store.anchor!(third.reservation, 3500) // too late: it is not brought back
+      assert.strictEqual((yield* reserve(store, [claim(b)], 4300))._tag, "Reserved")
+    })))
+
+  it.live("anchor: GCRA spaces the next slot from the anchor, and the anchored reservation's refund still applies", () =>
+    Effect.scoped(Effect.gen(function*() {
+      const store = yield* makeStore()
+      const b = bucket("gcra", 10, 1000) // 100 ms apart
+      const first = yield* reserve(store, [claim(b)], 0)
+      if (first._tag !== "Reserved") return assert.fail("the first reservation fits")
+      yield* store.anchor!(first.reservation, 50)
+      assert.deepStrictEqual(yield* reserve(store, [claim(b)], 100), { _tag: "Denied", retryAt: 150, blocking: [b.id] })
+      // Still the bucket's last change: the refund gives its slot back (down to where the bucket was before it).
+      yield* store.settle(first.reservation, [0])
+      assert.deepStrictEqual(first.reservation.charged, [0])
+      assert.strictEqual((yield* reserve(store, [claim(b)], 100))._tag, "Reserved")
+    })))
+
+  it.live("anchor: a handle the store did not grant (a copy) moves nothing", () =>
+    Effect.scoped(Effect.gen(function*() {
+      const store = yield* makeStore()
+      const b = bucket("sliding-window", 1, 1000)
+      const first = yield* reserve(store, [claim(b)], 0)
+      if (first._tag !== "Reserved") return assert.fail("the first reservation fits")
+      yield* store.anchor!({ ...first.reservation }, 500)
+      assert.strictEqual((yield* reserve(store, [claim(b)], 1000))._tag, "Reserved")
+    })))
+
   it.live("sliding window: L per W, the next one waits until the oldest leaves the window", () =>
     Effect.scoped(Effect.gen(function*() {
       const store = yield* makeStore()

@@ -2,7 +2,7 @@
 // sequences: the intake list (I13, I2: a node is in one place at a time), the timer heap (deadlines, timeouts,
 // retry delays and rate wake-ups fire in time order, none lost), and the Pile buffer (I1: every outcome
 // delivered once, in order; the bound and its release, I14). fast-check shrinks a failure to a minimal sequence.
-// And the shape of the engine's modules: their imports form a tree (docs/architecture.md, "The data path").
+// The clock offset a shared store translates times with. And the shape of the engine's modules: their imports form a tree (docs/architecture.md, "The data path").
 import { assert, describe, it } from "@effect/vitest"
 import * as Cause from "effect/Cause"
 import * as Effect from "effect/Effect"
@@ -10,6 +10,7 @@ import * as Exit from "effect/Exit"
 import * as Fiber from "effect/Fiber"
 import * as fc from "fast-check"
 import { readdirSync, readFileSync } from "node:fs"
+import { ClockOffset } from "../src/internal/clockOffset.ts"
 import { LinkedList, type Node } from "../src/internal/linkedList.ts"
 import { OutcomeBuffer } from "../src/internal/outcomeBuffer.ts"
 import { Timers } from "../src/internal/timers.ts"
@@ -518,6 +519,74 @@ describe("internals: the Pile buffer, case by case", () => {
     }
     assert.strictEqual(buffer.size, 0)
     assert.isAtMost(copied, n, "entries copied by compactions while draining")
+  })
+})
+
+describe("internals: the clock offset of a shared store", () => {
+  // The caller's clock reads c; the store's reads c - offset(c), the offset drifting by `rate` per ms. A round
+  // trip is asked at t, stamped by the store d1 later, answered d2 after that.
+  const roundTrips = fc.record({
+    offset: fc.double({ min: -1e6, max: 1e6, noNaN: true }),
+    rate: fc.double({ min: -5e-4, max: 5e-4, noNaN: true }),
+    trips: fc.array(
+      fc.record({
+        gap: fc.double({ min: 0, max: 1_000, noNaN: true }),
+        d1: fc.double({ min: 0, max: 50, noNaN: true }),
+        d2: fc.double({ min: 0, max: 50, noNaN: true }),
+        later: fc.double({ min: 0, max: 2_000, noNaN: true })
+      }),
+      { minLength: 1, maxLength: 30 }
+    )
+  })
+
+  it("translations are never early, whatever each round trip's delay and within the drift allowed", () =>
+    fc.assert(
+      fc.property(roundTrips, ({ offset, rate, trips }) => {
+        const offsetAt = (c: number) => offset + rate * c
+        const clock = new ClockOffset()
+        let t = 0
+        for (const { d1, d2, gap, later } of trips) {
+          t += gap
+          const stamped = t + d1
+          clock.sample(t, stamped + d2, stamped - offsetAt(stamped))
+          // `later` ms after the answer: the caller's time of a store's instant is never before the caller's
+          // clock reads it then, and the other way round.
+          const c = stamped + d2 + later
+          const s = c - offsetAt(c)
+          assert.isAtLeast(clock.toCaller(s) - c, -1e-6, "a store's time on the caller's clock")
+          assert.isAtLeast(clock.toStore(c) - s, -1e-6, "a caller's time on the store's clock")
+        }
+      }),
+      { numRuns: runs(500) }
+    ))
+
+  it("one quick round trip fixes the offset for every later translation: slow ones do not spread them", () => {
+    const offset = 1234.5 // the caller's clock is ahead
+    const clock = new ClockOffset()
+    const trip = (asked: number, d1: number, d2: number) => clock.sample(asked, asked + d1 + d2, asked + d1 - offset)
+    trip(0, 30, 10)
+    trip(100, 0.1, 0.1) // quick
+    trip(200, 40, 5)
+    trip(300, 2, 60)
+    // Every time maps to the other clock at one offset, late by the quick trip's 0.2 ms and the drift allowed
+    // since (a millisecond per second): not by the slow trips' tens of milliseconds, nor by each its own.
+    for (const callerTime of [370, 371, 400]) {
+      const late = clock.toCaller(callerTime - offset) - callerTime
+      assert.isAtLeast(late, 0)
+      assert.isAtMost(late, 1)
+      const lateOnStore = clock.toStore(callerTime) - (callerTime - offset)
+      assert.isAtLeast(lateOnStore, 0)
+      assert.isAtMost(lateOnStore, 1)
+    }
+  })
+
+  it("a sample that contradicts the bounds (a clock was stepped) replaces them", () => {
+    const clock = new ClockOffset()
+    clock.sample(0, 1, 0) // offset in [0, 1]
+    clock.sample(10, 11, 10 - 5_000) // the caller's clock jumped 5 s ahead: offset in [5000, 5001]
+    const late = clock.toCaller(12 - 5_000) - 12
+    assert.isAtLeast(late, 0)
+    assert.isAtMost(late, 1.1)
   })
 })
 

@@ -9,7 +9,7 @@
 import { Cluster, Task } from "@pile/cluster"
 import * as Executor from "@pile/executor/Executor"
 import type * as Outcome from "@pile/executor/Outcome"
-import type * as RateLimit from "@pile/executor/RateLimit"
+import * as RateLimit from "@pile/executor/RateLimit"
 import * as Cause from "effect/Cause"
 import type { Sharding } from "effect/cluster"
 import type * as Context from "effect/Context"
@@ -21,6 +21,7 @@ import * as Schema from "effect/Schema"
 import type * as Scope from "effect/Scope"
 import * as Stream from "effect/Stream"
 import type * as Input from "../Input.ts"
+import { anchorAtDeparture } from "./departure.ts"
 import * as Http from "./http.ts"
 
 const WireLine = Schema.Union([
@@ -206,6 +207,8 @@ export const worker = (options: WorkerOptions): Layer.Layer<never, unknown, Http
       onAnswer: () => {}
     }).pipe(Effect.mapError(errorToWire))
   }
+  // The executor's store, kept so that admissions can be anchored at the requests' departures.
+  const store = options.store ?? RateLimit.memoryStore()
   return Task.toLayer(HttpRequest, (line) => attempt(line) as Effect.Effect<any, WireError, HttpClient.HttpClient>, {
     key: (line) => line._tag === "Request" ? new URL(line.url).host : undefined,
     cost: (line) =>
@@ -220,7 +223,7 @@ export const worker = (options: WorkerOptions): Layer.Layer<never, unknown, Http
       concurrency: options.concurrency,
       capacity: options.concurrency,
       limits: options.limits,
-      store: options.store,
+      store,
       policy: Http.policy(options.retries) as never,
       shutdown: { mode: "drain", grace: options.graceMs },
       finalizerTimeout: "5 seconds"
@@ -229,7 +232,9 @@ export const worker = (options: WorkerOptions): Layer.Layer<never, unknown, Http
       url: options.url,
       runner: { host: options.host, port: options.port },
       sharding: { entityTerminationTimeout: options.graceMs }
-    }))
+    })),
+    // Built first and closed last: anchoring lasts while requests may leave.
+    Layer.provide(Layer.effectDiscard(anchorAtDeparture(store)))
   )
 }
 

@@ -18,6 +18,7 @@ import * as Tracer from "effect/Tracer"
 import * as ErrorPolicy from "../ErrorPolicy.ts"
 import * as ExecutorError from "../ExecutorError.ts"
 import * as Outcome from "../Outcome.ts"
+import * as RateLimit from "../RateLimit.ts"
 import type { Config, Phase } from "./config.ts"
 import type { Task } from "./task.ts"
 import { nowMillis, sleepUntil } from "./timers.ts"
@@ -176,6 +177,7 @@ export class Attempts {
         return body
       })
     }
+    if (reservation !== undefined) effect = Effect.provideService(effect, RateLimit.CurrentReservation, reservation)
     const notBefore = reservation?.notBefore
     if (notBefore !== undefined) {
       // Reserved ahead (a store with `lookahead`): the budget is the task's from `notBefore` on, so it waits

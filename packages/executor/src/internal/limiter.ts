@@ -519,6 +519,8 @@ export class MemoryLimiter {
    */
   anchor(reservation: Reservation, at: number): void {
     const marks = this.marks.get(reservation)
+    // A handle this store did not grant (another store's, or a copy) moves nothing.
+    if (marks === undefined) return
     reservation.claims.forEach((claim, i) => {
       const state = this.state(claim.bucket)
       if (state instanceof SlidingState) state.anchor(reservation.id, at)
@@ -526,7 +528,7 @@ export class MemoryLimiter {
         const bucket = claim.bucket.adaptive === undefined
           ? claim.bucket
           : effectiveAt(claim.bucket, claim.amount, at).bucket
-        state.anchor(bucket, claim.amount, at, marks?.[i])
+        state.anchor(bucket, claim.amount, at, marks[i])
       }
     })
   }
