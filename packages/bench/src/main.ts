@@ -8,6 +8,8 @@
  *                              containment, scale, cluster)
  *   pnpm bench --reps N        N repetitions instead of each scenario's default
  *   pnpm bench --out DIR       where to write results.json and chart.svg
+ *   pnpm bench --baseline DIR  every Pile row also run by the checkout in DIR (another commit's executor, with
+ *                              its own install and this tree's packages/bench), interleaved, labelled "(baseline)"
  *   pnpm bench --profile [--library pile-run] [--scenario overhead] [--n 300000]
  *                              CPU-profile one run (node --cpu-prof) and print the top self-time functions
  */
@@ -18,7 +20,7 @@ import { dirname, join, resolve } from "node:path"
 import { fileURLToPath } from "node:url"
 import { machine, versions } from "./machine.ts"
 import type { Job, Sample } from "./model.ts"
-import { plan, type Row } from "./plan.ts"
+import { plan, type Row, withBaseline } from "./plan.ts"
 import { profile } from "./profile.ts"
 import { renderSvg, renderTables } from "./report.ts"
 import { median } from "./stats.ts"
@@ -35,10 +37,10 @@ const option = (name: string): string | undefined => {
 }
 
 /** Runs one job in a fresh process; returns its sample or the error it printed. */
-const runJob = (job: Job): Sample | { readonly error: string } => {
+const runJob = (job: Job, script = worker): Sample | { readonly error: string } => {
   const child = spawnSync(
     process.execPath,
-    ["--expose-gc", "--max-old-space-size=8192", worker, JSON.stringify(job)],
+    ["--expose-gc", "--max-old-space-size=8192", script, JSON.stringify(job)],
     {
       encoding: "utf8",
       timeout: 240_000,
@@ -117,7 +119,11 @@ const main = (): void => {
   const out = resolve(root, option("--out") ?? (quick ? "node_modules/.cache/pile-bench" : "docs/bench"))
   if (only !== undefined && only.every((scenario) => scenario === "cluster")) return runCluster(quick, out)
   const scratch = mkdtempSync(join(tmpdir(), "pile-bench-"))
-  const rows = plan(quick).filter((row) => only === undefined || only.includes(row.scenario))
+  const baseline = option("--baseline")
+  const planned = plan(quick).filter((row) => only === undefined || only.includes(row.scenario))
+  const rows = baseline === undefined
+    ? planned
+    : withBaseline(planned, join(resolve(baseline), "packages/bench/src/worker.ts"))
   if (reps !== undefined) { for (const row of rows) row.reps = Math.max(1, Number(reps)) }
   const runnable = rows.filter((row) => row.status === "ok")
   const total = runnable.reduce((n, row) => n + row.reps, 0)
@@ -135,7 +141,7 @@ const main = (): void => {
         out: join(scratch, `${row.scenario}-${row.library}-${row.job.work}-${row.job.n}-${rep}.json`)
       }
       const t0 = Date.now()
-      const sample = runJob(job)
+      const sample = runJob(job, row.worker)
       row.seconds += (Date.now() - t0) / 1000
       done++
       if ("error" in sample) {

@@ -22,7 +22,27 @@ export interface Row {
   seconds: number
   /** Latency: the ideal wall time, ceil(n / concurrency) × 2 ms. */
   readonly ideal?: number | undefined
+  /** A `--baseline` row: the worker of that other checkout runs it (its executor, this harness's job). */
+  readonly worker?: string | undefined
 }
+
+/**
+ * `--baseline DIR`: every Pile row again, run by the worker of the checkout in DIR (with its own install), and
+ * labelled "(baseline)". Its repetitions are interleaved with this tree's, so both versions are measured in one
+ * run against the same peers. DIR should hold this tree's `packages/bench` (only the executor compared).
+ */
+export const withBaseline = (rows: ReadonlyArray<Row>, worker: string): Array<Row> =>
+  rows.flatMap((row) =>
+    row.library.startsWith("pile")
+      ? [row, {
+        ...row,
+        library: `${row.library}@baseline`,
+        label: `${row.label} (baseline)`,
+        samples: [],
+        worker
+      }]
+      : [row]
+  )
 
 /**
  * Bottleneck's submit path waits on `setTimeout(0)` (its datastore "yield loop") several times per job,

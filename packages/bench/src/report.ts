@@ -254,9 +254,42 @@ export const renderTables = (report: Report): string => {
   section("memory", "memory: instant tasks queued behind concurrency 1", () => memoryTable(report))
   section("containment", "containment: every 10th task fails, concurrency 64", () => containmentTable(report))
   section("scale", "scale: the overhead scenario at growing sizes, concurrency 64", () => scaleTable(report))
+  if (report.rows.some((row) => row.worker !== undefined)) {
+    sections.push(`### against the baseline`, baselineTable(report))
+  }
   sections.push(`### targets`, targetsTable(report))
   return sections.join("\n\n") + "\n"
 }
+
+/**
+ * `--baseline`: each Pile row against its baseline twin, measured in the same run. The ratio is this tree's
+ * median over the baseline's, of the scenario's figure; for the rate scenario (starts per second) higher is
+ * better, for every other lower is better.
+ */
+const baselineTable = (report: Report): string =>
+  table(
+    ["scenario", "library", "n", "this tree", "baseline", "this / baseline", "slower by"],
+    report.rows.filter((row) => row.worker !== undefined).flatMap((twin) => {
+      const row = report.rows.find((r) =>
+        r.worker === undefined && `${r.library}@baseline` === twin.library && r.job.n === twin.job.n &&
+        r.job.work === twin.job.work && r.scenario === twin.scenario
+      )
+      const now = row?.median?.value
+      const then = twin.median?.value
+      if (row === undefined || now === undefined || then === undefined) return []
+      const ratio = now / then
+      const slower = twin.scenario === "rate" ? then / now - 1 : ratio - 1
+      return [[
+        twin.scenario,
+        row.label,
+        int(row.job.n),
+        dec(now, 1),
+        dec(then, 1),
+        dec(ratio, 2),
+        slower > 0 ? `${dec(100 * slower, 0)}%` : "-"
+      ]]
+    })
+  )
 
 // ---------------------------------------------------------------------------------------------------------
 // chart
