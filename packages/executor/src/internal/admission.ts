@@ -46,7 +46,8 @@ export class Line {
 }
 
 /** What one admission step found: a task that may start, or a line head that needs an asynchronous store. */
-export type Admitted = { readonly start: Task } | { readonly reserve: Task; readonly line: Line }
+/** What admission decided for the head it found: start this task now, or reserve its budget first. */
+export type Admitted = Task | { readonly reserve: Task; readonly line: Line }
 
 let serials = 0
 
@@ -227,9 +228,9 @@ export class Admission {
    * intake's head is next).
    */
   next(): Admitted | "again" | undefined {
-    // Reading the clock costs: only lines need it (instant tasks without limits never do).
-    // Stryker disable next-line ConditionalExpression: reading the clock with no line to check changes nothing
-    const now = this.lines.size === 0 ? 0 : nowMillis(this.clock)
+    // Without a key line (instant tasks without limits) nothing to look at, and no clock to read.
+    if (this.lines.size === 0) return undefined
+    const now = nowMillis(this.clock)
     // The oldest head of a line that may go now. Line tasks are older than the intake's.
     let best: Line | undefined
     for (const line of this.lines.values()) {
@@ -258,7 +259,7 @@ export class Admission {
     // Stryker disable next-line ConditionalExpression,BlockStatement: reserving no claims always succeeds and charges nothing
     if (claims.length === 0) {
       this.leaveLine(best, task)
-      return { start: task }
+      return task
     }
     const memory = this.store.memory
     if (memory === undefined) return { reserve: task, line: best }
@@ -269,7 +270,7 @@ export class Admission {
     }
     task.reservation = result
     this.leaveLine(best, task)
-    return { start: task }
+    return task
   }
 
   /** Unique among every executor of the process (a store may be shared); the Redis store adds a per-process id. */

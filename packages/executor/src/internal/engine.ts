@@ -301,7 +301,7 @@ export class Engine implements Stopper, Cycle, AttemptEnd {
     }
     if (this.admission.enter(task)) return "again"
     this.intake.admitWaiters()
-    return { start: task }
+    return task
   }
 
   /** An admission pass: fires due timers and starts every task that may start now. */
@@ -347,11 +347,11 @@ export class Engine implements Stopper, Cycle, AttemptEnd {
       const next = this.admitNext()
       if (next === undefined) break
       if (next === "again") continue
-      if ("reserve" in next) {
+      if (!(next instanceof Task)) {
         result = next
         break
       }
-      this.start(next.start)
+      this.start(next)
       started++
     }
     this.pumping = false
