@@ -1,5 +1,5 @@
 import { assert, describe, it } from "@effect/vitest"
-import { Effect, Fiber, Metric, Option, Ref, Schedule, Stream } from "effect"
+import { Clock, Effect, Fiber, Metric, Option, Ref, Schedule, Stream } from "effect"
 import { PrometheusMetrics } from "effect/observability"
 import { TestClock } from "effect/testing"
 import * as fc from "fast-check"
@@ -189,6 +189,27 @@ describe("metrics", () => {
       assert.closeTo(rateWait.sum, 0, 1e-9, "the key's first budget was free when task 2 left the queue")
       assert.strictEqual(runTime.count, 3, "one run time per attempt")
       assert.closeTo(runTime.sum, 0.050, 1e-9)
+    })))
+})
+
+describe("run time of a body that computes synchronously", () => {
+  it.effect("includes the synchronous work: an attempt's end reads the clock afresh, not the reading of the pass that started it", () =>
+    isolated(Effect.gen(function*() {
+      // A clock the body moves synchronously, as CPU-bound work moves a real one; the executor reads it.
+      const base = yield* Clock.Clock
+      let worked = 0
+      const clock: Clock.Clock = {
+        ...base,
+        currentTimeMillisUnsafe: () => base.currentTimeMillisUnsafe() + worked,
+        currentTimeNanosUnsafe: () => base.currentTimeNanosUnsafe() + BigInt(worked) * 1_000_000n
+      }
+      const executor = yield* make({ name: "busy", concurrency: 2 }).pipe(Effect.provideService(Clock.Clock, clock))
+      // Each starts and ends inside the feeder's burst (one clock reading for the burst): 30 ms and 40 ms of
+      // synchronous work.
+      yield* Stream.runDrain(executor.run([30, 40], (ms) => Effect.sync(() => (worked += ms))))
+      const runTime = yield* histogram(names.runTime, "busy")
+      assert.strictEqual(runTime.count, 2)
+      assert.closeTo(runTime.sum, 0.030 + 0.040, 1e-9, "each end is read after its body's work")
     })))
 })
 

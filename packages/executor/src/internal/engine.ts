@@ -442,7 +442,7 @@ export class Engine implements Stopper, Cycle, AttemptEnd {
     task.fiber = undefined
     this.running.remove(task)
     if (this.config.instruments !== undefined) {
-      this.config.instruments.observe(2, this.metricClock.now() - task.markedAt)
+      this.config.instruments.observe(2, this.metricClock.fresh() - task.markedAt)
     }
     // The outcome, a retry or an escalation, as the policy decides (attempt.ts).
     this.attempts.exited(task, fiberExit)

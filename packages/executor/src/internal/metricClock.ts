@@ -4,9 +4,9 @@
  * On this machine a clock reading costs more than the rest of a task's bookkeeping, so it is read at most once
  * per entry into the engine (an outermost transition, with the wake-ups it delivers: a submit, a freed slot, an
  * attempt's end, a dispatcher pass) and once per batch feeder's burst: every reading inside is the one taken
- * when it was first needed, and an entry that records nothing reads no clock. An entry lasts well under the
- * histograms' first bucket (1 ms), except an attempt whose body computes synchronously for longer: it runs
- * inside the entry that started it, and its run time is recorded within that entry's reading.
+ * when it was first needed, and an entry that records nothing reads no clock (an entry lasts well under the
+ * histograms' first bucket, 1 ms). An attempt's end reads the clock afresh: a body that computes synchronously
+ * runs inside the entry that started it, and its run time must include that work.
  */
 import type * as Clock from "effect/Clock"
 
@@ -34,6 +34,17 @@ export class MetricClock {
       this.reading = this.clock.currentTimeMillisUnsafe() - this.epoch
       this.read = true
     }
+    return this.reading
+  }
+
+  /**
+   * Now, read afresh (and kept for the rest of the entry): an attempt's end, whose run time must not be taken
+   * from a reading made before its body ran (a body that computes synchronously runs inside the entry that
+   * started it).
+   */
+  fresh(): number {
+    this.reading = this.clock.currentTimeMillisUnsafe() - this.epoch
+    this.read = true
     return this.reading
   }
 
