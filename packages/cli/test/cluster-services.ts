@@ -17,6 +17,9 @@ const givenPostgres = process.env["PILE_POSTGRES_URL"]
 export const hasPostgres = (givenPostgres !== undefined && givenPostgres !== "") ||
   (has(`${pgBin}/initdb`) && has("psql"))
 
+/** The logging server of the cluster tests is a small Python program (it stamps arrivals with the kernel's time). */
+export const hasPython = has("python3")
+
 export interface Postgres {
   /** The URL of the server's `postgres` database: create databases through it. */
   readonly admin: string

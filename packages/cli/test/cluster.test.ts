@@ -8,6 +8,7 @@ import {
   canStartPostgres,
   createDatabase,
   hasPostgres,
+  hasPython,
   killed,
   type LoggingServer,
   maxInWindow,
@@ -34,8 +35,8 @@ import {
   writeLines
 } from "./helpers.ts"
 
-const available = hasPostgres && hasRedis
-if (required && !available) throw new Error("PILE_REQUIRE_SERVICES=1 but Postgres or Redis is missing")
+const available = hasPostgres && hasRedis && hasPython
+if (required && !available) throw new Error("PILE_REQUIRE_SERVICES=1 but Postgres, Redis or python3 is missing")
 
 let postgres: Postgres
 let redis: Redis
