@@ -1,5 +1,5 @@
 import { assert, describe, it } from "@effect/vitest"
-import { Clock, Data, Duration, Effect, Exit, Fiber, Ref, Schedule, Stream } from "effect"
+import { Clock, Data, Deferred, Duration, Effect, Exit, Fiber, Option, Ref, Schedule, Stream } from "effect"
 import { TestClock } from "effect/testing"
 import * as fc from "fast-check"
 import * as ErrorPolicy from "../src/ErrorPolicy.ts"
@@ -837,5 +837,147 @@ describe("reservations granted ahead", () => {
       yield* TestClock.adjust(100)
       assert.strictEqual((yield* handle.outcome).kind, "cancelled")
       assert.isFalse(ran)
+    }))
+})
+
+describe("a store that answers after a round trip, and budgets given back", () => {
+  /** The memory store behind a round trip of `delay` ms (no `memory`: the executor takes the asynchronous path). */
+  const roundTrip = (delay: number, settled: Array<ReadonlyArray<number>>): RateLimit.RateLimitStore => {
+    const inner = RateLimit.memoryStore()
+    return {
+      reserve: (id, claims, now) => Effect.andThen(Effect.sleep(delay), inner.reserve(id, claims, now)),
+      settle: (reservation, actual) =>
+        Effect.andThen(Effect.sync(() => settled.push(actual)), inner.settle(reservation, actual))
+    }
+  }
+
+  /** Records which task ran, and the most running at once. */
+  const tracker = () => {
+    const log: Array<string> = []
+    let running = 0
+    let most = 0
+    const task = (name: string, ms: number) =>
+      Effect.acquireUseRelease(
+        Effect.sync(() => {
+          running++
+          most = Math.max(most, running)
+          log.push(name)
+        }),
+        () => Effect.sleep(ms),
+        () => Effect.sync(() => running--)
+      )
+    return { log, task, most: () => most }
+  }
+
+  it.effect("I10 a reservation that comes back once the slot was taken is given back; its task starts when the slot frees", () =>
+    Effect.gen(function*() {
+      const settled: Array<ReadonlyArray<number>> = []
+      const executor = yield* make({
+        concurrency: 1,
+        store: roundTrip(10, settled),
+        limits: [{ key: "k", limit: 10, window: "1 second" }]
+      })
+      const { log, most, task } = tracker()
+      const a = yield* executor.submit(task("a", 20), { key: "k" }) // its reservation takes 10 ms
+      yield* TestClock.adjust(1) // the dispatcher is waiting for the store's answer
+      const b = yield* executor.submit(task("b", 50)) // no key: the free slot, at once
+      yield* TestClock.adjust(200)
+      assert.strictEqual((yield* a.outcome).kind, "success")
+      assert.strictEqual((yield* b.outcome).kind, "success")
+      assert.deepStrictEqual(log, ["b", "a"])
+      assert.strictEqual(most(), 1, "never two running with concurrency 1")
+      assert.deepStrictEqual(settled[0], [0], "the first reservation was given back whole")
+    }))
+
+  it.effect("a drain starts a task whose reservation comes back during it", () =>
+    Effect.gen(function*() {
+      const executor = yield* make({
+        concurrency: 1,
+        store: roundTrip(10, []),
+        limits: [{ key: "k", limit: 10, window: "1 second" }]
+      })
+      const { log, task } = tracker()
+      const a = yield* executor.submit(task("a", 5), { key: "k" })
+      const shutdown = yield* Effect.forkChild(executor.shutdown({ mode: "drain", grace: "1 second" }), {
+        startImmediately: true
+      })
+      yield* TestClock.adjust(100)
+      yield* Fiber.join(shutdown)
+      assert.strictEqual((yield* a.outcome).kind, "success")
+      assert.deepStrictEqual(log, ["a"])
+    }))
+
+  it.effect("I3 a task cancelled between its admission and its start gives its reservation back", () =>
+    Effect.gen(function*() {
+      const executor = yield* make({
+        concurrency: 1,
+        capacity: 1,
+        limits: [{ key: "k", limit: 1, window: "1 second" }]
+      })
+      const gate = yield* Deferred.make<void>()
+      const starts: Array<[string, number]> = []
+      const started = (name: string) =>
+        Effect.flatMap(Clock.currentTimeMillis, (at) => Effect.sync(() => void starts.push([name, at])))
+      yield* executor.submit(Deferred.await(gate)) // holds the slot
+      const b = yield* executor.submit(started("b"), { key: "k" }) // queued: the queue is full
+      // Waits for room, which B's admission makes; its fiber then cancels B before B's attempt is forked.
+      const superseding = yield* Effect.forkChild(
+        Effect.andThen(executor.submit(started("c")), b.cancel),
+        { startImmediately: true }
+      )
+      yield* Deferred.succeed(gate, undefined)
+      yield* Fiber.join(superseding)
+      const outcome = yield* b.outcome
+      assert.strictEqual(outcome.kind, "cancelled")
+      assert.strictEqual(outcome.attempts, 0, "its body never ran")
+      const d = yield* executor.submit(started("d"), { key: "k" })
+      yield* TestClock.adjust(10)
+      assert.strictEqual((yield* d.outcome).kind, "success")
+      assert.deepStrictEqual(starts, [["c", 0], ["d", 0]], "D used the budget B gave back, without waiting a window")
+    }))
+
+  it.effect("a batch's function that throws gives its task's reservation back", () =>
+    Effect.gen(function*() {
+      const executor = yield* make({ limits: [{ key: "k", limit: 1, window: "1 second" }] })
+      const starts: Array<number> = []
+      const batch = yield* Effect.forkChild(
+        Stream.runCollect(executor.run([1, 2], (n) => {
+          if (n === 1) throw new Error("boom")
+          return Effect.flatMap(Clock.currentTimeMillis, (at) => Effect.sync(() => void starts.push(at)))
+        }, { key: () => "k" })),
+        { startImmediately: true }
+      )
+      yield* TestClock.adjust(10)
+      const outcomes = yield* Fiber.join(batch)
+      assert.deepStrictEqual(outcomes.map((o) => o.kind).sort(), ["defect", "success"])
+      assert.deepStrictEqual(starts, [0], "input 2 used the budget input 1 gave back")
+    }))
+
+  it.effect("I1 ids stay distinct when a batch input is rejected at once (its cost can never fit)", () =>
+    Effect.gen(function*() {
+      const executor = yield* make({ limits: [{ limit: 5, window: "1 second" }] })
+      const outcomes = yield* Stream.runCollect(
+        executor.run([10, 1, 1], (n) => Effect.succeed(n), { cost: (n) => ({ requests: n }) })
+      )
+      assert.deepStrictEqual(outcomes.map((o) => o.kind).sort(), ["rejected", "success", "success"])
+      assert.strictEqual(new Set(outcomes.map((o) => o.id)).size, 3)
+    }))
+
+  it.effect("I14 a batch stopped early cancels its tasks waiting in a key's line, and only its own", () =>
+    Effect.gen(function*() {
+      const executor = yield* make({ concurrency: 4, limits: [{ key: "k", limit: 1, window: "1 second" }] })
+      yield* executor.submit(Effect.void, { key: "k" }) // takes the key's budget until t = 1,000
+      const head = yield* Effect.forkChild(
+        Stream.runHead(executor.run([1, 2, 3], (n) => Effect.succeed(n), { key: () => "k" })),
+        { startImmediately: true }
+      )
+      const other = yield* executor.submit(Effect.succeed("other"), { key: "k" }) // in the line after the batch's
+      assert.strictEqual((yield* executor.stats).waiting, 4)
+      yield* TestClock.adjust(1000)
+      assert.strictEqual(Option.getOrThrow(yield* Fiber.join(head)).input, 1)
+      // Input 1 started at t = 1,000 and ended the stream: inputs 2 and 3 were cancelled in the line, not the other.
+      assert.strictEqual((yield* executor.stats).waiting, 1)
+      yield* TestClock.adjust(1000)
+      assert.strictEqual((yield* other.outcome).kind, "success")
     }))
 })
