@@ -840,35 +840,35 @@ describe("reservations granted ahead", () => {
     }))
 })
 
+/** The memory store behind a round trip of `delay` ms (no `memory`: the executor takes the asynchronous path). */
+const roundTrip = (delay: number, settled: Array<ReadonlyArray<number>>): RateLimit.RateLimitStore => {
+  const inner = RateLimit.memoryStore()
+  return {
+    reserve: (id, claims, now) => Effect.andThen(Effect.sleep(delay), inner.reserve(id, claims, now)),
+    settle: (reservation, actual) =>
+      Effect.andThen(Effect.sync(() => settled.push(actual)), inner.settle(reservation, actual))
+  }
+}
+
+/** Records which task ran, and the most running at once. */
+const tracker = () => {
+  const log: Array<string> = []
+  let running = 0
+  let most = 0
+  const task = (name: string, ms: number) =>
+    Effect.acquireUseRelease(
+      Effect.sync(() => {
+        running++
+        most = Math.max(most, running)
+        log.push(name)
+      }),
+      () => Effect.sleep(ms),
+      () => Effect.sync(() => running--)
+    )
+  return { log, task, most: () => most }
+}
+
 describe("a store that answers after a round trip, and budgets given back", () => {
-  /** The memory store behind a round trip of `delay` ms (no `memory`: the executor takes the asynchronous path). */
-  const roundTrip = (delay: number, settled: Array<ReadonlyArray<number>>): RateLimit.RateLimitStore => {
-    const inner = RateLimit.memoryStore()
-    return {
-      reserve: (id, claims, now) => Effect.andThen(Effect.sleep(delay), inner.reserve(id, claims, now)),
-      settle: (reservation, actual) =>
-        Effect.andThen(Effect.sync(() => settled.push(actual)), inner.settle(reservation, actual))
-    }
-  }
-
-  /** Records which task ran, and the most running at once. */
-  const tracker = () => {
-    const log: Array<string> = []
-    let running = 0
-    let most = 0
-    const task = (name: string, ms: number) =>
-      Effect.acquireUseRelease(
-        Effect.sync(() => {
-          running++
-          most = Math.max(most, running)
-          log.push(name)
-        }),
-        () => Effect.sleep(ms),
-        () => Effect.sync(() => running--)
-      )
-    return { log, task, most: () => most }
-  }
-
   it.effect("I10 a reservation that comes back once the slot was taken is given back; its task starts when the slot frees", () =>
     Effect.gen(function*() {
       const settled: Array<ReadonlyArray<number>> = []
