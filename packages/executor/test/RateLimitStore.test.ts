@@ -227,6 +227,20 @@ describe.each(stores)("RateLimitStore conformance: %s", (_, makeStore) => {
       assert.strictEqual((yield* reserve(store, [claim(b)], 100))._tag, "Reserved")
     })))
 
+  it.live("anchor: the window counts an anchored admission at its new time, whichever admission of the window moved", () =>
+    Effect.scoped(Effect.gen(function*() {
+      const store = yield* makeStore()
+      const b = bucket("sliding-window", 2, 100)
+      const first = yield* reserve(store, [claim(b)], 0)
+      const second = yield* reserve(store, [claim(b)], 0)
+      if (first._tag !== "Reserved" || second._tag !== "Reserved") return assert.fail("two fit")
+      yield* store.anchor!(first.reservation, 50) // the older one moves past the other
+      // The second (at 0) leaves at 100, the first (at 50) at 150: one place at 100, the next at 150.
+      assert.deepStrictEqual(yield* reserve(store, [claim(b)], 99), { _tag: "Denied", retryAt: 100, blocking: [b.id] })
+      assert.strictEqual((yield* reserve(store, [claim(b)], 100))._tag, "Reserved")
+      assert.deepStrictEqual(yield* reserve(store, [claim(b)], 100), { _tag: "Denied", retryAt: 150, blocking: [b.id] })
+    })))
+
   it.live("anchor: a handle the store did not grant (a copy) moves nothing", () =>
     Effect.scoped(Effect.gen(function*() {
       const store = yield* makeStore()

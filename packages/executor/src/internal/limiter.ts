@@ -285,10 +285,26 @@ class SlidingState {
     return undefined
   }
 
-  /** Moves an admission to the time its task really started (later, never earlier). */
+  /**
+   * Moves an admission to the time its task really started (later, never earlier), and keeps the log in time
+   * order (`purge` and `earliest` read it from the oldest): the entry moves past the ones it now follows. It
+   * is looked for from the newest end, where an entry anchored a moment after its admission sits.
+   */
   anchor(id: string, at: number): void {
     const entry = this.byId.get(id)
-    if (entry !== undefined && at > entry.at) entry.at = at
+    if (entry === undefined || at <= entry.at) return
+    entry.at = at
+    const log = this.log
+    const ids = this.ids
+    let i = log.length - 1
+    while (log[i] !== entry) i--
+    for (; i + 1 < log.length && log[i + 1]!.at < at; i++) {
+      log[i] = log[i + 1]!
+      log[i + 1] = entry
+      const id = ids[i]!
+      ids[i] = ids[i + 1]!
+      ids[i + 1] = id
+    }
   }
 
   settle(id: string, delta: number): void {
