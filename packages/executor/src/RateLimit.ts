@@ -268,9 +268,12 @@ export interface RateLimitStore {
  * **Gotchas**
  *
  * Read it in the attempt's fiber or its children (a fiber forked elsewhere does not have it). The bound holds
- * on the anchored times when each anchor reaches the store less than a window (minus the Redis store's
- * `lookahead`) after its admission: a reservation granted ahead relies on when earlier admissions leave their
- * window. With the Redis store, `anchor` is a round trip: run it beside the work (the CLI forks it).
+ * on the anchored times when each anchor reaches the store in time: for a sliding window, less than a window
+ * (minus the Redis store's `lookahead`) after its admission, since a reservation granted ahead relies on when
+ * earlier admissions leave their window; for a GCRA, before the store grants the next slot (within W / L of
+ * the admission, less when the burst allows several at once): a start already granted cannot be pushed back, so
+ * an anchor arriving after it leaves the two starts closer than W / L. With the Redis store, `anchor` is a
+ * round trip: run it beside the work (the CLI forks it).
  *
  * **Example**
  *
