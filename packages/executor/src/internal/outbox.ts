@@ -36,11 +36,6 @@ export class Outbox<T extends object> {
     this.onEnter = onEnter
   }
 
-  /** Whether wake-ups are being delivered now (the code running was woken by this outbox). */
-  get isDelivering(): boolean {
-    return this.delivering
-  }
-
   /** A transition begins: wake-ups it posts wait until it ends. */
   begin(): void {
     if (this.depth++ === 0 && !this.delivering) this.onEnter()
