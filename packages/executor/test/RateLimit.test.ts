@@ -256,6 +256,34 @@ describe("rate limits", () => {
       assert.strictEqual((yield* Ref.get(log)).length, 2)
     }))
 
+  it.effect("settlement: a settle that reports nothing leaves the reservation charged as estimated", () =>
+    Effect.gen(function*() {
+      const executor = yield* make({ concurrency: 10, limits: [{ budget: "tokens", limit: 1000, window: "1 minute" }] })
+      const first = yield* executor.submit(Effect.void, { cost: { tokens: 700 }, settle: () => undefined })
+      const next = yield* executor.submit(Effect.succeed("next"), { cost: { tokens: 700 } })
+      yield* TestClock.adjust(1)
+      assert.strictEqual((yield* first.poll)?.kind, "success")
+      assert.isUndefined(yield* next.poll, "the 700 tokens stay charged until the window has passed")
+      yield* TestClock.adjust("1 minute")
+      assert.strictEqual((yield* next.poll)?.kind, "success")
+    }))
+
+  it.effect("settlement: a task no limit applies to reserved nothing, and its settle is not asked", () =>
+    Effect.gen(function*() {
+      const executor = yield* make({ limits: [{ key: "other", limit: 1, window: "1 minute" }] })
+      let asked = 0
+      // A failure: the attempt's end is settled (a success without a reservation skips the settlement early).
+      const handle = yield* executor.submit(Effect.fail("failed"), {
+        settle: () => {
+          asked++
+          return { tokens: 5 }
+        }
+      })
+      yield* TestClock.adjust(1)
+      assert.strictEqual((yield* handle.poll)?.kind, "failure")
+      assert.strictEqual(asked, 0)
+    }))
+
   // Issue 19 item 8: a refund applied after later reservations gave back capacity they had relied on.
   it.effect("I12 GCRA with burst 1: a refund after a later reservation does not bring the next start closer", () =>
     Effect.gen(function*() {
@@ -622,11 +650,22 @@ describe("429 feedback", () => {
       assert.deepStrictEqual(yield* Ref.get(starts), [0, 3000])
     }))
 
+  it.effect("a failure without a retry-after pauses nothing and leaves no key line behind", () =>
+    Effect.gen(function*() {
+      const executor = yield* make({ concurrency: 2 })
+      yield* (yield* executor.submit(Effect.fail("no retry-after"), { key: "k" })).await
+      assert.strictEqual(engineOf(executor).admission.lineCount, 0)
+      assert.strictEqual((yield* executor.stats).pauses, 0)
+    }))
+
   it.effect("a retry-after of zero pauses nothing; a positive one pauses the key and is counted", () =>
     Effect.gen(function*() {
       const executor = yield* make({ concurrency: 2 })
+      // Not at t = 0, where a pause of zero would end before any pause began.
+      yield* TestClock.adjust(5)
       const zero = yield* executor.submit(Effect.fail(new RateLimited({ retryAfter: 0 })), { key: "k" })
       yield* zero.await
+      assert.strictEqual(engineOf(executor).admission.lineCount, 0, "no line for a pause of zero")
       const next = yield* executor.submit(Effect.succeed("next"), { key: "k" })
       yield* Effect.yieldNow
       assert.isDefined(yield* next.poll, "no pause: the next task of the key ran at once")
@@ -637,6 +676,18 @@ describe("429 feedback", () => {
       assert.isUndefined(yield* paused.poll)
       yield* TestClock.adjust(1)
       assert.strictEqual(yield* paused.join, "paused")
+      assert.strictEqual((yield* executor.stats).pauses, 1)
+    }))
+
+  it.effect("a second retry-after ending when the key's pause already ends is not counted as a pause", () =>
+    Effect.gen(function*() {
+      const executor = yield* make({ concurrency: 2 })
+      for (let i = 0; i < 2; i++) {
+        yield* executor.submit(Effect.andThen(Effect.sleep(1), Effect.fail(new RateLimited({ retryAfter: 1000 }))), {
+          key: "k"
+        })
+      }
+      yield* TestClock.adjust(1)
       assert.strictEqual((yield* executor.stats).pauses, 1)
     }))
 
@@ -660,18 +711,19 @@ describe("429 feedback", () => {
       assert.strictEqual((yield* executor.stats).pauses, 1)
     }))
 
-  it.effect("a pause that ends after the line's next wake-up is waited for too", () =>
+  it.effect("a pause that ends after the line's next wake-up is waited for too, and the line goes when it ends", () =>
     Effect.gen(function*() {
       const executor = yield* make({ concurrency: 5, limits: [{ key: "k", limit: 1, window: 500 }] })
-      // The first task takes the budget and fails at t = 1 with a retry-after of 1 s: key k pauses to 1,001.
-      yield* executor.submit(Effect.andThen(Effect.sleep(1), Effect.fail(new RateLimited({ retryAfter: 1000 }))), {
+      // The first task takes the budget and fails at t = 1 with a retry-after of 700 ms: key k pauses to 701.
+      yield* executor.submit(Effect.andThen(Effect.sleep(1), Effect.fail(new RateLimited({ retryAfter: 700 }))), {
         key: "k"
       })
       const next = yield* executor.submit(Effect.succeed("next"), { key: "k" }) // budget again at t = 500
-      yield* TestClock.adjust(1000)
-      assert.isUndefined(yield* next.poll, "paused until t = 1,001")
+      yield* TestClock.adjust(700)
+      assert.isUndefined(yield* next.poll, "paused until t = 701")
       yield* TestClock.adjust(1)
-      assert.strictEqual(yield* next.join, "next")
+      // Not later, at the sweep of idle keys (t = 1,001), the next wake-up the executor had.
+      assert.strictEqual((yield* next.poll)?.kind, "success", "it starts when the pause ends")
     }))
 
   it.effect("a retry of a task without a key waits for the keyless pause", () =>
