@@ -585,6 +585,24 @@ describe("key lines", () => {
       assert.deepStrictEqual(yield* Ref.get(started), ["big", "older", "younger"])
     }))
 
+  it.effect("a task without options waiting behind a keyless pause starts when it ends, as another key's head is denied", () =>
+    Effect.gen(function*() {
+      const executor = yield* make({ concurrency: 5 })
+      const budget = [{ limit: 1, window: "1 minute" }] as const
+      yield* executor.submit(Effect.void, { key: "k", limits: budget }) // takes the budget until t = 60 s
+      // t = 1: a keyless task without options fails with a retry-after: keyless tasks pause until t = 1,000.
+      yield* executor.submit(Effect.andThen(Effect.sleep(1), Effect.fail(new RateLimited({ retryAfter: 999 }))))
+      const denied = yield* executor.submit(Effect.void, { key: "k", limits: budget }) // older than the next one
+      yield* TestClock.adjust(1)
+      const plain = yield* executor.submit(Effect.succeed("plain")) // no options: it waits in the keyless line
+      yield* TestClock.adjust(998)
+      assert.isUndefined(yield* plain.poll, "paused")
+      // t = 1,000: the pass looks at key k's head first (the oldest) and is denied, then at the plain task.
+      yield* TestClock.adjust(1)
+      assert.strictEqual((yield* plain.poll)?.kind, "success")
+      assert.isUndefined(yield* denied.poll, "still waiting for the budget")
+    }))
+
   it.effect("a line head leaving without starting lets the next head start as soon as its budget allows", () =>
     Effect.gen(function*() {
       const executor = yield* make({ concurrency: 5, limits: [{ budget: "tokens", limit: 10, window: "1 minute" }] })
@@ -920,7 +938,63 @@ const tracker = () => {
   return { log, task, most: () => most }
 }
 
+/** A store answering a denial without saying which buckets refused (then every claimed one is assumed to). */
+const withoutBlocking = (store: RateLimit.RateLimitStore): RateLimit.RateLimitStore => ({
+  ...store,
+  reserve: (id, claims, now) =>
+    Effect.map(
+      store.reserve(id, claims, now),
+      (result): RateLimit.ReserveResult =>
+        result._tag === "Denied" ? { _tag: "Denied", retryAt: result.retryAt } : result
+    )
+})
+
 describe("a store that answers after a round trip, and budgets given back", () => {
+  it.effect("a line denied in a pass that outlasts its wake-up is looked at again once the pass ends", () =>
+    Effect.gen(function*() {
+      const executor = yield* make({
+        concurrency: 5,
+        store: roundTrip(10, []),
+        limits: [{ key: "a", limit: 1, window: 135 }, { key: "b", limit: 10, window: "1 second" }]
+      })
+      const starts: Array<[string, number]> = []
+      // Each task keeps running: none ends during the pass (an end would ask for another pass anyway).
+      const started = (name: string) =>
+        Effect.flatMap(Clock.currentTimeMillis, (at) => Effect.sync(() => void starts.push([name, at]))).pipe(
+          Effect.andThen(Effect.never)
+        )
+      yield* executor.submit(started("a1"), { key: "a" }) // asks at t = 0, starts at t = 10: key a is full to 135
+      // Starts at t = 20 and fails with a retry-after: key b pauses until t = 120.
+      yield* executor.submit(Effect.fail(new RateLimited({ retryAfter: 100 })), { key: "b" })
+      yield* executor.submit(started("a2"), { key: "a" }) // denied until t = 135
+      yield* TestClock.adjust(50)
+      yield* executor.submit(started("b"), { key: "b" }) // waits for the pause
+      // The pass at t = 120 asks for a2 (denied at t = 130), then for b (answered at t = 140): key a's wake-up at
+      // t = 135 fires within that pass. The executor's next timer after it is the sweep of idle keys, at 1,020.
+      yield* TestClock.adjust(100)
+      assert.deepStrictEqual(starts, [["a1", 10], ["b", 140], ["a2", 150]])
+    }))
+
+  it.effect("I11 a store that does not say which bucket refused: a younger head may take from none the older claims", () =>
+    Effect.gen(function*() {
+      const executor = yield* make({
+        concurrency: 5,
+        store: withoutBlocking(roundTrip(10, [])),
+        limits: [{ budget: "tokens", limit: 10, window: "1 minute" }]
+      })
+      const started: Array<string> = []
+      const task = (name: string) => Effect.sync(() => void started.push(name))
+      yield* executor.submit(task("big"), { key: "a", cost: { tokens: 8 } })
+      const older = yield* executor.submit(task("older"), { key: "a", cost: { tokens: 5 } })
+      const younger = yield* executor.submit(task("younger"), { key: "b", cost: { tokens: 1 } })
+      yield* TestClock.adjust(1000)
+      assert.deepStrictEqual(started, ["big"], "1 token would fit, but an older task waits for 5")
+      yield* TestClock.adjust("1 minute")
+      assert.strictEqual((yield* older.poll)?.kind, "success")
+      assert.strictEqual((yield* younger.poll)?.kind, "success")
+      assert.deepStrictEqual(started, ["big", "older", "younger"])
+    }))
+
   it.effect("I10 a reservation that comes back once the slot was taken is given back; its task starts when the slot frees", () =>
     Effect.gen(function*() {
       const settled: Array<ReadonlyArray<number>> = []
