@@ -252,6 +252,8 @@ describe("ErrorPolicy", () => {
       const runs = yield* Ref.make(0)
       const handle = yield* executor.submit(failsOnce(runs, 1))
       yield* TestClock.adjust(50)
+      const sleeping = yield* executor.stats
+      assert.deepStrictEqual([sleeping.running, sleeping.waiting, sleeping.retrying], [0, 1, 1], "it waits to retry")
       yield* handle.cancel
       assert.strictEqual((yield* handle.outcome).kind, "cancelled")
       yield* TestClock.adjust(100) // past the retry's time
@@ -260,7 +262,7 @@ describe("ErrorPolicy", () => {
       yield* TestClock.adjust(1)
       assert.strictEqual(yield* next.join, "next")
       const stats = yield* executor.stats
-      assert.deepStrictEqual([stats.running, stats.waiting], [0, 0])
+      assert.deepStrictEqual([stats.running, stats.waiting, stats.retrying], [0, 0, 0])
       assertLedger(stats)
     }))
 

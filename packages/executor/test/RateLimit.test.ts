@@ -256,6 +256,34 @@ describe("rate limits", () => {
       assert.strictEqual((yield* Ref.get(log)).length, 2)
     }))
 
+  it.effect("settlement: a settle that reports nothing leaves the reservation charged as estimated", () =>
+    Effect.gen(function*() {
+      const executor = yield* make({ concurrency: 10, limits: [{ budget: "tokens", limit: 1000, window: "1 minute" }] })
+      const first = yield* executor.submit(Effect.void, { cost: { tokens: 700 }, settle: () => undefined })
+      const next = yield* executor.submit(Effect.succeed("next"), { cost: { tokens: 700 } })
+      yield* TestClock.adjust(1)
+      assert.strictEqual((yield* first.poll)?.kind, "success")
+      assert.isUndefined(yield* next.poll, "the 700 tokens stay charged until the window has passed")
+      yield* TestClock.adjust("1 minute")
+      assert.strictEqual((yield* next.poll)?.kind, "success")
+    }))
+
+  it.effect("settlement: a task no limit applies to reserved nothing, and its settle is not asked", () =>
+    Effect.gen(function*() {
+      const executor = yield* make({ limits: [{ key: "other", limit: 1, window: "1 minute" }] })
+      let asked = 0
+      // A failure: the attempt's end is settled (a success without a reservation skips the settlement early).
+      const handle = yield* executor.submit(Effect.fail("failed"), {
+        settle: () => {
+          asked++
+          return { tokens: 5 }
+        }
+      })
+      yield* TestClock.adjust(1)
+      assert.strictEqual((yield* handle.poll)?.kind, "failure")
+      assert.strictEqual(asked, 0)
+    }))
+
   // Issue 19 item 8: a refund applied after later reservations gave back capacity they had relied on.
   it.effect("I12 GCRA with burst 1: a refund after a later reservation does not bring the next start closer", () =>
     Effect.gen(function*() {
@@ -557,6 +585,24 @@ describe("key lines", () => {
       assert.deepStrictEqual(yield* Ref.get(started), ["big", "older", "younger"])
     }))
 
+  it.effect("a task without options waiting behind a keyless pause starts when it ends, as another key's head is denied", () =>
+    Effect.gen(function*() {
+      const executor = yield* make({ concurrency: 5 })
+      const budget = [{ limit: 1, window: "1 minute" }] as const
+      yield* executor.submit(Effect.void, { key: "k", limits: budget }) // takes the budget until t = 60 s
+      // t = 1: a keyless task without options fails with a retry-after: keyless tasks pause until t = 1,000.
+      yield* executor.submit(Effect.andThen(Effect.sleep(1), Effect.fail(new RateLimited({ retryAfter: 999 }))))
+      const denied = yield* executor.submit(Effect.void, { key: "k", limits: budget }) // older than the next one
+      yield* TestClock.adjust(1)
+      const plain = yield* executor.submit(Effect.succeed("plain")) // no options: it waits in the keyless line
+      yield* TestClock.adjust(998)
+      assert.isUndefined(yield* plain.poll, "paused")
+      // t = 1,000: the pass looks at key k's head first (the oldest) and is denied, then at the plain task.
+      yield* TestClock.adjust(1)
+      assert.strictEqual((yield* plain.poll)?.kind, "success")
+      assert.isUndefined(yield* denied.poll, "still waiting for the budget")
+    }))
+
   it.effect("a line head leaving without starting lets the next head start as soon as its budget allows", () =>
     Effect.gen(function*() {
       const executor = yield* make({ concurrency: 5, limits: [{ budget: "tokens", limit: 10, window: "1 minute" }] })
@@ -622,11 +668,22 @@ describe("429 feedback", () => {
       assert.deepStrictEqual(yield* Ref.get(starts), [0, 3000])
     }))
 
+  it.effect("a failure without a retry-after pauses nothing and leaves no key line behind", () =>
+    Effect.gen(function*() {
+      const executor = yield* make({ concurrency: 2 })
+      yield* (yield* executor.submit(Effect.fail("no retry-after"), { key: "k" })).await
+      assert.strictEqual(engineOf(executor).admission.lineCount, 0)
+      assert.strictEqual((yield* executor.stats).pauses, 0)
+    }))
+
   it.effect("a retry-after of zero pauses nothing; a positive one pauses the key and is counted", () =>
     Effect.gen(function*() {
       const executor = yield* make({ concurrency: 2 })
+      // Not at t = 0, where a pause of zero would end before any pause began.
+      yield* TestClock.adjust(5)
       const zero = yield* executor.submit(Effect.fail(new RateLimited({ retryAfter: 0 })), { key: "k" })
       yield* zero.await
+      assert.strictEqual(engineOf(executor).admission.lineCount, 0, "no line for a pause of zero")
       const next = yield* executor.submit(Effect.succeed("next"), { key: "k" })
       yield* Effect.yieldNow
       assert.isDefined(yield* next.poll, "no pause: the next task of the key ran at once")
@@ -637,6 +694,18 @@ describe("429 feedback", () => {
       assert.isUndefined(yield* paused.poll)
       yield* TestClock.adjust(1)
       assert.strictEqual(yield* paused.join, "paused")
+      assert.strictEqual((yield* executor.stats).pauses, 1)
+    }))
+
+  it.effect("a second retry-after ending when the key's pause already ends is not counted as a pause", () =>
+    Effect.gen(function*() {
+      const executor = yield* make({ concurrency: 2 })
+      for (let i = 0; i < 2; i++) {
+        yield* executor.submit(Effect.andThen(Effect.sleep(1), Effect.fail(new RateLimited({ retryAfter: 1000 }))), {
+          key: "k"
+        })
+      }
+      yield* TestClock.adjust(1)
       assert.strictEqual((yield* executor.stats).pauses, 1)
     }))
 
@@ -660,18 +729,19 @@ describe("429 feedback", () => {
       assert.strictEqual((yield* executor.stats).pauses, 1)
     }))
 
-  it.effect("a pause that ends after the line's next wake-up is waited for too", () =>
+  it.effect("a pause that ends after the line's next wake-up is waited for too, and the line goes when it ends", () =>
     Effect.gen(function*() {
       const executor = yield* make({ concurrency: 5, limits: [{ key: "k", limit: 1, window: 500 }] })
-      // The first task takes the budget and fails at t = 1 with a retry-after of 1 s: key k pauses to 1,001.
-      yield* executor.submit(Effect.andThen(Effect.sleep(1), Effect.fail(new RateLimited({ retryAfter: 1000 }))), {
+      // The first task takes the budget and fails at t = 1 with a retry-after of 700 ms: key k pauses to 701.
+      yield* executor.submit(Effect.andThen(Effect.sleep(1), Effect.fail(new RateLimited({ retryAfter: 700 }))), {
         key: "k"
       })
       const next = yield* executor.submit(Effect.succeed("next"), { key: "k" }) // budget again at t = 500
-      yield* TestClock.adjust(1000)
-      assert.isUndefined(yield* next.poll, "paused until t = 1,001")
+      yield* TestClock.adjust(700)
+      assert.isUndefined(yield* next.poll, "paused until t = 701")
       yield* TestClock.adjust(1)
-      assert.strictEqual(yield* next.join, "next")
+      // Not later, at the sweep of idle keys (t = 1,001), the next wake-up the executor had.
+      assert.strictEqual((yield* next.poll)?.kind, "success", "it starts when the pause ends")
     }))
 
   it.effect("a retry of a task without a key waits for the keyless pause", () =>
@@ -868,7 +938,63 @@ const tracker = () => {
   return { log, task, most: () => most }
 }
 
+/** A store answering a denial without saying which buckets refused (then every claimed one is assumed to). */
+const withoutBlocking = (store: RateLimit.RateLimitStore): RateLimit.RateLimitStore => ({
+  ...store,
+  reserve: (id, claims, now) =>
+    Effect.map(
+      store.reserve(id, claims, now),
+      (result): RateLimit.ReserveResult =>
+        result._tag === "Denied" ? { _tag: "Denied", retryAt: result.retryAt } : result
+    )
+})
+
 describe("a store that answers after a round trip, and budgets given back", () => {
+  it.effect("a line denied in a pass that outlasts its wake-up is looked at again once the pass ends", () =>
+    Effect.gen(function*() {
+      const executor = yield* make({
+        concurrency: 5,
+        store: roundTrip(10, []),
+        limits: [{ key: "a", limit: 1, window: 135 }, { key: "b", limit: 10, window: "1 second" }]
+      })
+      const starts: Array<[string, number]> = []
+      // Each task keeps running: none ends during the pass (an end would ask for another pass anyway).
+      const started = (name: string) =>
+        Effect.flatMap(Clock.currentTimeMillis, (at) => Effect.sync(() => void starts.push([name, at]))).pipe(
+          Effect.andThen(Effect.never)
+        )
+      yield* executor.submit(started("a1"), { key: "a" }) // asks at t = 0, starts at t = 10: key a is full to 135
+      // Starts at t = 20 and fails with a retry-after: key b pauses until t = 120.
+      yield* executor.submit(Effect.fail(new RateLimited({ retryAfter: 100 })), { key: "b" })
+      yield* executor.submit(started("a2"), { key: "a" }) // denied until t = 135
+      yield* TestClock.adjust(50)
+      yield* executor.submit(started("b"), { key: "b" }) // waits for the pause
+      // The pass at t = 120 asks for a2 (denied at t = 130), then for b (answered at t = 140): key a's wake-up at
+      // t = 135 fires within that pass. The executor's next timer after it is the sweep of idle keys, at 1,020.
+      yield* TestClock.adjust(100)
+      assert.deepStrictEqual(starts, [["a1", 10], ["b", 140], ["a2", 150]])
+    }))
+
+  it.effect("I11 a store that does not say which bucket refused: a younger head may take from none the older claims", () =>
+    Effect.gen(function*() {
+      const executor = yield* make({
+        concurrency: 5,
+        store: withoutBlocking(roundTrip(10, [])),
+        limits: [{ budget: "tokens", limit: 10, window: "1 minute" }]
+      })
+      const started: Array<string> = []
+      const task = (name: string) => Effect.sync(() => void started.push(name))
+      yield* executor.submit(task("big"), { key: "a", cost: { tokens: 8 } })
+      const older = yield* executor.submit(task("older"), { key: "a", cost: { tokens: 5 } })
+      const younger = yield* executor.submit(task("younger"), { key: "b", cost: { tokens: 1 } })
+      yield* TestClock.adjust(1000)
+      assert.deepStrictEqual(started, ["big"], "1 token would fit, but an older task waits for 5")
+      yield* TestClock.adjust("1 minute")
+      assert.strictEqual((yield* older.poll)?.kind, "success")
+      assert.strictEqual((yield* younger.poll)?.kind, "success")
+      assert.deepStrictEqual(started, ["big", "older", "younger"])
+    }))
+
   it.effect("I10 a reservation that comes back once the slot was taken is given back; its task starts when the slot frees", () =>
     Effect.gen(function*() {
       const settled: Array<ReadonlyArray<number>> = []

@@ -2,7 +2,8 @@
 // sequences: the intake list (I13, I2: a node is in one place at a time), the timer heap (deadlines, timeouts,
 // retry delays and rate wake-ups fire in time order, none lost), and the Pile buffer (I1: every outcome
 // delivered once, in order; the bound and its release, I14). fast-check shrinks a failure to a minimal sequence.
-// The clock offset a shared store translates times with. And the shape of the engine's modules: their imports form a tree (docs/architecture.md, "The data path").
+// The intake's wait for room (a batch feeder's), case by case. The clock offset a shared store translates times
+// with. And the shape of the engine's modules: their imports form a tree (docs/architecture.md, "The data path").
 import { assert, describe, it } from "@effect/vitest"
 import * as Cause from "effect/Cause"
 import * as Effect from "effect/Effect"
@@ -11,10 +12,13 @@ import * as Fiber from "effect/Fiber"
 import * as fc from "fast-check"
 import { readdirSync, readFileSync } from "node:fs"
 import { ClockOffset } from "../src/internal/clockOffset.ts"
+import { Intake } from "../src/internal/intake.ts"
 import { LinkedList, type Node } from "../src/internal/linkedList.ts"
+import { Outbox } from "../src/internal/outbox.ts"
 import { OutcomeBuffer } from "../src/internal/outcomeBuffer.ts"
+import type { Task } from "../src/internal/task.ts"
 import { Timers } from "../src/internal/timers.ts"
-import { runs } from "./support.ts"
+import { runs, settleFibers } from "./support.ts"
 
 interface Item extends Node {
   readonly n: number
@@ -520,6 +524,66 @@ describe("internals: the Pile buffer, case by case", () => {
     assert.strictEqual(buffer.size, 0)
     assert.isAtMost(copied, n, "entries copied by compactions while draining")
   })
+})
+
+/**
+ * An intake of `capacity` places on its own, with no task in its FIFO: `held.fresh` sets how many places the
+ * tasks out of it still hold, and `outbox` is the one its wake-ups go through.
+ */
+const standaloneIntake = (capacity: number) => {
+  const held = { fresh: 0 }
+  const outbox = new Outbox<Task>(noop, noop)
+  const intake = new Intake(capacity, undefined, outbox, { accept: noop, fresh: () => held.fresh })
+  return { held, intake, outbox }
+}
+
+// Through the engine a feeder waits for room only right after it found the intake full; these cases are what the
+// intake promises whenever the feeder's fiber yields in between (see `Scheduler.MaxOpsBeforeYield`).
+describe("internals: the intake's wait for room (a batch feeder's)", () => {
+  it.effect("a feeder goes on at once while a quarter of the places is free, and waits while less is", () =>
+    Effect.gen(function*() {
+      const { held, intake } = standaloneIntake(8) // a quarter: 2 places
+      held.fresh = 6
+      const atOnce = yield* Effect.forkChild(intake.waitForRoom, { startImmediately: true })
+      assert.isDefined(atOnce.pollUnsafe(), "2 places free: it goes on at once")
+      held.fresh = 7
+      const waiting = yield* Effect.forkChild(intake.waitForRoom, { startImmediately: true })
+      assert.isUndefined(waiting.pollUnsafe(), "1 place free: it waits")
+      held.fresh = 6
+      intake.admitWaiters()
+      yield* settleFibers
+      assert.isDefined(waiting.pollUnsafe(), "woken once 2 places are free")
+    }))
+
+  it.effect("once admission closed, a feeder goes on at once (to find it closed), even with no room", () =>
+    Effect.gen(function*() {
+      const { held, intake } = standaloneIntake(8)
+      held.fresh = 8
+      intake.close(Effect.die("closed"))
+      const feeder = yield* Effect.forkChild(intake.waitForRoom, { startImmediately: true })
+      assert.isDefined(feeder.pollUnsafe())
+    }))
+
+  it.effect("a feeder interrupted once its wake-up was taken, before it was delivered, forgets no other feeder", () =>
+    Effect.gen(function*() {
+      const { held, intake, outbox } = standaloneIntake(8)
+      held.fresh = 8
+      const first = yield* Effect.forkChild(intake.waitForRoom, { startImmediately: true })
+      // One transition: room frees and the first feeder's wake-up is taken; the intake fills again and a second
+      // feeder waits; the first is interrupted (as a fiber resumed earlier in the same delivery may do).
+      outbox.begin()
+      held.fresh = 6
+      intake.admitWaiters()
+      held.fresh = 8
+      const second = yield* Effect.forkChild(intake.waitForRoom, { startImmediately: true })
+      first.interruptUnsafe()
+      outbox.end()
+      yield* settleFibers
+      held.fresh = 6
+      intake.admitWaiters()
+      yield* settleFibers
+      assert.isDefined(second.pollUnsafe(), "the second feeder is woken when room frees")
+    }))
 })
 
 describe("internals: the clock offset of a shared store", () => {

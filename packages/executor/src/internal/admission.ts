@@ -211,6 +211,7 @@ export class Admission {
     this.passBlocked.add(line)
     // Only asynchronous stores (Redis, tested outside the mutation run) may leave `blocking` out.
     if (blocking === undefined) {
+      // Stryker disable next-line OptionalChaining,ArrayDeclaration: a head whose budgets were asked for has claims, hence a spec
       for (const claim of task.spec?.claims ?? []) this.passBlockedBuckets.add(claim.bucket.id)
     } else for (const id of blocking) this.passBlockedBuckets.add(id)
     this.scheduleLineWake(line, retryAt)
@@ -350,6 +351,7 @@ export class Admission {
   pauseOnRetryAfter(task: Task, cause: Cause.Cause<unknown>): Exit.Exit<void> {
     return guard(() => {
       const error = Cause.findErrorOption(cause)
+      // Stryker disable next-line StringLiteral: a cause without a typed failure then reads no retry-after, and the next line returns
       if (error._tag === "None") return
       const millis = ErrorPolicy.retryAfterMillis(error.value)
       if (millis === undefined || millis <= 0) return
