@@ -93,12 +93,17 @@ export class Attempts {
    * applies the error policy's decision, or the reason the executor stopped it.
    */
   exited(task: Task, fiberExit: Exit.Exit<any, any>): void {
-    // The common case first, as the general path below decides it: a success of a task not stopped, whose
-    // fiber decided nothing (no policy, no breaker), with no reservation to settle.
+    // The common case first, as the general path decides it: a success of a task not stopped, whose fiber
+    // decided nothing (no policy, no breaker), with no reservation to settle. (The general path is its own
+    // method, so that this one stays small enough for the engine's exit to inline.)
     if (
       fiberExit._tag === "Success" && task.stopReason === undefined && task.reservation === undefined &&
       !this.decides(task)
     ) return this.end.finish(task, fiberExit, "success")
+    this.decideExit(task, fiberExit)
+  }
+
+  private decideExit(task: Task, fiberExit: Exit.Exit<any, any>): void {
     const decision: Decision = this.decides(task) && fiberExit._tag === "Success"
       ? fiberExit.value as Decision
       : { exit: fiberExit }
@@ -166,6 +171,12 @@ export class Attempts {
   effect(task: Task): Effect.Effect<unknown, unknown, any> {
     // Built by the engine before the first attempt (`Task.build`).
     const body = task.body as Effect.Effect<unknown, unknown, any>
+    // The common case: nothing to wrap the body in (no reservation, tracer, breaker or deciding policy).
+    if (task.reservation === undefined && !this.decides(task) && !this.isTraced(task)) return body
+    return this.wrap(task, body)
+  }
+
+  private wrap(task: Task, body: Effect.Effect<unknown, unknown, any>): Effect.Effect<unknown, unknown, any> {
     let effect: Effect.Effect<unknown, unknown, any> = this.isTraced(task) ? this.traced(task, body) : body
     const memory = this.config.store.memory
     const reservation = task.reservation

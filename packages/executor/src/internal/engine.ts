@@ -34,7 +34,7 @@ import { type Cycle, Dispatcher, FiberRegistry } from "./dispatcher.ts"
 import { Intake } from "./intake.ts"
 import { LinkedList } from "./linkedList.ts"
 import { MetricClock } from "./metricClock.ts"
-import { Outbox } from "./outbox.ts"
+import { type Forker, Outbox } from "./outbox.ts"
 import { Sinks } from "./sinks.ts"
 import { Sweeper } from "./sweeper.ts"
 import {
@@ -54,7 +54,7 @@ import { nowMillis } from "./timers.ts"
 
 const noop = (): void => {}
 
-export class Engine implements Stopper, Cycle, AttemptEnd {
+export class Engine implements Stopper, Cycle, AttemptEnd, Forker<Task> {
   /** The concurrency cap; `resize` changes it. */
   private cap: number
   /** Slots in use: running tasks plus finished tasks whose outcome waits for space in a bounded Pile. */
@@ -107,16 +107,15 @@ export class Engine implements Stopper, Cycle, AttemptEnd {
     this.sinks = new Sinks(pile)
     this.cap = config.concurrency
     this.metricClock = new MetricClock(clock, config.instruments !== undefined)
-    this.outbox = new Outbox<Task>((task) => this.fork(task), this.metricClock.enter)
+    this.outbox = new Outbox<Task>(this, this.metricClock.enter)
     this.dispatcher = new Dispatcher(clock, config.liveClock, config.finalizerTimeout, this.fibers)
-    this.intake = new Intake(config.capacity, config.instruments, this.outbox, {
-      accept: (task) => this.accept(task),
-      fresh: () => this.admission.fresh
-    })
     this.admission = new Admission(config.store, clock, this.dispatcher.timers, this.outbox, {
       wake: () => this.dispatcher.wake(),
       freed: () => this.intake.admitWaiters(),
       mayStart: () => this.mayStart()
+    })
+    this.intake = new Intake(config.capacity, config.instruments, this.outbox, this.admission, {
+      accept: (task) => this.accept(task)
     })
     this.attempts = new Attempts(config, clock, this.admission, this)
     this.sweeper = new Sweeper(config, clock, this.dispatcher.timers, () => this.lifecycle === "open")
@@ -206,6 +205,16 @@ export class Engine implements Stopper, Cycle, AttemptEnd {
   }
 
   private decideOffer<A, E>(task: Task<A, E>, wait: boolean): Task<A, E> | ExecutorError.ExecutorError | undefined {
+    // Stryker disable next-line ConditionalExpression: the general path below accepts the same task
+    if (this.intake.isOpen && this.intake.hasRoom) {
+      this.accept(task)
+      return task
+    }
+    return this.decideFullOffer(task, wait)
+  }
+
+  /** `decideOffer` when admission is closed or the intake has no room for a newcomer. */
+  private decideFullOffer<A, E>(task: Task<A, E>, wait: boolean): Task<A, E> | ExecutorError.ExecutorError | undefined {
     if (!this.intake.isOpen) {
       this.intake.reject(task)
       return this.closedError()
@@ -384,15 +393,18 @@ export class Engine implements Stopper, Cycle, AttemptEnd {
       task.markedAt = now
     }
     const timeout = task.spec?.timeout
-    if (timeout !== undefined) {
-      const attempt = task.attempts
-      this.dispatcher.timers.add(nowMillis(this.clock) + timeout, () => {
-        if (task.state === RUNNING && task.attempts === attempt) this.stop(task, "timedOut")
-      }, task)
-    }
+    if (timeout !== undefined) this.armTimeout(task, timeout)
     // The attempt's fiber is forked once this transition has finished (its body may run at once and call
     // back into the engine): see `fork`.
     this.outbox.post(task)
+  }
+
+  /** The attempt's timeout: it stops this attempt (not a later one) once `timeout` ms have passed. */
+  private armTimeout(task: Task, timeout: number): void {
+    const attempt = task.attempts
+    this.dispatcher.timers.add(nowMillis(this.clock) + timeout, () => {
+      if (task.state === RUNNING && task.attempts === attempt) this.stop(task, "timedOut")
+    }, task)
   }
 
   /**
@@ -401,31 +413,27 @@ export class Engine implements Stopper, Cycle, AttemptEnd {
    * (docs/decisions/0002): shutdown interrupts and awaits each one, bounded by finalizerTimeout; a scope would
    * await a stuck finalizer forever.
    */
-  private fork(task: Task): void {
+  fork(task: Task): void {
     if (task.state !== RUNNING || task.fiber !== undefined) return // finished (abandoned) before its turn
-    if (task.stopReason !== undefined) {
-      // Stopped between its admission and its fork: the body never runs, and the attempt does not count (I3).
-      this.outbox.begin()
-      task.attempts--
-      this.admission.refund(task)
-      this.onAttemptExit(task, undefined, Exit.interrupt())
-      this.outbox.end()
-      return
-    }
+    // Stopped between its admission and its fork: the body never runs, and the attempt does not count (I3).
+    if (task.stopReason !== undefined) return this.unstarted(task, undefined)
     // A batch task's effect is built now, as it first starts; a throw in the batch's function is its outcome
     // (a defect), and the attempt does not count: its body never ran.
     const thrown = task.build()
-    if (thrown !== undefined) {
-      this.outbox.begin()
-      task.attempts--
-      this.admission.refund(task)
-      this.finish(task, thrown, "defect")
-      this.outbox.end()
-      return
-    }
+    if (thrown !== undefined) return this.unstarted(task, thrown)
     // Without a breaker the body runs as soon as the fiber starts; with one, `Attempts.effect` counts it.
     if (this.config.breaker === undefined) this.config.instruments?.started(task.spec?.key)
     this.attach(task, task.origin.fork(this.attempts.effect(task)))
+  }
+
+  /** An admitted attempt that never forks: stopped before its turn, or its batch function threw (`thrown`). */
+  private unstarted(task: Task, thrown: Exit.Exit<unknown> | undefined): void {
+    this.outbox.begin()
+    task.attempts--
+    this.admission.refund(task)
+    if (thrown === undefined) this.onAttemptExit(task, undefined, Exit.interrupt())
+    else this.finish(task, thrown, "defect")
+    this.outbox.end()
   }
 
   private attach(task: Task, fiber: Fiber.Fiber<any, any>): void {
@@ -472,11 +480,8 @@ export class Engine implements Stopper, Cycle, AttemptEnd {
     // Stryker disable next-line ConditionalExpression: every caller finishes a task from a live state, and abandoned attempts are ignored when they end
     if (task.result !== undefined) return
     const held = task.state === RUNNING
-    if (task.state === QUEUED) {
-      // Stryker disable next-line ConditionalExpression: a task already out of the intake frees no place, so admitting waiters admits nobody
-      if (task.list !== undefined) this.intake.remove(task)
-    } else if (task.state === PENDING) this.admission.leave(task)
-    this.running.remove(task)
+    if (held) this.running.remove(task)
+    else this.unqueue(task)
     task.reservation = undefined
     const outcome = new Outcome.OutcomeImpl(task.id, task.input, kind, exit, task.attempts, rejection)
     task.result = outcome
@@ -492,13 +497,15 @@ export class Engine implements Stopper, Cycle, AttemptEnd {
     } else {
       task.sink?.offer(outcome, noop)
     }
-    const waiters = task.waiters
-    if (waiters !== undefined) {
-      task.waiters = undefined
-      this.outbox.post(() => {
-        for (const waiter of waiters) waiter(outcome)
-      })
-    }
+    task.notifyWaiters(this.outbox, outcome)
+  }
+
+  /** A task that finishes before it started leaves the intake or its key's line. */
+  private unqueue(task: Task): void {
+    if (task.state === QUEUED) {
+      // Stryker disable next-line ConditionalExpression: a task already out of the intake frees no place, so admitting waiters admits nobody
+      if (task.list !== undefined) this.intake.remove(task)
+    } else if (task.state === PENDING) this.admission.leave(task)
   }
 
   /** `release` for a Pile buffer, called when a blocked delivery enters it (from the consumer's fiber). */

@@ -17,8 +17,12 @@ import type { Task } from "./task.ts"
 export interface IntakeHooks {
   /** Accepts a task handed a freed place (it joins the FIFO: the cycle's `accept`). */
   accept(task: Task): void
-  /** Tasks out of the FIFO that never started (waiting in a key line): they still hold a place. */
-  fresh(): number
+}
+
+/** Where the tasks out of the FIFO that never started (waiting in a key line) are counted: admission. */
+export interface FreshCount {
+  /** They still hold a place. */
+  readonly fresh: number
 }
 
 /** A submitter waiting for space in the intake. */
@@ -46,12 +50,20 @@ export class Intake {
   private readonly instruments: Instruments | undefined
   private readonly outbox: Outbox<Task>
   private readonly hooks: IntakeHooks
+  private readonly pending: FreshCount
 
-  constructor(capacity: number, instruments: Instruments | undefined, outbox: Outbox<Task>, hooks: IntakeHooks) {
+  constructor(
+    capacity: number,
+    instruments: Instruments | undefined,
+    outbox: Outbox<Task>,
+    pending: FreshCount,
+    hooks: IntakeHooks
+  ) {
     this.capacity = capacity
     this.instruments = instruments
     this.outbox = outbox
     this.hooks = hooks
+    this.pending = pending
   }
 
   get size(): number {
@@ -88,7 +100,7 @@ export class Intake {
 
   /** Tasks that have not started yet: what the capacity bounds. */
   private get held(): number {
-    return this.queue.size + this.hooks.fresh()
+    return this.queue.size + this.pending.fresh
   }
 
   /** Whether a new task may take a place now, ahead of nobody. */

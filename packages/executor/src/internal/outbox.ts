@@ -11,8 +11,13 @@
  * "The wake-up rule").
  */
 
-/** A wake-up: a function that resumes a fiber (or starts one), or a value `run` knows how to deliver. */
+/** A wake-up: a function that resumes a fiber (or starts one), or a value the `Forker` delivers. */
 export type Wakeup<T> = T | (() => void)
+
+/** Who delivers the wake-ups that are not functions (the engine: it forks a task's attempt). */
+export interface Forker<T> {
+  fork(item: T): void
+}
 
 export class Outbox<T extends object> {
   /**
@@ -27,12 +32,12 @@ export class Outbox<T extends object> {
   private depth = 0
   private delivering = false
   /** Delivers a wake-up that is not a function (the engine's: fork a task's attempt). */
-  private readonly run: (item: T) => void
+  private readonly forker: Forker<T>
   /** Called when an outermost transition begins (not one nested in another, or in a delivery). */
   private readonly onEnter: () => void
 
-  constructor(run: (item: T) => void, onEnter: () => void) {
-    this.run = run
+  constructor(forker: Forker<T>, onEnter: () => void) {
+    this.forker = forker
     this.onEnter = onEnter
   }
 
@@ -71,7 +76,7 @@ export class Outbox<T extends object> {
       const item = items[this.head]!
       items[this.head++] = undefined
       if (typeof item === "function") item()
-      else this.run(item)
+      else this.forker.fork(item)
     }
     this.head = 0
     this.tail = 0

@@ -16,6 +16,7 @@ import * as Outcome from "../Outcome.ts"
 import type { TaskSpec } from "./config.ts"
 import type { Reservation } from "./limiter.ts"
 import type { LinkedList, Node } from "./linkedList.ts"
+import type { Outbox } from "./outbox.ts"
 import type { OutcomeBuffer } from "./outcomeBuffer.ts"
 import { call, Thrown } from "./userCode.ts"
 
@@ -222,6 +223,16 @@ export class Task<A = any, E = any> implements Node {
   }
 
   /** The outcome, waiting for it. Never fails. */
+  /** The fibers waiting for the task's outcome (it has just been recorded) are resumed through `outbox`. */
+  notifyWaiters(outbox: Outbox<Task>, outcome: Outcome.Outcome<A, E, any>): void {
+    const waiters = this.waiters
+    if (waiters === undefined) return
+    this.waiters = undefined
+    outbox.post(() => {
+      for (const waiter of waiters) waiter(outcome)
+    })
+  }
+
   get outcome(): Effect.Effect<Outcome.Outcome<A, E, any>> {
     return Effect.callback<Outcome.Outcome<A, E, any>>((resume) => {
       if (this.result !== undefined) return resume(Effect.succeed(this.result))
