@@ -532,8 +532,8 @@ describe("internals: the Pile buffer, case by case", () => {
  */
 const standaloneIntake = (capacity: number) => {
   const held = { fresh: 0 }
-  const outbox = new Outbox<Task>(noop, noop)
-  const intake = new Intake(capacity, undefined, outbox, { accept: noop, fresh: () => held.fresh })
+  const outbox = new Outbox<Task>({ fork: noop }, noop)
+  const intake = new Intake(capacity, undefined, outbox, held, { accept: noop })
   return { held, intake, outbox }
 }
 
