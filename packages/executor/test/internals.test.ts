@@ -12,7 +12,7 @@ import * as fc from "fast-check"
 import { readdirSync, readFileSync } from "node:fs"
 import { ClockOffset } from "../src/internal/clockOffset.ts"
 import { LinkedList, type Node } from "../src/internal/linkedList.ts"
-import { OutcomeBuffer } from "../src/internal/outcomeBuffer.ts"
+import { OutcomeBuffer, paceBound } from "../src/internal/outcomeBuffer.ts"
 import { Timers } from "../src/internal/timers.ts"
 import { runs } from "./support.ts"
 
@@ -519,6 +519,65 @@ describe("internals: the Pile buffer, case by case", () => {
     }
     assert.strictEqual(buffer.size, 0)
     assert.isAtMost(copied, n, "entries copied by compactions while draining")
+  })
+
+  it("a consumer far behind many blocked deliveries: letting them in one at a time copies fewer entries than it lets in", () => {
+    const n = 10_000
+    const buffer = new OutcomeBuffer<number>(1)
+    const internals = internalsOf(buffer)
+    for (let i = 0; i <= n; i++) buffer.offer(i, noop)
+    let array = internals.blocked
+    let copied = 0
+    for (let i = 0; i < n; i++) {
+      const got = taken(buffer.pull)
+      if (got[0] !== i) assert.fail(`pull ${i}: got ${got.join(",")}`)
+      if (internals.blocked !== array) {
+        array = internals.blocked
+        copied += array.length
+      }
+    }
+    assert.strictEqual(buffer.size, 1)
+    assert.isAtMost(copied, n, "entries copied by compactions of the blocked deliveries")
+  })
+
+  it("an outcome offered while a blocked delivery enters (its release let a task finish at once) waits behind the others", () => {
+    const buffer = new OutcomeBuffer<number>(3)
+    for (let i = 0; i < 3; i++) assert.isTrue(buffer.offer(i, noop))
+    assert.isFalse(buffer.offer(3, () => buffer.offer(5, noop)))
+    assert.isFalse(buffer.offer(4, noop))
+    assert.deepStrictEqual([...taken(buffer.pull)], [0, 1, 2])
+    assert.deepStrictEqual([...taken(buffer.pull)], [3, 4, 5], "completion order: 5 finished after 4 was blocked")
+  })
+
+  it("behind: a reader is running and paceBound outcomes it has not pulled yet wait for it", () => {
+    const buffer = new OutcomeBuffer<number>(Number.POSITIVE_INFINITY)
+    for (let i = 0; i < paceBound; i++) buffer.offer(i, noop)
+    assert.isFalse(buffer.behind, "no reader is running: nobody to give a turn to")
+    buffer.attach()
+    assert.isTrue(buffer.behind, "paceBound outcomes wait for the running reader")
+    for (let i = 0; i < 100; i++) taken(buffer.pullOne)
+    assert.isFalse(buffer.behind, "the outcomes it pulled no longer count")
+    for (let i = 0; i < 100; i++) buffer.offer(i, noop)
+    assert.isTrue(buffer.behind)
+    buffer.detach()
+    assert.isFalse(buffer.behind, "its reader ended")
+    buffer.attach()
+    buffer.attach()
+    buffer.detach()
+    assert.isTrue(buffer.behind, "one of two readers still runs")
+  })
+
+  it("a discarded buffer drops what it holds and every later outcome, counting each as accepted", () => {
+    const buffer = new OutcomeBuffer<number>(1)
+    const released: Array<number> = []
+    assert.isTrue(buffer.offer(0, noop))
+    assert.isFalse(buffer.offer(1, () => released.push(1)))
+    buffer.discard()
+    assert.deepStrictEqual(released, [1], "the blocked delivery is released")
+    assert.strictEqual(buffer.size, 0, "nothing is kept")
+    assert.isTrue(buffer.offer(2, noop))
+    assert.strictEqual(buffer.size, 0, "a later outcome is dropped at once")
+    assert.strictEqual(buffer.accepted, 3)
   })
 })
 
