@@ -529,6 +529,41 @@ describe("lifetime", () => {
       assertLedger(stats)
     }))
 
+  it.effect("I8 I15 tasks given up at the same deadline go together: the first one's waiter sees every one given up", () =>
+    Effect.gen(function*() {
+      const executor = yield* make({ concurrency: 2, finalizerTimeout: "1 second" })
+      const stuck = Effect.never.pipe(Effect.ensuring(Effect.never))
+      const first = yield* executor.submit(stuck)
+      yield* executor.submit(stuck)
+      yield* TestClock.adjust(1)
+      const seen = yield* Effect.forkChild(Effect.andThen(first.outcome, executor.stats), { startImmediately: true })
+      const shutdown = yield* Effect.forkChild(executor.shutdown({ mode: "cancel" }))
+      yield* TestClock.adjust("1 second")
+      yield* Fiber.join(shutdown)
+      const stats = yield* Fiber.join(seen)
+      assert.deepStrictEqual([stats.abandoned, stats.running], [2, 0])
+      assertLedger(stats)
+    }))
+
+  it.effect("I8 a drain asked for while a cancel waits for finalizers never softens it: the phase stays cancelling", () =>
+    Effect.gen(function*() {
+      const executor = yield* make({ finalizerTimeout: "1 second" })
+      const handle = yield* executor.submit(Effect.never.pipe(Effect.ensuring(Effect.sleep(100))))
+      yield* TestClock.adjust(1)
+      const cancel = yield* Effect.forkChild(executor.shutdown({ mode: "cancel" }))
+      yield* TestClock.adjust(10)
+      assert.strictEqual((yield* executor.stats).phase, "cancelling")
+      const drain = yield* Effect.forkChild(executor.shutdown({ mode: "drain" }), { startImmediately: true })
+      yield* settleFibers
+      assert.strictEqual((yield* executor.stats).phase, "cancelling")
+      yield* TestClock.adjust(100)
+      yield* Fiber.join(cancel)
+      yield* Fiber.join(drain)
+      assert.strictEqual((yield* handle.outcome).kind, "interrupted")
+      const stats = yield* executor.stats
+      assert.deepStrictEqual([stats.phase, stats.abandoned], ["closed", 0])
+    }))
+
   it.effect("an abandoned attempt that ends later is not counted a second time", () =>
     Effect.gen(function*() {
       const executor = yield* make({ finalizerTimeout: "1 second" })
@@ -1012,6 +1047,20 @@ describe("backpressure", () => {
 })
 
 describe("the batch form", () => {
+  it.effect("a batch task that submits to its executor: the submitted task's outcome goes to the Pile, not the batch", () =>
+    Effect.gen(function*() {
+      const executor = yield* make({ concurrency: 2, pile: "unbounded" })
+      const batch = yield* Stream.runCollect(executor.run(["a", "b"], (input) =>
+        Effect.gen(function*() {
+          const inner = yield* executor.submit(Effect.succeed(`inner ${input}`))
+          return yield* inner.join
+        })))
+      assert.deepStrictEqual(batch.map((o) => plain(o.exit)), [{ success: "inner a" }, { success: "inner b" }])
+      yield* executor.shutdown()
+      const pile = yield* Stream.runCollect(executor.pile)
+      assert.deepStrictEqual(pile.map((o) => plain(o.exit)), [{ success: "inner a" }, { success: "inner b" }])
+    }))
+
   it.effect("run gives the batch's outcomes in completion order, each with its input", () =>
     Effect.gen(function*() {
       const executor = yield* make({ concurrency: 3 })
