@@ -12,6 +12,7 @@ import * as fc from "fast-check"
 import { readdirSync, readFileSync } from "node:fs"
 import { ClockOffset } from "../src/internal/clockOffset.ts"
 import { LinkedList, type Node } from "../src/internal/linkedList.ts"
+import { Outbox } from "../src/internal/outbox.ts"
 import { OutcomeBuffer, paceBound } from "../src/internal/outcomeBuffer.ts"
 import { Timers } from "../src/internal/timers.ts"
 import { runs } from "./support.ts"
@@ -578,6 +579,64 @@ describe("internals: the Pile buffer, case by case", () => {
     assert.isTrue(buffer.offer(2, noop))
     assert.strictEqual(buffer.size, 0, "a later outcome is dropped at once")
     assert.strictEqual(buffer.accepted, 3)
+  })
+})
+
+describe("internals: the outbox", () => {
+  interface Wake {
+    readonly n: number
+  }
+  const outboxWith = (log: Array<string>) =>
+    new Outbox<Wake>((item) => log.push(`run ${item.n}`), () => log.push("enter"))
+
+  it("delivers when the outermost transition ends, in the order posted; a wake-up's own transition joins that loop", () => {
+    const log: Array<string> = []
+    const outbox = outboxWith(log)
+    outbox.begin()
+    outbox.post({ n: 1 })
+    outbox.transition(() => outbox.post({ n: 2 }))
+    outbox.post(() => {
+      log.push("wake 3")
+      // User code resumed by the delivery enters the engine again: its wake-up waits for the loop, in order.
+      outbox.transition(() => outbox.post(() => log.push("wake 5")))
+      log.push("wake 3 done")
+    })
+    outbox.post({ n: 4 })
+    assert.deepStrictEqual(log, ["enter"], "nothing is delivered inside a transition")
+    outbox.end()
+    assert.deepStrictEqual(log, ["enter", "run 1", "run 2", "wake 3", "wake 3 done", "run 4", "wake 5"])
+  })
+
+  it("onEnter runs when an outermost transition begins: not for a nested one, nor for one inside a delivery", () => {
+    const log: Array<string> = []
+    const outbox = outboxWith(log)
+    outbox.begin()
+    outbox.begin()
+    outbox.end()
+    outbox.post(() => outbox.transition(() => log.push("inside")))
+    outbox.end()
+    assert.deepStrictEqual(log, ["enter", "inside"])
+    outbox.transition(() => {})
+    assert.deepStrictEqual(log, ["enter", "inside", "enter"])
+  })
+
+  it("a wake-up posted outside any transition is delivered at once", () => {
+    const log: Array<string> = []
+    const outbox = outboxWith(log)
+    outbox.post({ n: 1 })
+    assert.deepStrictEqual(log, ["run 1"])
+  })
+
+  it("a burst of more than 4,096 wake-ups is delivered in order and its array is not kept", () => {
+    const log: Array<string> = []
+    const outbox = outboxWith(log)
+    const internals = outbox as unknown as { readonly items: ReadonlyArray<unknown> }
+    outbox.begin()
+    for (let n = 0; n < 5000; n++) outbox.post({ n })
+    outbox.end()
+    assert.strictEqual(log.length, 5001)
+    assert.strictEqual(log[5000], "run 4999")
+    assert.strictEqual(internals.items.length, 0)
   })
 })
 
