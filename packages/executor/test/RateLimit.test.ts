@@ -877,7 +877,7 @@ describe("a store that answers after a round trip, and budgets given back", () =
         settle: (reservation, actual) => Effect.andThen(Effect.sleep(10), inner.settle(reservation, actual))
       }
       const executor = yield* make({ store, limits: [{ key: "k", limit: 10, window: "1 second" }] })
-      const first = yield* executor.submit(Effect.void, { key: "k", settle: () => 1 })
+      const first = yield* executor.submit(Effect.void, { key: "k", settle: () => ({ requests: 1 }) })
       yield* TestClock.adjust(15) // reserved at 10, run and finished: its settlement takes until 20
       assert.strictEqual((yield* first.poll)?.kind, "success")
       const second = yield* executor.submit(Clock.currentTimeMillis, { key: "k" })
