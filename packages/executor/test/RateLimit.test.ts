@@ -370,6 +370,23 @@ describe("rate limits", () => {
       assert.strictEqual((yield* second.outcome).kind, "success")
     }))
 
+  it.live("I12 on the live clock a denial never busy-waits: the dispatcher sleeps until about a millisecond before the slot", () =>
+    Effect.gen(function*() {
+      // Real time (about 90 ms): the dispatcher's waits on the live clock are the subject. It may yield to the
+      // event loop through the last millisecond or two of each wait (a pass per turn), never through a whole wait.
+      const executor = yield* make({ limits: [{ limit: 1, window: 30, algorithm: "gcra" }] })
+      const admission = engineOf(executor).admission
+      const beginPass = admission.beginPass.bind(admission)
+      let passes = 0
+      admission.beginPass = () => {
+        passes++
+        beginPass()
+      }
+      const handles = yield* Effect.forEach([1, 2, 3, 4], () => executor.submit(Effect.void))
+      for (const handle of handles) assert.strictEqual((yield* handle.outcome).kind, "success")
+      assert.isAtMost(passes, 600, "admission passes over three waits of 30 ms")
+    }))
+
   it.effect("bad limits are typed errors naming the option", () =>
     Effect.gen(function*() {
       const bad: Array<[RateLimit.Limit, string]> = [
