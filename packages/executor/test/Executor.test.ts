@@ -289,6 +289,17 @@ describe("lifetime", () => {
       assert.strictEqual(yield* Ref.get(finalized), 2)
     }))
 
+  it.effect("I5 nothing outlives shutdown: when it returns, every fiber the executor forked has ended", () =>
+    Effect.gen(function*() {
+      const executor = yield* make({ concurrency: 2 })
+      yield* executor.submit(Effect.never)
+      yield* executor.start((ready) => Effect.andThen(ready(undefined), Effect.never))
+      yield* TestClock.adjust(1)
+      assert.isAbove(liveFibers(executor).length, 0)
+      yield* executor.shutdown({ mode: "cancel" })
+      assert.deepStrictEqual(liveFibers(executor), [], "the dispatcher, the service and the task have ended")
+    }))
+
   it.effect("I6 after shutdown begins, submit fails with Closed, every time", () =>
     Effect.gen(function*() {
       const executor = yield* make({ shutdown: { mode: "drain", grace: 1000 } })
