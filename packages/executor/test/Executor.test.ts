@@ -289,6 +289,17 @@ describe("lifetime", () => {
       assert.strictEqual(yield* Ref.get(finalized), 2)
     }))
 
+  it.effect("I5 nothing outlives shutdown: when it returns, every fiber the executor forked has ended", () =>
+    Effect.gen(function*() {
+      const executor = yield* make({ concurrency: 2 })
+      yield* executor.submit(Effect.never)
+      yield* executor.start((ready) => Effect.andThen(ready(undefined), Effect.never))
+      yield* TestClock.adjust(1)
+      assert.isAbove(liveFibers(executor).length, 0)
+      yield* executor.shutdown({ mode: "cancel" })
+      assert.deepStrictEqual(liveFibers(executor), [], "the dispatcher, the service and the task have ended")
+    }))
+
   it.effect("I6 after shutdown begins, submit fails with Closed, every time", () =>
     Effect.gen(function*() {
       const executor = yield* make({ shutdown: { mode: "drain", grace: 1000 } })
@@ -527,6 +538,41 @@ describe("lifetime", () => {
       const stats = yield* executor.stats
       assert.deepStrictEqual([stats.abandoned, stats.running], [1, 0])
       assertLedger(stats)
+    }))
+
+  it.effect("I8 I15 tasks given up at the same deadline go together: the first one's waiter sees every one given up", () =>
+    Effect.gen(function*() {
+      const executor = yield* make({ concurrency: 2, finalizerTimeout: "1 second" })
+      const stuck = Effect.never.pipe(Effect.ensuring(Effect.never))
+      const first = yield* executor.submit(stuck)
+      yield* executor.submit(stuck)
+      yield* TestClock.adjust(1)
+      const seen = yield* Effect.forkChild(Effect.andThen(first.outcome, executor.stats), { startImmediately: true })
+      const shutdown = yield* Effect.forkChild(executor.shutdown({ mode: "cancel" }))
+      yield* TestClock.adjust("1 second")
+      yield* Fiber.join(shutdown)
+      const stats = yield* Fiber.join(seen)
+      assert.deepStrictEqual([stats.abandoned, stats.running], [2, 0])
+      assertLedger(stats)
+    }))
+
+  it.effect("I8 a drain asked for while a cancel waits for finalizers never softens it: the phase stays cancelling", () =>
+    Effect.gen(function*() {
+      const executor = yield* make({ finalizerTimeout: "1 second" })
+      const handle = yield* executor.submit(Effect.never.pipe(Effect.ensuring(Effect.sleep(100))))
+      yield* TestClock.adjust(1)
+      const cancel = yield* Effect.forkChild(executor.shutdown({ mode: "cancel" }))
+      yield* TestClock.adjust(10)
+      assert.strictEqual((yield* executor.stats).phase, "cancelling")
+      const drain = yield* Effect.forkChild(executor.shutdown({ mode: "drain" }), { startImmediately: true })
+      yield* settleFibers
+      assert.strictEqual((yield* executor.stats).phase, "cancelling")
+      yield* TestClock.adjust(100)
+      yield* Fiber.join(cancel)
+      yield* Fiber.join(drain)
+      assert.strictEqual((yield* handle.outcome).kind, "interrupted")
+      const stats = yield* executor.stats
+      assert.deepStrictEqual([stats.phase, stats.abandoned], ["closed", 0])
     }))
 
   it.effect("an abandoned attempt that ends later is not counted a second time", () =>
@@ -1012,6 +1058,20 @@ describe("backpressure", () => {
 })
 
 describe("the batch form", () => {
+  it.effect("a batch task that submits to its executor: the submitted task's outcome goes to the Pile, not the batch", () =>
+    Effect.gen(function*() {
+      const executor = yield* make({ concurrency: 2, pile: "unbounded" })
+      const batch = yield* Stream.runCollect(executor.run(["a", "b"], (input) =>
+        Effect.gen(function*() {
+          const inner = yield* executor.submit(Effect.succeed(`inner ${input}`))
+          return yield* inner.join
+        })))
+      assert.deepStrictEqual(batch.map((o) => plain(o.exit)), [{ success: "inner a" }, { success: "inner b" }])
+      yield* executor.shutdown()
+      const pile = yield* Stream.runCollect(executor.pile)
+      assert.deepStrictEqual(pile.map((o) => plain(o.exit)), [{ success: "inner a" }, { success: "inner b" }])
+    }))
+
   it.effect("run gives the batch's outcomes in completion order, each with its input", () =>
     Effect.gen(function*() {
       const executor = yield* make({ concurrency: 3 })

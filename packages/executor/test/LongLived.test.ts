@@ -223,6 +223,87 @@ describe("key lines expire", () => {
     }))
 })
 
+describe("what finished work leaves behind", () => {
+  it.effect("tasks with no key, deadline or timeout leave no timer once they finish", () =>
+    Effect.gen(function*() {
+      const executor = yield* Executor.make({ concurrency: 2, shutdown: { mode: "cancel" } })
+      const handles = yield* Effect.forEach([10, 20, 0], (ms) => executor.submit(Effect.sleep(ms)))
+      yield* TestClock.adjust(20)
+      for (const handle of handles) assert.strictEqual((yield* handle.outcome).kind, "success")
+      assert.strictEqual(engineOf(executor).dispatcher.timers.size, 0)
+    }))
+
+  it.effect("the sweep comes back while per-key state is left, then stops: an idle executor holds no timer", () =>
+    Effect.gen(function*() {
+      const store = RateLimit.memoryStore()
+      const executor = yield* Executor.make({
+        shutdown: { mode: "cancel" },
+        store,
+        limits: [{ perKey: true, limit: 2, window: "1 second" }]
+      })
+      const timers = engineOf(executor).dispatcher.timers
+      yield* (yield* executor.submit(Effect.void, { key: "a" })).await
+      assert.strictEqual(store.memory!.size, 1)
+      assert.strictEqual(timers.size, 1, "a task with a key finished: a sweep is due")
+      yield* TestClock.adjust("5 seconds")
+      assert.strictEqual(store.memory!.size, 0, "swept")
+      assert.strictEqual(timers.size, 0, "nothing left to sweep: no timer")
+    }))
+
+  it.effect("a draining executor starts no sweep: a keyed task finishing during the drain sets no timer", () =>
+    Effect.gen(function*() {
+      const executor = yield* Executor.make({
+        concurrency: 2,
+        shutdown: { mode: "cancel" },
+        limits: [{ perKey: true, limit: 10, window: "1 second" }]
+      })
+      const timers = engineOf(executor).dispatcher.timers
+      yield* executor.submit(Effect.sleep(10), { key: "a" })
+      yield* executor.submit(Effect.sleep(100))
+      const shutdown = yield* Effect.forkChild(executor.shutdown({ mode: "drain" }))
+      yield* TestClock.adjust(20)
+      assert.deepStrictEqual([(yield* executor.stats).phase, (yield* executor.stats).finished], ["draining", 1])
+      assert.strictEqual(timers.size, 0)
+      yield* TestClock.adjust(100)
+      assert.isTrue(Exit.isSuccess(yield* Fiber.await(shutdown)))
+    }))
+
+  it.effect("with a store of its own (no in-memory limiter) the sweep leaves the store alone and the executor runs on", () =>
+    Effect.gen(function*() {
+      const inner = RateLimit.memoryStore()
+      const store: RateLimit.RateLimitStore = {
+        reserve: (id, claims, now) => inner.reserve(id, claims, now),
+        settle: (reservation, actual) => inner.settle(reservation, actual)
+      }
+      const executor = yield* Executor.make({
+        shutdown: { mode: "cancel" },
+        store,
+        limits: [{ perKey: true, limit: 2, window: "1 second" }]
+      })
+      const first = yield* executor.submit(Effect.succeed(1), { key: "a" })
+      yield* TestClock.adjust(10)
+      assert.strictEqual(yield* first.join, 1)
+      yield* TestClock.adjust("5 seconds") // a sweep is due after a second
+      const second = yield* executor.submit(Effect.succeed(2), { key: "a" })
+      yield* TestClock.adjust(10)
+      assert.strictEqual((yield* second.poll)?.kind, "success", "the executor still runs tasks")
+      assert.strictEqual((yield* executor.stats).phase, "open")
+    }))
+
+  it.effect("a batch leaves nothing in the executor once it ended, read to its end or left early", () =>
+    Effect.gen(function*() {
+      const executor = yield* Executor.make({ concurrency: 2, shutdown: { mode: "cancel" } })
+      const batches = (engineOf(executor).sinks as unknown as { readonly batches: ReadonlySet<unknown> }).batches
+      assert.strictEqual((yield* Stream.runCollect(executor.run([1, 2, 3], (n) => Effect.succeed(n)))).length, 3)
+      assert.strictEqual(batches.size, 0, "read to its end")
+      const early = executor.run([1, 2, 3], (n) => Effect.as(Effect.sleep(10), n))
+      const first = yield* Effect.forkChild(Stream.runCollect(Stream.take(early, 1)))
+      yield* TestClock.adjust(10)
+      assert.strictEqual((yield* Fiber.join(first)).length, 1)
+      assert.strictEqual(batches.size, 0, "left early")
+    }))
+})
+
 describe("breaker state expires", () => {
   it.effect("a key idle for longer than idleTimeToLive starts again closed", () =>
     Effect.gen(function*() {

@@ -4,7 +4,7 @@ import { TestClock } from "effect/testing"
 import * as fc from "fast-check"
 import * as ErrorPolicy from "../src/ErrorPolicy.ts"
 import * as RateLimit from "../src/RateLimit.ts"
-import { assertLedger, engineOf, failsOnce, make, retryOnce, runs } from "./support.ts"
+import { assertLedger, engineOf, failsOnce, make, plain, retryOnce, runs, settleFibers } from "./support.ts"
 
 /** An error that carries the wait a server asked for, in milliseconds. */
 class RateLimited extends Data.TaggedError("RateLimited")<{ readonly retryAfter: number }> {}
@@ -396,6 +396,23 @@ describe("rate limits", () => {
       assert.isUndefined(yield* second.poll)
       yield* TestClock.adjust("1 minute")
       assert.strictEqual((yield* second.outcome).kind, "success")
+    }))
+
+  it.live("I12 on the live clock a denial never busy-waits: the dispatcher sleeps until about a millisecond before the slot", () =>
+    Effect.gen(function*() {
+      // Real time (about 90 ms): the dispatcher's waits on the live clock are the subject. It may yield to the
+      // event loop through the last millisecond or two of each wait (a pass per turn), never through a whole wait.
+      const executor = yield* make({ limits: [{ limit: 1, window: 30, algorithm: "gcra" }] })
+      const admission = engineOf(executor).admission
+      const beginPass = admission.beginPass.bind(admission)
+      let passes = 0
+      admission.beginPass = () => {
+        passes++
+        beginPass()
+      }
+      const handles = yield* Effect.forEach([1, 2, 3, 4], () => executor.submit(Effect.void))
+      for (const handle of handles) assert.strictEqual((yield* handle.outcome).kind, "success")
+      assert.isAtMost(passes, 600, "admission passes over three waits of 30 ms")
     }))
 
   it.effect("bad limits are typed errors naming the option", () =>
@@ -993,6 +1010,55 @@ describe("a store that answers after a round trip, and budgets given back", () =
       assert.strictEqual((yield* older.poll)?.kind, "success")
       assert.strictEqual((yield* younger.poll)?.kind, "success")
       assert.deepStrictEqual(started, ["big", "older", "younger"])
+    }))
+
+  it.effect("a keyed task submitted while the dispatcher settles with the store starts once it has settled", () =>
+    Effect.gen(function*() {
+      const inner = RateLimit.memoryStore()
+      const store: RateLimit.RateLimitStore = {
+        reserve: (id, claims, now) => Effect.andThen(Effect.sleep(10), inner.reserve(id, claims, now)),
+        settle: (reservation, actual) => Effect.andThen(Effect.sleep(10), inner.settle(reservation, actual))
+      }
+      const executor = yield* make({ store, limits: [{ key: "k", limit: 10, window: "1 second" }] })
+      const first = yield* executor.submit(Effect.void, { key: "k", settle: () => ({ requests: 1 }) })
+      yield* TestClock.adjust(15) // reserved at 10, run and finished: its settlement takes until 20
+      assert.strictEqual((yield* first.poll)?.kind, "success")
+      const second = yield* executor.submit(Clock.currentTimeMillis, { key: "k" })
+      yield* TestClock.adjust(50)
+      const outcome = yield* second.poll
+      assert.isDefined(outcome, "the submit's wake-up was not lost while the dispatcher was busy")
+      assert.deepStrictEqual(plain(outcome!.exit), { success: 30 })
+    }))
+
+  it.effect("a retry started by its timer submits keyed work as it starts: that work is reserved and runs", () =>
+    Effect.gen(function*() {
+      const executor = yield* make({ store: roundTrip(10, []), limits: [{ key: "k", limit: 10, window: "1 second" }] })
+      const runs = yield* Ref.make(0)
+      let submitted: Effect.Effect<{ readonly exit: Exit.Exit<unknown, unknown> } | undefined> | undefined
+      const body = Effect.gen(function*() {
+        if ((yield* Ref.getAndUpdate(runs, (n) => n + 1)) === 0) return yield* Effect.fail("once")
+        // The retry's body runs in the pass that fired its timer, after that pass looked for work to start.
+        submitted = (yield* executor.submit(Clock.currentTimeMillis, { key: "k" })).poll
+        return yield* Effect.never
+      })
+      yield* executor.submit(body, { policy: retryOnce(100) })
+      yield* TestClock.adjust(100)
+      assert.isDefined(submitted, "the retry ran and submitted")
+      yield* TestClock.adjust(20)
+      const outcome = yield* submitted!
+      assert.isDefined(outcome, "the keyed task was reserved and ran")
+      assert.deepStrictEqual(plain(outcome!.exit), { success: 110 })
+    }))
+
+  it.effect("a keyed task submitted to an idle executor starts one round trip later (the submit wakes the dispatcher)", () =>
+    Effect.gen(function*() {
+      const executor = yield* make({ store: roundTrip(10, []), limits: [{ key: "k", limit: 10, window: "1 second" }] })
+      yield* settleFibers // the dispatcher waits for a signal: no timer is set
+      const handle = yield* executor.submit(Clock.currentTimeMillis, { key: "k" })
+      yield* TestClock.adjust(10)
+      const outcome = yield* handle.poll
+      assert.isDefined(outcome, "started once the store answered")
+      assert.deepStrictEqual(plain(outcome!.exit), { success: 10 })
     }))
 
   it.effect("I10 a reservation that comes back once the slot was taken is given back; its task starts when the slot frees", () =>

@@ -15,7 +15,7 @@ import { ClockOffset } from "../src/internal/clockOffset.ts"
 import { Intake } from "../src/internal/intake.ts"
 import { LinkedList, type Node } from "../src/internal/linkedList.ts"
 import { Outbox } from "../src/internal/outbox.ts"
-import { OutcomeBuffer } from "../src/internal/outcomeBuffer.ts"
+import { OutcomeBuffer, paceBound } from "../src/internal/outcomeBuffer.ts"
 import type { Task } from "../src/internal/task.ts"
 import { Timers } from "../src/internal/timers.ts"
 import { runs, settleFibers } from "./support.ts"
@@ -523,6 +523,123 @@ describe("internals: the Pile buffer, case by case", () => {
     }
     assert.strictEqual(buffer.size, 0)
     assert.isAtMost(copied, n, "entries copied by compactions while draining")
+  })
+
+  it("a consumer far behind many blocked deliveries: letting them in one at a time copies fewer entries than it lets in", () => {
+    const n = 10_000
+    const buffer = new OutcomeBuffer<number>(1)
+    const internals = internalsOf(buffer)
+    for (let i = 0; i <= n; i++) buffer.offer(i, noop)
+    let array = internals.blocked
+    let copied = 0
+    for (let i = 0; i < n; i++) {
+      const got = taken(buffer.pull)
+      if (got[0] !== i) assert.fail(`pull ${i}: got ${got.join(",")}`)
+      if (internals.blocked !== array) {
+        array = internals.blocked
+        copied += array.length
+      }
+    }
+    assert.strictEqual(buffer.size, 1)
+    assert.isAtMost(copied, n, "entries copied by compactions of the blocked deliveries")
+  })
+
+  it("an outcome offered while a blocked delivery enters (its release let a task finish at once) waits behind the others", () => {
+    const buffer = new OutcomeBuffer<number>(3)
+    for (let i = 0; i < 3; i++) assert.isTrue(buffer.offer(i, noop))
+    assert.isFalse(buffer.offer(3, () => buffer.offer(5, noop)))
+    assert.isFalse(buffer.offer(4, noop))
+    assert.deepStrictEqual([...taken(buffer.pull)], [0, 1, 2])
+    assert.deepStrictEqual([...taken(buffer.pull)], [3, 4, 5], "completion order: 5 finished after 4 was blocked")
+  })
+
+  it("behind: a reader is running and paceBound outcomes it has not pulled yet wait for it", () => {
+    const buffer = new OutcomeBuffer<number>(Number.POSITIVE_INFINITY)
+    for (let i = 0; i < paceBound; i++) buffer.offer(i, noop)
+    assert.isFalse(buffer.behind, "no reader is running: nobody to give a turn to")
+    buffer.attach()
+    assert.isTrue(buffer.behind, "paceBound outcomes wait for the running reader")
+    for (let i = 0; i < 100; i++) taken(buffer.pullOne)
+    assert.isFalse(buffer.behind, "the outcomes it pulled no longer count")
+    for (let i = 0; i < 100; i++) buffer.offer(i, noop)
+    assert.isTrue(buffer.behind)
+    buffer.detach()
+    assert.isFalse(buffer.behind, "its reader ended")
+    buffer.attach()
+    buffer.attach()
+    buffer.detach()
+    assert.isTrue(buffer.behind, "one of two readers still runs")
+  })
+
+  it("a discarded buffer drops what it holds and every later outcome, counting each as accepted", () => {
+    const buffer = new OutcomeBuffer<number>(1)
+    const released: Array<number> = []
+    assert.isTrue(buffer.offer(0, noop))
+    assert.isFalse(buffer.offer(1, () => released.push(1)))
+    buffer.discard()
+    assert.deepStrictEqual(released, [1], "the blocked delivery is released")
+    assert.strictEqual(buffer.size, 0, "nothing is kept")
+    assert.isTrue(buffer.offer(2, noop))
+    assert.strictEqual(buffer.size, 0, "a later outcome is dropped at once")
+    assert.strictEqual(buffer.accepted, 3)
+  })
+})
+
+describe("internals: the outbox", () => {
+  interface Wake {
+    readonly n: number
+  }
+  const outboxWith = (log: Array<string>) =>
+    new Outbox<Wake>({ fork: (item) => log.push(`run ${item.n}`) }, () => log.push("enter"))
+
+  it("delivers when the outermost transition ends, in the order posted; a wake-up's own transition joins that loop", () => {
+    const log: Array<string> = []
+    const outbox = outboxWith(log)
+    outbox.begin()
+    outbox.post({ n: 1 })
+    outbox.transition(() => outbox.post({ n: 2 }))
+    outbox.post(() => {
+      log.push("wake 3")
+      // User code resumed by the delivery enters the engine again: its wake-up waits for the loop, in order.
+      outbox.transition(() => outbox.post(() => log.push("wake 5")))
+      log.push("wake 3 done")
+    })
+    outbox.post({ n: 4 })
+    assert.deepStrictEqual(log, ["enter"], "nothing is delivered inside a transition")
+    outbox.end()
+    assert.deepStrictEqual(log, ["enter", "run 1", "run 2", "wake 3", "wake 3 done", "run 4", "wake 5"])
+  })
+
+  it("onEnter runs when an outermost transition begins: not for a nested one, nor for one inside a delivery", () => {
+    const log: Array<string> = []
+    const outbox = outboxWith(log)
+    outbox.begin()
+    outbox.begin()
+    outbox.end()
+    outbox.post(() => outbox.transition(() => log.push("inside")))
+    outbox.end()
+    assert.deepStrictEqual(log, ["enter", "inside"])
+    outbox.transition(() => {})
+    assert.deepStrictEqual(log, ["enter", "inside", "enter"])
+  })
+
+  it("a wake-up posted outside any transition is delivered at once", () => {
+    const log: Array<string> = []
+    const outbox = outboxWith(log)
+    outbox.post({ n: 1 })
+    assert.deepStrictEqual(log, ["run 1"])
+  })
+
+  it("a burst of more than 4,096 wake-ups is delivered in order and its array is not kept", () => {
+    const log: Array<string> = []
+    const outbox = outboxWith(log)
+    const internals = outbox as unknown as { readonly items: ReadonlyArray<unknown> }
+    outbox.begin()
+    for (let n = 0; n < 5000; n++) outbox.post({ n })
+    outbox.end()
+    assert.strictEqual(log.length, 5001)
+    assert.strictEqual(log[5000], "run 4999")
+    assert.strictEqual(internals.items.length, 0)
   })
 })
 

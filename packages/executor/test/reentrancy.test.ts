@@ -13,7 +13,58 @@ const firstAtOnce = (n: number) =>
     ? Effect.succeed(n)
     : Effect.as(Effect.sleep(1000), n).pipe(Effect.onInterrupt(() => Effect.sleep(1)))
 
+/**
+ * One round of a submitter that waited for room and, once resumed, cancels the task just admitted ahead of
+ * it (B). B's outcome and whether it ran must agree; `label` names the round in failures.
+ */
+const supersedeRound = (executor: Executor.Executor<unknown, unknown>, label: string) =>
+  Effect.gen(function*() {
+    const gate = yield* Deferred.make<void>()
+    let bRan = false
+    yield* executor.submit(Deferred.await(gate))
+    const b = yield* executor.submit(Effect.sync(() => {
+      bRan = true
+    }))
+    const superseder = yield* Effect.forkChild(
+      Effect.gen(function*() {
+        const c = yield* executor.submit(Effect.void)
+        yield* b.cancel
+        return c
+      }),
+      { startImmediately: true }
+    )
+    yield* Deferred.succeed(gate, undefined)
+    yield* settleFibers
+    assert.isDefined(superseder.pollUnsafe(), `${label}: the superseder was resumed and went on`)
+    const c = yield* Fiber.join(superseder)
+    const bOutcome = (yield* b.poll)!
+    assert.strictEqual(bOutcome.kind, "cancelled", `${label}: B is cancelled before its fiber was forked`)
+    assert.isFalse(bRan, `${label}: a task cancelled before it started never runs`)
+    assert.strictEqual(bOutcome.attempts, 0, label)
+    assert.strictEqual((yield* c.poll)?.kind, "success", `${label}: C starts once the slot is free`)
+  })
+
 describe("a submitter resumed by the executor", () => {
+  it.effect("I1 I3 supersedes the task admitted ahead of it after a batch's function threw: a cancelled task never runs", () =>
+    Effect.gen(function*() {
+      const executor = yield* make({ concurrency: 1, capacity: 1 })
+      const outcomes = yield* Stream.runCollect(executor.run([1, 2], (n) => {
+        if (n === 1) throw new Error("no task for 1")
+        return Effect.succeed(n)
+      }))
+      assert.deepStrictEqual(outcomes.map((o) => [o.kind, o.attempts]), [["defect", 0], ["success", 1]])
+      yield* supersedeRound(executor, "after the defect")
+    }))
+
+  it.effect("I1 I3 supersedes the task admitted ahead of it, round after round: a task cancelled before its fork never runs", () =>
+    Effect.gen(function*() {
+      const executor = yield* make({ concurrency: 1, capacity: 1 })
+      for (const round of ["first", "second", "third"]) yield* supersedeRound(executor, `${round} round`)
+      const stats = yield* executor.stats
+      assertLedger(stats)
+      assert.strictEqual(stats.finished, 9)
+    }))
+
   it.effect("I1 I3 I10 cancels the task it superseded: a task reported cancelled never ran, and its slot is reused", () =>
     Effect.gen(function*() {
       const executor = yield* make({ concurrency: 1, capacity: 1, finalizerTimeout: "1 hour" })

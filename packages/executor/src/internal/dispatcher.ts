@@ -138,6 +138,7 @@ export class Dispatcher {
     this.fibers = fibers
   }
 
+  // Stryker disable next-line BlockStatement: read only once the dispatcher is gone, where a repeated request has no reader
   get requested(): boolean {
     return this.request !== undefined
   }
