@@ -74,11 +74,6 @@ export class OutcomeBuffer<O, E = never> {
     return this.readers > 0 && this.items.length - this.itemsHead >= paceBound
   }
 
-  /** Whether outcomes are being dropped because no reader ever started (an `untilRead` buffer). */
-  get awaitingReader(): boolean {
-    return this.unread
-  }
-
   /** Outcomes buffered plus deliveries waiting for space. */
   get size(): number {
     return this.items.length - this.itemsHead + this.blocked.length - this.blockedHead
