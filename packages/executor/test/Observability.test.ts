@@ -192,6 +192,23 @@ describe("metrics", () => {
     })))
 })
 
+describe("the histograms' clock", () => {
+  it.effect("a wait and a run across the 2^31 ms mark of its 32-bit readings are recorded as long as they lasted", () =>
+    isolated(Effect.gen(function*() {
+      const executor = yield* make({ name: "wrap", concurrency: 1 })
+      // Readings are ms since the executor was made, as 32-bit integers: the one after 2^31 - 1 is negative.
+      yield* TestClock.adjust(2 ** 31 - 5)
+      yield* executor.submit(Effect.sleep(10)) // runs from 2^31 - 5 to 2^31 + 5
+      const second = yield* executor.submit(Effect.void) // waits in the queue meanwhile
+      yield* TestClock.adjust(10)
+      assert.strictEqual((yield* second.poll)?.kind, "success")
+      const queueWait = yield* histogram(names.queueWait, "wrap")
+      const runTime = yield* histogram(names.runTime, "wrap")
+      assert.closeTo(queueWait.sum, 0.010, 1e-9, "the second task waited 10 ms")
+      assert.closeTo(runTime.sum, 0.010, 1e-9, "the first ran 10 ms, the second 0")
+    })))
+})
+
 describe("run time of a body that computes synchronously", () => {
   it.effect("includes the synchronous work: an attempt's end reads the clock afresh, not the reading of the pass that started it", () =>
     isolated(Effect.gen(function*() {

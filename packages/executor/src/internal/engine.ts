@@ -33,7 +33,7 @@ import type { Config, Phase, ShutdownRequest, TaskSpec } from "./config.ts"
 import { type Cycle, Dispatcher, FiberRegistry } from "./dispatcher.ts"
 import { Intake } from "./intake.ts"
 import { LinkedList } from "./linkedList.ts"
-import { MetricClock } from "./metricClock.ts"
+import { between, MetricClock } from "./metricClock.ts"
 import { type Forker, Outbox } from "./outbox.ts"
 import { Sinks } from "./sinks.ts"
 import { Sweeper } from "./sweeper.ts"
@@ -305,7 +305,7 @@ export class Engine implements Stopper, Cycle, AttemptEnd, Forker<Task> {
     const instruments = this.config.instruments
     if (instruments !== undefined) {
       const now = this.metricClock.now()
-      instruments.observe(0, now - task.markedAt)
+      instruments.observe(0, between(task.markedAt, now))
       task.markedAt = now
     }
     if (this.admission.enter(task)) return "again"
@@ -389,7 +389,7 @@ export class Engine implements Stopper, Cycle, AttemptEnd, Forker<Task> {
     const instruments = this.config.instruments
     if (instruments !== undefined) {
       const now = this.metricClock.now()
-      if (task.attempts === 1) instruments.observe(1, now - task.markedAt)
+      if (task.attempts === 1) instruments.observe(1, between(task.markedAt, now))
       task.markedAt = now
     }
     const timeout = task.spec?.timeout
@@ -450,7 +450,7 @@ export class Engine implements Stopper, Cycle, AttemptEnd, Forker<Task> {
     task.fiber = undefined
     this.running.remove(task)
     if (this.config.instruments !== undefined) {
-      this.config.instruments.observe(2, this.metricClock.fresh() - task.markedAt)
+      this.config.instruments.observe(2, between(task.markedAt, this.metricClock.fresh()))
     }
     // The outcome, a retry or an escalation, as the policy decides (attempt.ts).
     this.attempts.exited(task, fiberExit)

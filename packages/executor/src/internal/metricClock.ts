@@ -10,8 +10,15 @@
  */
 import type * as Clock from "effect/Clock"
 
+/** The ms from reading `earlier` to reading `later`, right across a wrap for spans under 2^31 ms (24 days). */
+export const between = (earlier: number, later: number): number => (later - earlier) | 0
+
 export class MetricClock {
-  /** The engine's creation time: readings are ms since then (small integers a task stores inline). */
+  /**
+   * The engine's creation time. Readings are ms since then as 32-bit integers, which V8 stores in the task
+   * itself (any other number is a separate 16-byte box per queued task): they wrap every 2^32 ms, about 49
+   * days, so spans are taken with `between`.
+   */
   private readonly epoch: number
   /** The reading of the current entry or burst, valid while `read` is set. */
   private reading = 0
@@ -31,7 +38,7 @@ export class MetricClock {
   /** Now, for a histogram: the reading of the current entry or burst, taken the first time it is needed. */
   now(): number {
     if (!this.read) {
-      this.reading = this.clock.currentTimeMillisUnsafe() - this.epoch
+      this.reading = (this.clock.currentTimeMillisUnsafe() - this.epoch) | 0
       this.read = true
     }
     return this.reading
@@ -43,7 +50,7 @@ export class MetricClock {
    * started it).
    */
   fresh(): number {
-    this.reading = this.clock.currentTimeMillisUnsafe() - this.epoch
+    this.reading = (this.clock.currentTimeMillisUnsafe() - this.epoch) | 0
     this.read = true
     return this.reading
   }

@@ -77,12 +77,11 @@ export class Origin {
 }
 
 /**
- * The fields a task needs once it starts or is awaited, made the first time one of them is written: a queued
- * task that nobody awaits holds none of them (Node has no pointer compression: every field costs 8 bytes).
+ * The fields only some tasks need (stopped, awaited, reserved against a limit, or retried), made the first time
+ * one of them is written: a task that runs plainly never makes one (Node has no pointer compression: every
+ * field costs 8 bytes).
  */
 class Run {
-  attempts = 0
-  fiber: Fiber.Fiber<any, any> | undefined = undefined
   stopReason: Outcome.Kind | undefined = undefined
   waiters: Array<Waiter> | undefined = undefined
   reservation: Reservation | undefined = undefined
@@ -99,8 +98,8 @@ export class Task<A = any, E = any> implements Node {
   /** Set once, when the outcome is decided (I18: a late completion never overwrites it). */
   result: Outcome.Outcome<A, E, any> | undefined = undefined
   /**
-   * The clock reading (ms since the engine was made: a small integer, stored inline) of the task's last step,
-   * for the wait and run-time histograms: when it was accepted, then dequeued, then started.
+   * The clock reading of the task's last step (`MetricClock`: a 32-bit integer, stored in the task itself), for
+   * the wait and run-time histograms: when it was accepted, then dequeued, then started.
    */
   markedAt = 0
   /**
@@ -108,8 +107,16 @@ export class Task<A = any, E = any> implements Node {
    * order tasks enter the executor and tasks start in id order (I11), whoever waited for room.
    */
   id = 0
-  /** The fields of a started or awaited task (see `Run`), behind the accessors below. */
+  /** The fields of a stopped, awaited, reserved or retried task (see `Run`), behind the accessors below. */
   private run: Run | undefined = undefined
+  /**
+   * Attempts started so far (I3: each attempt runs the body once). Written by the cycle and by attempt (an
+   * attempt whose body never ran does not count). In the task itself, like `fiber`: every started task writes
+   * both, and reading them through a record costs more per task than the two fields cost a queued one.
+   */
+  attempts = 0
+  /** The fiber of the running attempt. Invariant: set iff state === RUNNING and the fork returned. */
+  fiber: Fiber.Fiber<any, any> | undefined = undefined
   readonly origin: Origin
   /**
    * What the task runs: an effect, or (a batch task that has not started yet) the batch's function, called
@@ -146,26 +153,6 @@ export class Task<A = any, E = any> implements Node {
 
   get sink(): Sink | undefined {
     return this.origin.sink
-  }
-
-  /** Attempts started so far (I3: each attempt runs the body once). Written by the cycle and by attempt (an
-   * attempt whose body never ran does not count). */
-  get attempts(): number {
-    return this.run === undefined ? 0 : this.run.attempts
-  }
-
-  set attempts(n: number) {
-    ;(this.run ??= new Run()).attempts = n
-  }
-
-  /** The fiber of the running attempt. Invariant: set iff state === RUNNING and the fork returned. */
-  get fiber(): Fiber.Fiber<any, any> | undefined {
-    return this.run?.fiber
-  }
-
-  set fiber(fiber: Fiber.Fiber<any, any> | undefined) {
-    if (this.run !== undefined) this.run.fiber = fiber
-    else if (fiber !== undefined) (this.run = new Run()).fiber = fiber
   }
 
   /** Why the executor stopped this task, when it did: decides the outcome's kind over the fiber's exit. */
