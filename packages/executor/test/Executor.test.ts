@@ -181,13 +181,13 @@ describe("outcomes", () => {
       const executor = yield* make({ concurrency: 1 })
       yield* executor.submit(Effect.never)
       const handle = yield* executor.submit(Effect.succeed("never runs")) // queued behind the first
-      let second: Fiber.Fiber<unknown> | undefined
+      let interruptSecond: Effect.Effect<void> = Effect.void
       // The first waiter is resumed first, and at once interrupts the second, whose own resumption is still to come.
-      const first = yield* Effect.forkChild(
-        Effect.tap(handle.outcome, () => Fiber.interrupt(second!)),
-        { startImmediately: true }
-      )
-      second = yield* Effect.forkChild(handle.outcome, { startImmediately: true })
+      const first = yield* Effect.forkChild(Effect.tap(handle.outcome, () => interruptSecond), {
+        startImmediately: true
+      })
+      const second = yield* Effect.forkChild(handle.outcome, { startImmediately: true })
+      interruptSecond = Fiber.interrupt(second)
       assert.strictEqual(waitersOf(handle).length, 2)
       yield* handle.cancel
       assert.strictEqual((yield* Fiber.join(first)).kind, "cancelled")
