@@ -477,10 +477,9 @@ export class Engine implements Stopper, Cycle, AttemptEnd {
       if (task.list !== undefined) this.intake.remove(task)
     } else if (task.state === PENDING) this.admission.leave(task)
     this.running.remove(task)
-    task.reservation = undefined
+    task.dropAttempt()
     const outcome = new Outcome.OutcomeImpl(task.id, task.input, kind, exit, task.attempts, rejection)
     task.result = outcome
-    task.steps = undefined
     task.body = undefined
     this.counters.finished[kind]++
     this.config.instruments?.finished(task.spec?.key, kind)
