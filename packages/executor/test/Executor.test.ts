@@ -176,6 +176,25 @@ describe("outcomes", () => {
       assert.strictEqual(waitersOf(handle).length, 0)
     }))
 
+  it.effect("a wait interrupted by another waiter as the outcome arrives ends interrupted, and nothing else", () =>
+    Effect.gen(function*() {
+      const executor = yield* make({ concurrency: 1 })
+      yield* executor.submit(Effect.never)
+      const handle = yield* executor.submit(Effect.succeed("never runs")) // queued behind the first
+      let interruptSecond: Effect.Effect<void> = Effect.void
+      // The first waiter is resumed first, and at once interrupts the second, whose own resumption is still to come.
+      const first = yield* Effect.forkChild(Effect.tap(handle.outcome, () => interruptSecond), {
+        startImmediately: true
+      })
+      const second = yield* Effect.forkChild(handle.outcome, { startImmediately: true })
+      interruptSecond = Fiber.interrupt(second)
+      assert.strictEqual(waitersOf(handle).length, 2)
+      yield* handle.cancel
+      assert.strictEqual((yield* Fiber.join(first)).kind, "cancelled")
+      const exit = yield* Fiber.await(second)
+      assert.isTrue(Exit.isFailure(exit) && Cause.hasInterruptsOnly(exit.cause), "interrupted, with no defect")
+    }))
+
   it.effect("a task stopped twice keeps the first reason", () =>
     Effect.gen(function*() {
       const executor = yield* make()

@@ -912,6 +912,38 @@ describe("reservations granted ahead", () => {
       assert.strictEqual(yield* handle.join, 50)
     }))
 
+  it.live("I12 on the live clock, a task reserved ahead never starts before its notBefore, wherever it falls in a ms", () =>
+    Effect.gen(function*() {
+      // notBefore lands anywhere within a millisecond (3.0 to 3.9 ms ahead), where Node's timers, which count
+      // whole milliseconds and sometimes fire early, would start a task before it.
+      let granted = 0
+      const store: RateLimit.RateLimitStore = {
+        reserve: (id, claims, now) =>
+          Effect.sync(() => {
+            const notBefore = now + 3 + (granted++ % 10) / 10
+            return { _tag: "Reserved", reservation: { id, at: notBefore, claims, charged: [1], notBefore } }
+          }),
+        settle: () => Effect.void
+      }
+      const executor = yield* make({ concurrency: 1, limits: [{ limit: 100, window: "1 second" }], store })
+      assert.isTrue(engineOf(executor).config.liveClock, "the executor runs on the live clock")
+      const lateness = Effect.gen(function*() {
+        const startedAt = Number(yield* Clock.currentTimeNanos) / 1e6
+        return startedAt - (yield* RateLimit.CurrentReservation)!.notBefore!
+      })
+      const handles = yield* Effect.forEach(Array.from({ length: 10 }), () => executor.submit(lateness))
+      for (const handle of handles) assert.isAtLeast(yield* handle.join, 0, "started at or after its notBefore")
+    }))
+
+  it.live("on the live clock, a task waiting for its notBefore sleeps: the event loop is idle most of the wait", () =>
+    Effect.gen(function*() {
+      const executor = yield* make({ limits: [{ limit: 10, window: "1 second" }], store: aheadStore(100) })
+      const before = performance.eventLoopUtilization()
+      yield* (yield* executor.submit(Effect.void)).join
+      const utilization = performance.eventLoopUtilization(before).utilization
+      assert.isBelow(utilization, 0.5, "a spin until notBefore would keep the event loop busy the whole 100 ms")
+    }))
+
   it.effect("I3 a task cancelled while it waits for its notBefore never runs its body", () =>
     Effect.gen(function*() {
       const executor = yield* make({ limits: [{ limit: 10, window: "1 second" }], store: aheadStore(50) })

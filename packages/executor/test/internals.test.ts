@@ -2,10 +2,13 @@
 // sequences: the intake list (I13, I2: a node is in one place at a time), the timer heap (deadlines, timeouts,
 // retry delays and rate wake-ups fire in time order, none lost), and the Pile buffer (I1: every outcome
 // delivered once, in order; the bound and its release, I14). fast-check shrinks a failure to a minimal sequence.
+// The wait until a time on the live clock (a reservation's notBefore), on a clock moved by hand.
 // The intake's wait for room (a batch feeder's), case by case. The clock offset a shared store translates times
 // with. And the shape of the engine's modules: their imports form a tree (docs/architecture.md, "The data path").
 import { assert, describe, it } from "@effect/vitest"
 import * as Cause from "effect/Cause"
+import * as Clock from "effect/Clock"
+import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
 import * as Fiber from "effect/Fiber"
@@ -17,7 +20,7 @@ import { LinkedList, type Node } from "../src/internal/linkedList.ts"
 import { Outbox } from "../src/internal/outbox.ts"
 import { OutcomeBuffer, paceBound } from "../src/internal/outcomeBuffer.ts"
 import type { Task } from "../src/internal/task.ts"
-import { Timers } from "../src/internal/timers.ts"
+import { sleepUntil, Timers } from "../src/internal/timers.ts"
 import { runs, settleFibers } from "./support.ts"
 
 interface Item extends Node {
@@ -236,6 +239,61 @@ const bufferOp: fc.Arbitrary<BufferOp> = fc.oneof(
   // Rare: once unbound, nothing is ever blocked again, and the bounded behaviour is what most needs checking.
   { weight: 1, arbitrary: fc.record({ op: fc.constant("unbound") }) }
 ) as fc.Arbitrary<BufferOp>
+
+/**
+ * A clock the test moves by hand, standing for the live clock: it records each sleep asked of it, and (like
+ * the live clock) a sleep of zero or less only yields.
+ */
+const handClock = () => {
+  let now = 0
+  const asked: Array<number> = []
+  let sleeping: Array<{ readonly until: number; readonly wake: () => void }> = []
+  const clock: Clock.Clock = {
+    currentTimeMillisUnsafe: () => now,
+    currentTimeMillis: Effect.sync(() => now),
+    currentTimeNanosUnsafe: () => BigInt(Math.round(now * 1e6)),
+    currentTimeNanos: Effect.sync(() => BigInt(Math.round(now * 1e6))),
+    monotonicTimeNanosUnsafe: () => BigInt(Math.round(now * 1e6)),
+    monotonicTimeNanos: Effect.sync(() => BigInt(Math.round(now * 1e6))),
+    sleep: (duration) => {
+      const millis = Duration.toMillis(duration)
+      if (millis <= 0) return Effect.yieldNow
+      asked.push(millis)
+      return Effect.callback<void>((resume) => {
+        sleeping.push({ until: now + millis, wake: () => resume(Effect.void) })
+      })
+    }
+  }
+  const advanceTo = (time: number): void => {
+    now = time
+    const due = sleeping.filter((sleep) => sleep.until <= now)
+    sleeping = sleeping.filter((sleep) => sleep.until > now)
+    for (const sleep of due) sleep.wake()
+  }
+  return { clock, asked, advanceTo }
+}
+
+describe("internals: waiting until a time on the live clock", () => {
+  it.effect("sleeps until the last whole millisecond before the time, then yields until the clock reads it", () =>
+    Effect.gen(function*() {
+      const hand = handClock()
+      const waiting = yield* Effect.forkChild(
+        sleepUntil(hand.clock, 10.5, true).pipe(Effect.provideService(Clock.Clock, hand.clock)),
+        { startImmediately: true }
+      )
+      assert.deepStrictEqual(hand.asked, [9], "one sleep, ending between 2 ms and 1 ms before 10.5")
+      hand.advanceTo(9)
+      yield* settleFibers
+      assert.isUndefined(waiting.pollUnsafe(), "awake 1.5 ms early, it keeps yielding")
+      hand.advanceTo(10.4)
+      yield* settleFibers
+      assert.isUndefined(waiting.pollUnsafe(), "it never returns before its time")
+      hand.advanceTo(10.5)
+      yield* settleFibers
+      assert.isDefined(waiting.pollUnsafe(), "it returns once the clock reads its time")
+      assert.deepStrictEqual(hand.asked, [9], "and never slept again: no sleep could end past the time")
+    }))
+})
 
 /** Runs a pull that must not wait: the buffer has outcomes or is closed. */
 const pullNow = <O>(pull: Effect.Effect<ReadonlyArray<O>, unknown>): Exit.Exit<ReadonlyArray<O>, unknown> =>

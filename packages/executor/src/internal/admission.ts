@@ -371,9 +371,10 @@ export class Admission {
    */
   settle(task: Task, exit: Exit.Exit<unknown, unknown>): Exit.Exit<never> | undefined {
     const reservation = task.reservation
+    if (reservation === undefined) return undefined
     task.reservation = undefined
     const settle = task.spec?.settle
-    if (reservation === undefined || settle === undefined) return undefined
+    if (settle === undefined) return undefined
     const reported = guard(() => settle(exit))
     if (reported._tag === "Failure") return reported as Exit.Exit<never>
     const cost = reported.value
@@ -386,8 +387,8 @@ export class Admission {
   /** Gives the attempt's budget back: its body never ran. */
   refund(task: Task): void {
     const reservation = task.reservation
-    task.reservation = undefined
     if (reservation === undefined) return
+    task.reservation = undefined
     const zero = reservation.claims.map(() => 0)
     this.storeOp(this.store.settle(reservation, zero), () => this.store.memory!.settle(reservation, zero))
   }

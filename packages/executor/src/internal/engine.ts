@@ -383,7 +383,6 @@ export class Engine implements Stopper, Cycle, AttemptEnd, Forker<Task> {
   private start(task: Task): void {
     task.state = RUNNING
     task.attempts++
-    task.stopReason = undefined
     this.slotsUsed++
     this.running.push(task)
     const instruments = this.config.instruments
@@ -482,10 +481,9 @@ export class Engine implements Stopper, Cycle, AttemptEnd, Forker<Task> {
     const held = task.state === RUNNING
     if (held) this.running.remove(task)
     else this.unqueue(task)
-    task.reservation = undefined
+    task.dropAttempt()
     const outcome = new Outcome.OutcomeImpl(task.id, task.input, kind, exit, task.attempts, rejection)
     task.result = outcome
-    task.steps = undefined
     task.body = undefined
     this.counters.finished[kind]++
     this.config.instruments?.finished(task.spec?.key, kind)

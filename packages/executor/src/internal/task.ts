@@ -88,6 +88,12 @@ class Run {
   steps: Steps | undefined = undefined
 }
 
+/**
+ * The record of every task that has not needed its own, so that reads need no check. Shared: only ever written
+ * unset (`dropAttempt`); every other write goes to the task's own record (`own` makes it).
+ */
+const noRun = new Run()
+
 export class Task<A = any, E = any> implements Node {
   prev: Node | undefined = undefined
   next: Node | undefined = undefined
@@ -107,8 +113,11 @@ export class Task<A = any, E = any> implements Node {
    * order tasks enter the executor and tasks start in id order (I11), whoever waited for room.
    */
   id = 0
-  /** The fields of a stopped, awaited, reserved or retried task (see `Run`), behind the accessors below. */
-  private run: Run | undefined = undefined
+  /**
+   * The fields of a stopped, awaited, reserved or retried task (see `Run`), behind the accessors below; `noRun`
+   * until one of them is written.
+   */
+  private run: Run = noRun
   /**
    * Attempts started so far (I3: each attempt runs the body once). Written by the cycle and by attempt (an
    * attempt whose body never ran does not count). In the task itself, like `fiber`: every started task writes
@@ -155,45 +164,59 @@ export class Task<A = any, E = any> implements Node {
     return this.origin.sink
   }
 
+  /** The task's own record, made now if it has none yet. */
+  private own(): Run {
+    return this.run === noRun ? (this.run = new Run()) : this.run
+  }
+
   /** Why the executor stopped this task, when it did: decides the outcome's kind over the fiber's exit. */
   get stopReason(): Outcome.Kind | undefined {
-    return this.run?.stopReason
+    return this.run.stopReason
   }
 
   set stopReason(reason: Outcome.Kind | undefined) {
-    if (this.run !== undefined) this.run.stopReason = reason
-    else if (reason !== undefined) (this.run = new Run()).stopReason = reason
+    this.own().stopReason = reason
   }
 
   /** Callbacks waiting for the outcome. */
   get waiters(): Array<Waiter> | undefined {
-    return this.run?.waiters
+    return this.run.waiters
   }
 
   set waiters(waiters: Array<Waiter> | undefined) {
-    if (this.run !== undefined) this.run.waiters = waiters
-    else if (waiters !== undefined) (this.run = new Run()).waiters = waiters
+    this.own().waiters = waiters
   }
 
   /** The rate reservation of the running attempt, for settlement and refunds (I9). Set and settled by admission;
-   * dropped by the cycle's `finish`. */
+   * dropped by the cycle's `finish` (`dropAttempt`). */
   get reservation(): Reservation | undefined {
-    return this.run?.reservation
+    return this.run.reservation
   }
 
   set reservation(reservation: Reservation | undefined) {
-    if (this.run !== undefined) this.run.reservation = reservation
-    else if (reservation !== undefined) (this.run = new Run()).reservation = reservation
+    this.own().reservation = reservation
   }
 
-  /** Retry schedules' step functions, one per retry rule used by this task. Made by attempt; dropped by `finish`. */
+  /** Retry schedules' step functions, one per retry rule used by this task. Made by attempt; dropped by `finish`
+   * (`dropAttempt`). */
   get steps(): Steps | undefined {
-    return this.run?.steps
+    return this.run.steps
   }
 
   set steps(steps: Steps | undefined) {
-    if (this.run !== undefined) this.run.steps = steps
-    else if (steps !== undefined) (this.run = new Run()).steps = steps
+    this.own().steps = steps
+  }
+
+  /**
+   * Drops what only an attempt needs, for the cycle's `finish`: a handle kept after its outcome holds neither
+   * the reservation nor the retry steps. A task that never had its own record makes none here: `noRun`'s fields
+   * are unset already, and stay so.
+   */
+  // Stryker disable next-line BlockStatement: nothing reads them once the task has its outcome; keeping them would only hold memory
+  dropAttempt(): void {
+    const run = this.run
+    run.reservation = undefined
+    run.steps = undefined
   }
 
   /**
