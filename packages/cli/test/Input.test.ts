@@ -53,6 +53,17 @@ describe("Input.parse", () => {
     }
   })
 
+  it("every bad header is named in one message: bad names, non-string values, control characters", () => {
+    const line = Input.parse(`{"url":"http://h","headers":{"x a":"1","ok":"2","b":3,"c":"\\n","y b":4}}`, 4)
+    assert.strictEqual(line._tag, "Invalid")
+    assert.strictEqual(
+      line._tag === "Invalid" ? line.message : "",
+      `line 4: "headers": invalid header name "x a"; "headers.b": expected string; ` +
+        `"headers": invalid value of header "c": control characters (CR, LF...) are not allowed; ` +
+        `"headers": invalid header name "y b"; "headers.y b": expected string`
+    )
+  })
+
   it("header names are tokens and values have no control characters but tab", () => {
     const line = Input.parse(`{"url":"http://h","headers":{"X-Api_Key.2":"a b\\tc ü"}}`, 1)
     assert.strictEqual(line._tag, "Request")
