@@ -224,6 +224,15 @@ describe("flag values", () => {
     assert.isTrue(Result.isFailure(parseDuration("--timeout", "0s")))
   })
 
+  it("a duration that is not positive names the flag and what is allowed", () => {
+    for (const text of ["-1s", "0s", "0", "abc"]) {
+      assert.deepStrictEqual(
+        parseDuration("--timeout", text),
+        Result.fail(`--timeout ${JSON.stringify(text)}: expected a positive duration such as 500ms, 30s, 2m or 1h`)
+      )
+    }
+  })
+
   it("sizes: bytes, KB, MB, GB (binary)", () => {
     assert.deepStrictEqual(parseSize("--max-body", "100"), Result.succeed(100))
     assert.deepStrictEqual(parseSize("--max-body", "512KB"), Result.succeed(512 * 1024))
