@@ -25,6 +25,7 @@ import * as Layer from "effect/Layer"
 import * as Option from "effect/Option"
 import * as Result from "effect/Result"
 import * as Runtime from "effect/Runtime"
+import * as Stdio from "effect/Stdio"
 import { createRequire } from "node:module"
 import { limitsOf, parseDuration, parseShard, parseSize } from "./internal/flags.ts"
 import { causeMessage, redisStore, redisUrl } from "./internal/redis.ts"
@@ -429,6 +430,29 @@ export const command = Command.make("pile").pipe(
   Command.withSubcommands([run, demo, Worker.make((code) => new ExitCode({ code }))])
 )
 
+/**
+ * Joins an argument that starts with a minus and a digit to the long flag before it (`--timeout -1s` is read
+ * as `--timeout=-1s`), so that the flag's own parser says what is allowed. Effect's lexer reads `-1s` as the
+ * short flags `-1` and `-s` and reports a missing value and two unknown flags; pile has no flag named by a
+ * digit, so such an argument is never a flag. Plain negative numbers (`-3`) are values already, and
+ * arguments after `--` are left as they are.
+ */
+const joinNegativeValues = (args: ReadonlyArray<string>): Array<string> => {
+  const out: Array<string> = []
+  for (let i = 0; i < args.length; i++) {
+    const arg = args[i]!
+    if (arg === "--") return out.concat(args.slice(i))
+    const previous = out.at(-1)
+    if (
+      previous !== undefined && /^--[^=]+$/.test(previous) && /^-\d/.test(arg) &&
+      !/^-(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?$/.test(arg)
+    ) {
+      out[out.length - 1] = `${previous}=${arg}`
+    } else out.push(arg)
+  }
+  return out
+}
+
 /** Usage errors as two short lines on stderr, not the whole help. */
 const presenter: CliOutput.Presenter = {
   present: (event) =>
@@ -478,7 +502,9 @@ const presenter: CliOutput.Presenter = {
  * @category running
  * @since 0.1.0
  */
-export const main: Effect.Effect<void, ExitCode> = Command.run(command, { version }).pipe(
+export const main: Effect.Effect<void, ExitCode> = Stdio.Stdio.use(({ args }) =>
+  Effect.flatMap(args, (args) => Command.runWith(command, { version })(joinNegativeValues(args)))
+).pipe(
   Effect.catchIf(CliError.isCliError, () => Effect.fail(new ExitCode({ code: 2 }))),
   Effect.provide(Layer.mergeAll(
     NodeServices.layer,

@@ -154,16 +154,26 @@ const headerName = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/
 /** A header value has no control characters but tab (so no CR, LF or NUL), as Node's HTTP client requires. */
 const badValueChar = /[^\t\x20-\x7e\x80-\xff]/
 
-/** Why a line's headers cannot be sent, or undefined: the first bad name or value. */
-const badHeader = (headers: Readonly<Record<string, string>>): string | undefined => {
+/**
+ * Why a line's headers cannot be sent: one issue per bad name or value, so a single message names every bad
+ * entry (the file is fixed once). A non-string value is reported at its own path, as the schema would.
+ */
+const badHeaders = (headers: Readonly<Record<string, unknown>>): Array<Schema.FilterIssue> => {
+  const issues: Array<Schema.FilterIssue> = []
   for (const [name, value] of Object.entries(headers)) {
-    if (!headerName.test(name)) return `invalid header name ${JSON.stringify(name)}`
-    if (badValueChar.test(value)) {
-      return `invalid value of header ${JSON.stringify(name)}: control characters (CR, LF...) are not allowed`
+    if (!headerName.test(name)) issues.push(`invalid header name ${JSON.stringify(name)}`)
+    if (typeof value !== "string") issues.push({ path: [name], issue: "expected string" })
+    else if (badValueChar.test(value)) {
+      issues.push(
+        `invalid value of header ${JSON.stringify(name)}: control characters (CR, LF...) are not allowed`
+      )
     }
   }
-  return undefined
+  return issues
 }
+
+const isHeaders = (headers: Readonly<Record<string, unknown>>): headers is Readonly<Record<string, string>> =>
+  Object.values(headers).every((value) => typeof value === "string")
 
 const LineSchema = Schema.Struct({
   id: Schema.optional(Id),
@@ -179,8 +189,11 @@ const LineSchema = Schema.Struct({
     )
   )),
   headers: Schema.optional(
-    Schema.Record(Schema.String, Schema.String).check(
-      Schema.makeFilter((headers: Readonly<Record<string, string>>) => badHeader(headers) ?? true)
+    // Values are checked by the filter, not the record's value schema: a value that fails the schema stops the
+    // filter from running, and the bad names would go unreported. The filter aborts, so the refinement (which
+    // only narrows the type) adds no second message.
+    Schema.Record(Schema.String, Schema.Unknown).check(Schema.makeFilter(badHeaders, undefined, true)).pipe(
+      Schema.refine(isHeaders)
     )
   ),
   body: Schema.optional(Schema.Unknown),

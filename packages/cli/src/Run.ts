@@ -144,7 +144,8 @@ export interface Options {
  * - `retried`: requests that needed more than one attempt; `retries`: extra attempts in all; `attempts`:
  *   attempts sent in all.
  * - `rateLimited`: 429 answers seen (retried ones included); `serverErrors`: 5xx answers seen; `pauses`:
- *   times a Retry-After paused the requests of a host.
+ *   times a Retry-After paused the requests of a host (a 429 on a request's last attempt too: no retry follows,
+ *   but the other requests to the host wait).
  * - `throughput`: per second over `elapsedMs`: finished `requests`, `attempts`, and the tightest request
  *   `limit`.
  * - `tokens`: with a token budget or token usage in the responses: `used` (sum of `usage.total_tokens`), per

@@ -53,6 +53,17 @@ describe("Input.parse", () => {
     }
   })
 
+  it("every bad header is named in one message: bad names, non-string values, control characters", () => {
+    const line = Input.parse(`{"url":"http://h","headers":{"x a":"1","ok":"2","b":3,"c":"\\n","y b":4}}`, 4)
+    assert.strictEqual(line._tag, "Invalid")
+    assert.strictEqual(
+      line._tag === "Invalid" ? line.message : "",
+      `line 4: "headers": invalid header name "x a"; "headers.b": expected string; ` +
+        `"headers": invalid value of header "c": control characters (CR, LF...) are not allowed; ` +
+        `"headers": invalid header name "y b"; "headers.y b": expected string`
+    )
+  })
+
   it("header names are tokens and values have no control characters but tab", () => {
     const line = Input.parse(`{"url":"http://h","headers":{"X-Api_Key.2":"a b\\tc ü"}}`, 1)
     assert.strictEqual(line._tag, "Request")
@@ -211,6 +222,15 @@ describe("flag values", () => {
     assert.deepStrictEqual(parseDuration("--timeout", "30"), Result.succeed(30_000))
     assert.isTrue(Result.isFailure(parseDuration("--timeout", "soon")))
     assert.isTrue(Result.isFailure(parseDuration("--timeout", "0s")))
+  })
+
+  it("a duration that is not positive names the flag and what is allowed", () => {
+    for (const text of ["-1s", "0s", "0", "abc"]) {
+      assert.deepStrictEqual(
+        parseDuration("--timeout", text),
+        Result.fail(`--timeout ${JSON.stringify(text)}: expected a positive duration such as 500ms, 30s, 2m or 1h`)
+      )
+    }
   })
 
   it("sizes: bytes, KB, MB, GB (binary)", () => {

@@ -61,6 +61,26 @@ describe.concurrent("pile run reads the answers", () => {
     for (const record of readRecords(out)) assert.deepInclude(record, { ok: true, attempts: 2 })
   })
 
+  it("a 429 on a request's last attempt still pauses its host for the other requests, and counts as a pause", async () => {
+    const dir = tmp()
+    const input = join(dir, "in.jsonl")
+    const out = join(dir, "out.jsonl")
+    writeLines(input, [
+      { id: "last", url: `${mock.url}/last-attempt?throttle=1&retryAfterMs=1000` },
+      { id: "other", url: `${mock.url}/other` }
+    ])
+    // --retries 0: the 429 is the request's last attempt, no retry follows; -c 1: the other request starts after it.
+    const result = await runPile(["run", input, "--out", out, "--retries", "0", "--concurrency", "1", "--json"])
+    assert.strictEqual(result.code, 1, result.stderr)
+    const summary = summaryOf(result.stdout)
+    assert.deepStrictEqual([summary.rateLimited, summary.retries, summary.pauses], [1, 0, 1])
+    // The other request waited out the second the server asked for.
+    assert.isAtLeast(summary.elapsedMs, 950)
+    const byId = new Map(readRecords(out).map((r) => [String(r.id), r]))
+    assert.deepInclude(byId.get("last"), { ok: false, status: 429, attempts: 1 })
+    assert.deepInclude(byId.get("other"), { ok: true, status: 200, attempts: 1 })
+  })
+
   it("429s without a wait slow the host down instead of pausing it, and every request still succeeds", async () => {
     // The server allows 10 per second and answers a bare 429 beyond that (as nginx limit_req does); pile is
     // told 40 per second.

@@ -138,6 +138,32 @@ describe.concurrent("pile run", () => {
     assert.strictEqual(lineCount(existing), 1)
   })
 
+  it("--timeout that is not a positive duration: one line naming the flag and what is allowed, exit 2", async () => {
+    const dir = tmp()
+    const input = join(dir, "in.jsonl")
+    writeLines(input, [{ id: 1, url: `${mock.url}/a` }])
+    // -1s as its own argument too, which effect's lexer alone would read as the short flags -1 and -s.
+    const cases: Array<[Array<string>, string]> = [
+      [["--timeout", "-1s"], "-1s"],
+      [["--timeout=-1s"], "-1s"],
+      [["--timeout", "0s"], "0s"],
+      [["--timeout", "abc"], "abc"]
+    ]
+    const results = await Promise.all(
+      cases.map(([flag], i) => runPile(["run", input, "--out", join(dir, `o${i}.jsonl`), ...flag]))
+    )
+    results.forEach((result, i) => {
+      const [flag, text] = cases[i]!
+      assert.strictEqual(result.code, 2, `${flag.join(" ")}: ${result.stderr}`)
+      assert.strictEqual(
+        result.stderr.split("\n")[0],
+        `pile run: --timeout "${text}": expected a positive duration such as 500ms, 30s, 2m or 1h`
+      )
+      assert.isAtMost(result.stderr.trim().split("\n").length, 2, result.stderr)
+      assert.strictEqual(result.stdout, "")
+    })
+  })
+
   it("after kill -9 and a torn last line, --resume runs the rest: every id exactly once", async () => {
     const dir = tmp()
     const input = join(dir, "in.jsonl")

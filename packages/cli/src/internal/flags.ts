@@ -44,15 +44,17 @@ const durationUnits: Readonly<Record<string, number>> = {
   h: 3_600_000
 }
 
-/** `500ms`, `30s`, `2m`, `1h`, or a bare number of seconds; returns milliseconds (> 0). */
+/**
+ * `500ms`, `30s`, `2m`, `1h`, or a bare number of seconds; returns milliseconds (> 0). Anything else, a
+ * negative or zero duration included, gets one message: what is allowed.
+ */
 export const parseDuration = (flag: string, text: string): Result.Result<number, string> => {
   const match = /^\s*(\d+(?:\.\d+)?)\s*([a-z]*)\s*$/i.exec(text)
   const factor = match === null ? undefined : match[2] === "" ? 1_000 : durationUnits[match[2]!.toLowerCase()]
-  if (match === null || factor === undefined) {
-    return Result.fail(`${flag} ${JSON.stringify(text)}: expected a duration such as 500ms, 30s, 2m or 1h`)
+  const millis = match === null || factor === undefined ? Number.NaN : Number(match[1]) * factor
+  if (!(millis > 0 && Number.isFinite(millis))) {
+    return Result.fail(`${flag} ${JSON.stringify(text)}: expected a positive duration such as 500ms, 30s, 2m or 1h`)
   }
-  const millis = Number(match[1]) * factor
-  if (!(millis > 0 && Number.isFinite(millis))) return Result.fail(`${flag} ${JSON.stringify(text)}: must be > 0`)
   return Result.succeed(millis)
 }
 
