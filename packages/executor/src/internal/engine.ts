@@ -205,7 +205,6 @@ export class Engine implements Stopper, Cycle, AttemptEnd, Forker<Task> {
   }
 
   private decideOffer<A, E>(task: Task<A, E>, wait: boolean): Task<A, E> | ExecutorError.ExecutorError | undefined {
-    // Stryker disable next-line ConditionalExpression: the general path below accepts the same task
     if (this.intake.isOpen && this.intake.hasRoom) {
       this.accept(task)
       return task
@@ -218,10 +217,6 @@ export class Engine implements Stopper, Cycle, AttemptEnd, Forker<Task> {
     if (!this.intake.isOpen) {
       this.intake.reject(task)
       return this.closedError()
-    }
-    if (this.intake.hasRoom) {
-      this.accept(task)
-      return task
     }
     if (this.config.strategy === "dropping") {
       task.id = this.nextId++
@@ -481,6 +476,7 @@ export class Engine implements Stopper, Cycle, AttemptEnd, Forker<Task> {
     const held = task.state === RUNNING
     if (held) this.running.remove(task)
     else this.unqueue(task)
+    // Stryker disable next-line CallExpression: memory only, a finished task's reservation and retry steps have no reader
     task.dropAttempt()
     const outcome = new Outcome.OutcomeImpl(task.id, task.input, kind, exit, task.attempts, rejection)
     task.result = outcome
@@ -498,12 +494,12 @@ export class Engine implements Stopper, Cycle, AttemptEnd, Forker<Task> {
     task.notifyWaiters(this.outbox, outcome)
   }
 
-  /** A task that finishes before it started leaves the intake or its key's line. */
+  /** A task that finishes before it started (queued, or pending: `finish` never sees a done one) leaves its list. */
   private unqueue(task: Task): void {
     if (task.state === QUEUED) {
       // Stryker disable next-line ConditionalExpression: a task already out of the intake frees no place, so admitting waiters admits nobody
       if (task.list !== undefined) this.intake.remove(task)
-    } else if (task.state === PENDING) this.admission.leave(task)
+    } else this.admission.leave(task)
   }
 
   /** `release` for a Pile buffer, called when a blocked delivery enters it (from the consumer's fiber). */

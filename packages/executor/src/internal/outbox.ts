@@ -82,6 +82,7 @@ export class Outbox<T extends object> {
     this.head = 0
     this.tail = 0
     // A long delivery (a burst of wake-ups) may have grown the array: it is not kept beyond a few thousand.
+    // Stryker disable next-line ConditionalExpression,EqualityOperator: a lower threshold only reallocates the array more often
     if (items.length > 4096) items.length = 0
     this.delivering = false
   }
