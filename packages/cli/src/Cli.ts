@@ -287,6 +287,9 @@ export const run = Command.make("run", runFlags, (flags) =>
     const shard = Option.isSome(flags.shard) ? yield* fromResult("run", parseShard(flags.shard.value)) : undefined
     if (flags.concurrency < 1) return yield* usage("run", `--concurrency must be >= 1, got ${flags.concurrency}`)
     if (flags.retries < 0) return yield* usage("run", `--retries must be >= 0, got ${flags.retries}`)
+    if (Option.isSome(flags.metrics) && !(flags.metrics.value >= 0 && flags.metrics.value <= 65535)) {
+      return yield* usage("run", `--metrics must be a port 0..65535 (0: any free port), got ${flags.metrics.value}`)
+    }
     const store = Option.isSome(flags.redis)
       ? yield* redisStore(yield* fromResult("run", redisUrl(flags.redis.value)), flags.redisPrefix, (m) =>
         usage("run", m))
@@ -430,11 +433,15 @@ export const command = Command.make("pile").pipe(
   Command.withSubcommands([run, demo, Worker.make((code) => new ExitCode({ code }))])
 )
 
+/** The boolean flags of `pile run` and `pile worker` (and `--no-adaptive`): they take no separate value. */
+const booleanFlags = new Set(["--adaptive", "--no-adaptive", "--json", "--overwrite", "--quiet", "--resume"])
+
 /**
  * Joins an argument that starts with a minus and a digit to the long flag before it (`--timeout -1s` is read
  * as `--timeout=-1s`), so that the flag's own parser says what is allowed. Effect's lexer reads `-1s` as the
  * short flags `-1` and `-s` and reports a missing value and two unknown flags; pile has no flag named by a
- * digit, so such an argument is never a flag. Plain negative numbers (`-3`) are values already, and
+ * digit, so such an argument is never a flag. Not after a boolean flag, which takes no value: an input file
+ * named `-1.jsonl` after `--quiet` stays what it is. Plain negative numbers (`-3`) are values already, and
  * arguments after `--` are left as they are.
  */
 const joinNegativeValues = (args: ReadonlyArray<string>): Array<string> => {
@@ -444,7 +451,7 @@ const joinNegativeValues = (args: ReadonlyArray<string>): Array<string> => {
     if (arg === "--") return out.concat(args.slice(i))
     const previous = out.at(-1)
     if (
-      previous !== undefined && /^--[^=]+$/.test(previous) && /^-\d/.test(arg) &&
+      previous !== undefined && /^--[^=]+$/.test(previous) && !booleanFlags.has(previous) && /^-\d/.test(arg) &&
       !/^-(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?$/.test(arg)
     ) {
       out[out.length - 1] = `${previous}=${arg}`
