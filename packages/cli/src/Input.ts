@@ -158,7 +158,11 @@ const badValueChar = /[^\t\x20-\x7e\x80-\xff]/
  * Why a line's headers cannot be sent: one issue per bad name or value, so a single message names every bad
  * entry (the file is fixed once). A non-string value is reported at its own path, as the schema would.
  */
-const badHeaders = (headers: Readonly<Record<string, unknown>>): Array<Schema.FilterIssue> => {
+const badHeaders = (headers: unknown): Array<Schema.FilterIssue> => {
+  if (!isObject(headers)) {
+    const got = headers === null ? "null" : Array.isArray(headers) ? "an array" : `a ${typeof headers}`
+    return [`expected an object of header names to string values, got ${got}`]
+  }
   const issues: Array<Schema.FilterIssue> = []
   for (const [name, value] of Object.entries(headers)) {
     if (!headerName.test(name)) issues.push(`invalid header name ${JSON.stringify(name)}`)
@@ -172,8 +176,11 @@ const badHeaders = (headers: Readonly<Record<string, unknown>>): Array<Schema.Fi
   return issues
 }
 
-const isHeaders = (headers: Readonly<Record<string, unknown>>): headers is Readonly<Record<string, string>> =>
-  Object.values(headers).every((value) => typeof value === "string")
+const isObject = (value: unknown): value is Readonly<Record<string, unknown>> =>
+  typeof value === "object" && value !== null && !Array.isArray(value)
+
+const isHeaders = (headers: unknown): headers is Readonly<Record<string, string>> =>
+  isObject(headers) && Object.values(headers).every((value) => typeof value === "string")
 
 const LineSchema = Schema.Struct({
   id: Schema.optional(Id),
@@ -189,10 +196,10 @@ const LineSchema = Schema.Struct({
     )
   )),
   headers: Schema.optional(
-    // Values are checked by the filter, not the record's value schema: a value that fails the schema stops the
-    // filter from running, and the bad names would go unreported. The filter aborts, so the refinement (which
-    // only narrows the type) adds no second message.
-    Schema.Record(Schema.String, Schema.Unknown).check(Schema.makeFilter(badHeaders, undefined, true)).pipe(
+    // Checked by the filter, not by a record schema: a value that fails the schema stops the filter from running,
+    // and the bad names would go unreported (and a non-object would read as schema wording). The filter aborts,
+    // so the refinement (which only narrows the type) adds no second message.
+    Schema.Unknown.check(Schema.makeFilter(badHeaders, undefined, true)).pipe(
       Schema.refine(isHeaders)
     )
   ),
