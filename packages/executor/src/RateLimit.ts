@@ -79,8 +79,9 @@ export type { AdaptiveKey, AdaptiveOptions, AdaptiveRate, Algorithm, Bucket, Cla
  *   const starts = yield* Pile.collect(
  *     executor.run([1, 2, 3], () => Clock.currentTimeMillis, { key: () => "search", cost: () => ({ tokens: 10 }) })
  *   )
- *   // Sliding window: the third start waits until the first leaves the 100 ms window.
- *   assert.ok(starts[2]! - starts[0]! >= 99, `starts: ${starts}`)
+ *   // Sliding window: the third start waits until the first leaves the 100 ms window (a busy machine may run
+ *   // a body a few ms after its admission, hence the margin).
+ *   assert.ok(starts[2]! - starts[0]! >= 90, `starts: ${starts}`)
  * }).pipe(Effect.scoped)
  *
  * await Effect.runPromise(program)
@@ -420,11 +421,11 @@ export const memoryStore = (): RateLimitStore => {
  *     Effect.flatMap(executor.submit(Clock.currentTimeMillis, { key }), (handle) => handle.join)
  *   const a = yield* startOf("api")
  *   const b = yield* startOf("api")
- *   assert.ok(b - a >= 9, `10 ms apart at 100 per second: ${b - a}`)
+ *   assert.ok(b - a >= 5, `10 ms apart at 100 per second, less a busy machine's delay: ${b - a}`)
  *   yield* rate.slowDown("api") // the server answered 429 without Retry-After
  *   const c = yield* startOf("api")
  *   const d = yield* startOf("api")
- *   assert.ok(d - c >= 19, `20 ms apart at half the rate: ${d - c}`)
+ *   assert.ok(d - c >= 15, `20 ms apart at half the rate: ${d - c}`)
  * }).pipe(Effect.scoped)
  *
  * await Effect.runPromise(program)
