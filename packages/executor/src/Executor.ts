@@ -44,7 +44,6 @@ import {
 import { Engine } from "./internal/engine.ts"
 import { Instruments } from "./internal/instruments.ts"
 import * as Check from "./internal/options.ts"
-import { OutcomeBuffer } from "./internal/outcomeBuffer.ts"
 import { Services } from "./internal/services.ts"
 import * as Observation from "./internal/stats.ts"
 import type * as Outcome from "./Outcome.ts"
@@ -1218,11 +1217,6 @@ export const make = <A = unknown, E = unknown>(
     const resolved = yield* Effect.fromResult(resolve(options))
     const scope = yield* Effect.scope
     const clock = yield* Clock.Clock
-    const pile = resolved.pile === "none"
-      ? undefined
-      : resolved.pile === "read"
-      ? new OutcomeBuffer<Outcome.Outcome<any, any, any>, any>(Number.POSITIVE_INFINITY, true)
-      : new OutcomeBuffer<Outcome.Outcome<any, any, any>, any>(resolved.pile)
     const breaker = yield* makeBreaker(options?.circuitBreaker, resolved.whenOpen, resolved.breakerTimeToLive)
     // The gauges read the engine when scraped; it exists by then.
     const ref: { engine?: Engine } = {}
@@ -1245,7 +1239,7 @@ export const make = <A = unknown, E = unknown>(
       tracing: options?.tracing ?? "auto",
       liveClock: clock === Context.get(Context.empty(), Clock.Clock)
     }
-    const engine = new Engine(config, clock, pile)
+    const engine = new Engine(config, clock)
     ref.engine = engine
     yield* engine.launch(scope)
     yield* Scope.addFinalizer(scope, engine.shutdown(config.shutdown))

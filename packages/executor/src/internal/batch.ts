@@ -140,7 +140,7 @@ class Batch<B, E, I, EI> extends OutcomeBuffer<Outcome.Outcome<B, E, I>, Executo
   readonly engine: Engine
 
   constructor(engine: Engine, capacity: number) {
-    super(capacity)
+    super(capacity, false, engine.transitions)
     this.engine = engine
   }
 

@@ -35,6 +35,7 @@ import { Intake } from "./intake.ts"
 import { LinkedList } from "./linkedList.ts"
 import { between, MetricClock } from "./metricClock.ts"
 import { type Forker, Outbox } from "./outbox.ts"
+import { OutcomeBuffer, type Transitions } from "./outcomeBuffer.ts"
 import { Sinks } from "./sinks.ts"
 import { Sweeper } from "./sweeper.ts"
 import {
@@ -91,6 +92,11 @@ export class Engine implements Stopper, Cycle, AttemptEnd, Forker<Task> {
   readonly clock: Clock.Clock
   /** The executor-wide Pile (`sinks.pile`) and the batches' sinks: shutdown unbounds them all. */
   readonly sinks: Sinks
+
+  /** A Pile buffer's refill releases its blocked deliveries inside one transition. */
+  get transitions(): Transitions {
+    return this.outbox
+  }
   /** The fibers the executor owns outside any scope (docs/decisions/0002). */
   readonly fibers = new FiberRegistry()
   readonly dispatcher: Dispatcher
@@ -101,13 +107,18 @@ export class Engine implements Stopper, Cycle, AttemptEnd, Forker<Task> {
   readonly metricClock: MetricClock
   private readonly sweeper: Sweeper
 
-  constructor(config: Config, clock: Clock.Clock, pile: Sink | undefined) {
+  constructor(config: Config, clock: Clock.Clock) {
     this.config = config
     this.clock = clock
-    this.sinks = new Sinks(pile)
     this.cap = config.concurrency
     this.metricClock = new MetricClock(clock, config.instruments !== undefined)
     this.outbox = new Outbox<Task>(this, this.metricClock.enter)
+    const pile = config.pile
+    this.sinks = new Sinks(
+      pile === "none"
+        ? undefined
+        : new OutcomeBuffer(pile === "read" ? Number.POSITIVE_INFINITY : pile, pile === "read", this.outbox)
+    )
     this.dispatcher = new Dispatcher(clock, config.liveClock, config.finalizerTimeout, this.fibers)
     this.admission = new Admission(config.store, clock, this.dispatcher.timers, this.outbox, {
       wake: () => this.dispatcher.wake(),

@@ -23,6 +23,15 @@ interface Blocked<O> {
 
 type Wake = () => void
 
+/**
+ * The engine's transitions (its outbox): a blocked delivery's `release` is a transition of its own, and
+ * `refill` runs all of its releases inside one.
+ */
+export interface Transitions {
+  begin(): void
+  end(): void
+}
+
 /** Outcomes buffered for a running reader past which producers give it a turn (`behind`). */
 export const paceBound = 1024
 
@@ -42,9 +51,13 @@ export class OutcomeBuffer<O, E = never> {
   /** True until a reader starts (`attach`), for an `untilRead` buffer: offers are counted and dropped. */
   private unread: boolean
 
-  constructor(capacity: number, untilRead = false) {
+  /** The engine's transitions, when the releases are the engine's (a test's buffer has none). */
+  private readonly transitions: Transitions | undefined
+
+  constructor(capacity: number, untilRead = false, transitions?: Transitions) {
     this.capacity = capacity
     this.unread = untilRead
+    this.transitions = transitions
   }
 
   /** Readers running now (streams started and not ended). */
@@ -189,6 +202,10 @@ export class OutcomeBuffer<O, E = never> {
   }
 
   private refill(): void {
+    // One transition of the engine around every release: the tasks they let start are forked once all of
+    // them are released, and the histograms' clock is read once for them all.
+    const transitions = this.transitions
+    transitions?.begin()
     let moved = 0
     while (this.blockedHead < this.blocked.length && this.items.length - this.itemsHead < this.capacity) {
       const next = this.blocked[this.blockedHead]!
@@ -208,6 +225,7 @@ export class OutcomeBuffer<O, E = never> {
       this.wakeConsumers()
       this.onAccepted()
     }
+    transitions?.end()
   }
 
   private wakeConsumers(): void {
