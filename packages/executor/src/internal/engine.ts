@@ -443,6 +443,10 @@ export class Engine implements Stopper, Cycle, AttemptEnd, Forker<Task> {
 
   private attach(task: Task, fiber: Fiber.Fiber<any, any>): void {
     task.fiber = fiber
+    // A body that ran to its end inside the fork (it never suspended): its exit is handled now, without an
+    // observer (what `addObserver` would do at once, minus a closure per attempt).
+    const exit = fiber.pollUnsafe()
+    if (exit !== undefined) return this.onAttemptExit(task, fiber, exit)
     fiber.addObserver((exit) => this.onAttemptExit(task, fiber, exit))
     // The task may have been stopped while its fiber was being forked: the fork runs the body synchronously
     // up to its first suspension, and a body that cancels its own task there finds no fiber to interrupt yet.
