@@ -648,7 +648,7 @@ describe("internals: the outbox", () => {
     readonly n: number
   }
   const outboxWith = (log: Array<string>) =>
-    new Outbox<Wake>({ fork: (item) => log.push(`run ${item.n}`) }, () => log.push("enter"))
+    new Outbox<Wake>({ fork: (item) => log.push(`run ${item.n}`) }, { enter: () => log.push("enter") })
 
   it("delivers when the outermost transition ends, in the order posted; a wake-up's own transition joins that loop", () => {
     const log: Array<string> = []
@@ -707,7 +707,7 @@ describe("internals: the outbox", () => {
  */
 const standaloneIntake = (capacity: number) => {
   const held = { fresh: 0 }
-  const outbox = new Outbox<Task>({ fork: noop }, noop)
+  const outbox = new Outbox<Task>({ fork: noop }, { enter: noop })
   const intake = new Intake(capacity, undefined, outbox, held, { accept: noop })
   return { held, intake, outbox }
 }

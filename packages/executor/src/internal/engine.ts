@@ -112,7 +112,7 @@ export class Engine implements Stopper, Cycle, AttemptEnd, Forker<Task> {
     this.clock = clock
     this.cap = config.concurrency
     this.metricClock = new MetricClock(clock, config.instruments !== undefined)
-    this.outbox = new Outbox<Task>(this, this.metricClock.enter)
+    this.outbox = new Outbox<Task>(this, this.metricClock)
     const pile = config.pile
     this.sinks = new Sinks(
       pile === "none"
@@ -428,7 +428,9 @@ export class Engine implements Stopper, Cycle, AttemptEnd, Forker<Task> {
     if (thrown !== undefined) return this.unstarted(task, thrown)
     // Without a breaker the body runs as soon as the fiber starts; with one, `Attempts.effect` counts it.
     if (this.config.breaker === undefined) this.config.instruments?.started(task.spec?.key)
-    this.attach(task, task.origin.fork(this.attempts.effect(task)))
+    // The forking function is made here, not kept per origin: a call site that saw one origin's function is
+    // deoptimized by the next one's, and one made in place is inlined.
+    this.attach(task, Effect.runForkWith(task.origin.context)(this.attempts.effect(task)))
   }
 
   /** An admitted attempt that never forks: stopped before its turn, or its batch function threw (`thrown`). */

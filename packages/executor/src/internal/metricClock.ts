@@ -56,7 +56,7 @@ export class MetricClock {
   }
 
   /** An entry into the engine begins (the outbox's outermost transition): its reading is taken afresh. */
-  readonly enter = (): void => {
+  enter(): void {
     if (!this.bursting) this.read = false
   }
 

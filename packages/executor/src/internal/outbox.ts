@@ -19,6 +19,14 @@ export interface Forker<T> {
   fork(item: T): void
 }
 
+/**
+ * Told when an outermost transition begins (the histograms' clock). An object with a method, not a closure: every
+ * executor has its own, and a call site that saw one closure is deoptimized by the next executor's.
+ */
+export interface EntryWatcher {
+  enter(): void
+}
+
 export class Outbox<T extends object> {
   /**
    * The wake-ups posted and not yet delivered: `items[head..tail)`. The array is kept between deliveries (its
@@ -34,17 +42,17 @@ export class Outbox<T extends object> {
   private delivering = false
   /** Delivers a wake-up that is not a function (the engine's: fork a task's attempt). */
   private readonly forker: Forker<T>
-  /** Called when an outermost transition begins (not one nested in another, or in a delivery). */
-  private readonly onEnter: () => void
+  /** Told when an outermost transition begins (not one nested in another, or in a delivery). */
+  private readonly watcher: EntryWatcher
 
-  constructor(forker: Forker<T>, onEnter: () => void) {
+  constructor(forker: Forker<T>, watcher: EntryWatcher) {
     this.forker = forker
-    this.onEnter = onEnter
+    this.watcher = watcher
   }
 
   /** A transition begins: wake-ups it posts wait until it ends. */
   begin(): void {
-    if (this.depth++ === 0 && !this.delivering) this.onEnter()
+    if (this.depth++ === 0 && !this.delivering) this.watcher.enter()
   }
 
   /** A transition ends; the outermost one delivers what was posted. */

@@ -66,13 +66,10 @@ export class Origin {
   readonly owner: Stopper
   readonly context: Context.Context<any>
   readonly sink: Sink | undefined
-  /** Forks an attempt's fiber with exactly `context` (made once here, not once per attempt). */
-  readonly fork: <A, E>(effect: Effect.Effect<A, E, any>) => Fiber.Fiber<A, E>
   constructor(owner: Stopper, context: Context.Context<any>, sink: Sink | undefined) {
     this.owner = owner
     this.context = context
     this.sink = sink
-    this.fork = Effect.runForkWith(context)
   }
 }
 
