@@ -181,11 +181,18 @@ export class Engine implements Stopper, Cycle, AttemptEnd, Forker<Task> {
     spec: TaskSpec | undefined,
     index = 0
   ): Task<A, E> {
-    let origin = this.origin
-    if (origin === undefined || origin.context !== context || origin.sink !== sink) {
-      origin = this.origin = new Origin(this, context, sink)
-    }
-    return new Task(origin, body, input, spec, index)
+    const last = this.origin
+    const same = last !== undefined && last.context === context && last.sink === sink
+    return new Task(same ? last : this.newOrigin(context, sink), body, input, spec, index)
+  }
+
+  /**
+   * A new origin, the first task of a batch or of a submitter with another context. Out of line: it runs once per
+   * batch, before V8 keeps feedback for `makeTask`, and inlined its empty feedback deoptimized `makeTask` when the
+   * next batch began.
+   */
+  private newOrigin(context: Context.Context<any>, sink: Sink | undefined): Origin {
+    return this.origin = new Origin(this, context, sink)
   }
 
   closedError(): ExecutorError.ExecutorError {

@@ -32,6 +32,14 @@ export interface Transitions {
   end(): void
 }
 
+/**
+ * The capacity of a buffer without a bound (and the most a pull takes). A small integer, not Infinity: V8 keeps a
+ * field that only ever holds small integers untagged, and the first comparison of a length with a float
+ * deoptimizes the code optimized for bounded buffers (every batch's buffer is unbounded once it closes). 2^30
+ * outcomes would take tens of GiB: never reached.
+ */
+export const unbounded = 2 ** 30
+
 /** Outcomes buffered for a running reader past which producers give it a turn (`behind`). */
 export const paceBound = 1024
 
@@ -55,7 +63,7 @@ export class OutcomeBuffer<O, E = never> {
   private readonly transitions: Transitions | undefined
 
   constructor(capacity: number, untilRead = false, transitions?: Transitions) {
-    this.capacity = capacity
+    this.capacity = Math.min(capacity, unbounded)
     this.unread = untilRead
     this.transitions = transitions
   }
@@ -113,7 +121,7 @@ export class OutcomeBuffer<O, E = never> {
 
   /** Lifts the bound for good and moves every blocked delivery into the buffer. */
   unbound(): void {
-    this.capacity = Number.POSITIVE_INFINITY
+    this.capacity = unbounded
     this.refill()
   }
 
@@ -150,7 +158,7 @@ export class OutcomeBuffer<O, E = never> {
   protected onAccepted(): void {}
 
   /** Takes every buffered outcome, waiting while there is none; fails with `Done` (or the close error) at the end. */
-  readonly pull: Pull.Pull<ReadonlyArray<O>, E> = this.puller(Number.POSITIVE_INFINITY)
+  readonly pull: Pull.Pull<ReadonlyArray<O>, E> = this.puller(unbounded)
 
   /**
    * Takes one buffered outcome at a time. For a buffer read by several streams in turn (the executor-wide
