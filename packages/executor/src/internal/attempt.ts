@@ -228,9 +228,10 @@ export class Attempts {
   private isTraced(task: Task): boolean {
     const tracing = this.config.tracing
     if (tracing !== "auto") return tracing
-    if (task.context === this.tracedContext) return this.tracedAnswer
-    this.tracedContext = task.context
-    this.tracedAnswer = Context.get(task.context, Tracer.Tracer) !== defaultTracer
+    const context = task.origin.context
+    if (context === this.tracedContext) return this.tracedAnswer
+    this.tracedContext = context
+    this.tracedAnswer = Context.get(context, Tracer.Tracer) !== defaultTracer
     return this.tracedAnswer
   }
 

@@ -103,15 +103,16 @@ export class Intake {
     return this.queue.size + this.pending.fresh
   }
 
-  /** Whether a new task may take a place now, ahead of nobody. */
+  /** Whether the intake is open and a new task may take a place now, ahead of nobody. */
   get hasRoom(): boolean {
-    return this.held < this.capacity && this.submitters.size === 0
+    return this.open && this.queue.size + this.pending.fresh < this.capacity && this.submitters.size === 0
   }
 
   push(task: Task): void {
     this.queue.push(task)
     // Stryker disable next-line EqualityOperator: assigning an equal peak changes nothing
-    if (this.held > this.peak) this.peak = this.held
+    const held = this.queue.size + this.pending.fresh
+    if (held > this.peak) this.peak = held
   }
 
   shift(): Task | undefined {

@@ -57,7 +57,8 @@ export class Outbox<T extends object> {
 
   /** A transition ends; the outermost one delivers what was posted. */
   end(): void {
-    if (--this.depth === 0) this.deliver()
+    // Stryker disable next-line ConditionalExpression: delivering nothing does nothing
+    if (--this.depth === 0 && this.tail > 0) this.deliver()
   }
 
   /** Runs `transition` between `begin` and `end` (for entry points off the hot path: it takes a closure). */

@@ -86,8 +86,8 @@ class Run {
 }
 
 /**
- * The record of every task that has not needed its own, so that reads need no check. Shared: only ever written
- * unset (`dropAttempt`); every other write goes to the task's own record (`own` makes it).
+ * The record of every task that has not needed its own, so that reads need no check. Shared, and never written:
+ * every write goes to the task's own record (`own` makes it).
  */
 const noRun = new Run()
 
@@ -185,7 +185,7 @@ export class Task<A = any, E = any> implements Node {
   }
 
   /** The rate reservation of the running attempt, for settlement and refunds (I9). Set and settled by admission;
-   * dropped by the cycle's `finish` (`dropAttempt`). */
+   * dropped by the cycle's `finish` (`finished`). */
   get reservation(): Reservation | undefined {
     return this.run.reservation
   }
@@ -195,25 +195,13 @@ export class Task<A = any, E = any> implements Node {
   }
 
   /** Retry schedules' step functions, one per retry rule used by this task. Made by attempt; dropped by `finish`
-   * (`dropAttempt`). */
+   * (`finished`). */
   get steps(): Steps | undefined {
     return this.run.steps
   }
 
   set steps(steps: Steps | undefined) {
     this.own().steps = steps
-  }
-
-  /**
-   * Drops what only an attempt needs, for the cycle's `finish`: a handle kept after its outcome holds neither
-   * the reservation nor the retry steps. A task that never had its own record makes none here: `noRun`'s fields
-   * are unset already, and stay so.
-   */
-  // Stryker disable next-line BlockStatement: nothing reads them once the task has its outcome; keeping them would only hold memory
-  dropAttempt(): void {
-    const run = this.run
-    run.reservation = undefined
-    run.steps = undefined
   }
 
   /**
@@ -229,17 +217,26 @@ export class Task<A = any, E = any> implements Node {
     return undefined
   }
 
-  /** The outcome, waiting for it. Never fails. */
-  /** The fibers waiting for the task's outcome (it has just been recorded) are resumed through `outbox`. */
-  notifyWaiters(outbox: Outbox<Task>, outcome: Outcome.Outcome<A, E, any>): void {
-    const waiters = this.waiters
+  /**
+   * The outcome is recorded (the cycle's `finish`): drops what only an attempt needs (a handle kept after its
+   * outcome holds neither the reservation nor the retry steps) and resumes the fibers waiting for the outcome
+   * through `outbox`. A task that never had its own record has nothing to drop and nobody waiting.
+   */
+  finished(outbox: Outbox<Task>, outcome: Outcome.Outcome<A, E, any>): void {
+    const run = this.run
+    // Stryker disable next-line ConditionalExpression: the shared record's fields are unset already, and nobody waits on it
+    if (run === noRun) return
+    run.reservation = undefined
+    run.steps = undefined
+    const waiters = run.waiters
     if (waiters === undefined) return
-    this.waiters = undefined
+    run.waiters = undefined
     outbox.post(() => {
       for (const waiter of waiters) waiter(outcome)
     })
   }
 
+  /** The outcome, waiting for it. Never fails. */
   get outcome(): Effect.Effect<Outcome.Outcome<A, E, any>> {
     return Effect.callback<Outcome.Outcome<A, E, any>>((resume) => {
       if (this.result !== undefined) return resume(Effect.succeed(this.result))
