@@ -5,7 +5,7 @@ import { TestClock } from "effect/testing"
 import * as fc from "fast-check"
 import * as ErrorPolicy from "../src/ErrorPolicy.ts"
 import * as Executor from "../src/Executor.ts"
-import { names } from "../src/internal/instruments.ts"
+import { bucketOf, names, secondsBoundaries } from "../src/internal/instruments.ts"
 import type * as Outcome from "../src/Outcome.ts"
 import { assertLedger, make, recordingTracer, runs } from "./support.ts"
 
@@ -207,6 +207,20 @@ describe("the histograms' clock", () => {
       assert.closeTo(queueWait.sum, 0.010, 1e-9, "the second task waited 10 ms")
       assert.closeTo(runTime.sum, 0.010, 1e-9, "the first ran 10 ms, the second 0")
     })))
+})
+
+describe("the histograms' buckets", () => {
+  it("a duration's bucket, from its bit length, is the one a scan of the boundaries finds (1 ms x 2^i, and the last)", () => {
+    const scan = (millis: number) => {
+      let i = 0
+      while (i < secondsBoundaries.length && millis / 1000 > secondsBoundaries[i]!) i++
+      return i
+    }
+    const around = [-3, -1, 0, 1, 2, 2 ** 31 - 1]
+    for (let k = 0; k <= 20; k++) around.push(2 ** k - 1, 2 ** k, 2 ** k + 1)
+    for (let millis = -2; millis <= 5000; millis++) around.push(millis)
+    for (const millis of around) assert.strictEqual(bucketOf(millis), scan(millis), `${millis} ms`)
+  })
 })
 
 describe("run time of a body that computes synchronously", () => {
