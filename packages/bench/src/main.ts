@@ -132,9 +132,19 @@ const main = (): void => {
   const loadBefore = loadavg()[0]!
   let done = 0
   console.error(`pile bench: ${runnable.length} rows, ${total} runs${quick ? " (quick)" : ""}`)
-  // Interleaved: repetition 1 of every row, then repetition 2, ... so drift in the machine spreads evenly.
+  // Interleaved: repetition 1 of every row, then repetition 2, ... so drift in the machine spreads evenly. A row
+  // and its baseline twin run back to back, in turns first: the second of two processes started one after the
+  // other was measured up to 30% slower with the same code (docs/performance.md, "Noise").
+  const inTurn = (rep: number): ReadonlyArray<Row> =>
+    rep % 2 === 0 ? runnable : runnable.map((row, i) => {
+      const next = runnable[i + 1]
+      const previous = runnable[i - 1]
+      if (next !== undefined && next.library === `${row.library}@baseline`) return next
+      if (previous !== undefined && row.library === `${previous.library}@baseline`) return previous
+      return row
+    })
   for (let rep = 0; rep < maxReps; rep++) {
-    for (const row of runnable) {
+    for (const row of inTurn(rep)) {
       if (rep >= row.reps || row.status !== "ok") continue
       const job: Job = {
         ...row.job,
