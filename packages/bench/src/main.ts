@@ -36,6 +36,8 @@ const option = (name: string): string | undefined => {
   return i >= 0 ? process.argv[i + 1] : undefined
 }
 
+const { NODE_COMPILE_CACHE: _compileCache, ...withoutCompileCache } = process.env
+
 /** Runs one job in a fresh process; returns its sample or the error it printed. */
 const runJob = (job: Job, script = worker): Sample | { readonly error: string } => {
   const child = spawnSync(
@@ -45,9 +47,10 @@ const runJob = (job: Job, script = worker): Sample | { readonly error: string } 
       encoding: "utf8",
       timeout: 240_000,
       stdio: ["ignore", "pipe", "pipe"],
-      // Node's on-disk bytecode cache: importing effect and @pile/executor from source takes about a second
-      // without it, half that with it. It changes start-up only, never the timed runs.
-      env: { ...process.env, NODE_COMPILE_CACHE: join(root, "node_modules/.cache/pile-bench/compile-cache") }
+      // No on-disk compile cache (NODE_COMPILE_CACHE): it halved a worker's start-up but changed the timed runs.
+      // With it, promise tasks through Pile's run landed in a slow mode (about 1,600 instead of 800 ns per task)
+      // in 5 of 6 fresh processes, and Effect.sync tasks spread from 500 to 720; without it, 800 and 500 every time.
+      env: withoutCompileCache
     }
   )
   if (child.status !== 0) {

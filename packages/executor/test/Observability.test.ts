@@ -209,17 +209,19 @@ describe("the histograms' clock", () => {
     })))
 })
 
+/** The bucket a scan of the boundaries finds for a duration of `millis` ms (what `bucketOf` computes). */
+const scanBucket = (millis: number) => {
+  let i = 0
+  while (i < secondsBoundaries.length && millis / 1000 > secondsBoundaries[i]!) i++
+  return i
+}
+
 describe("the histograms' buckets", () => {
   it("a duration's bucket, from its bit length, is the one a scan of the boundaries finds (1 ms x 2^i, and the last)", () => {
-    const scan = (millis: number) => {
-      let i = 0
-      while (i < secondsBoundaries.length && millis / 1000 > secondsBoundaries[i]!) i++
-      return i
-    }
     const around = [-3, -1, 0, 1, 2, 2 ** 31 - 1]
     for (let k = 0; k <= 20; k++) around.push(2 ** k - 1, 2 ** k, 2 ** k + 1)
     for (let millis = -2; millis <= 5000; millis++) around.push(millis)
-    for (const millis of around) assert.strictEqual(bucketOf(millis), scan(millis), `${millis} ms`)
+    for (const millis of around) assert.strictEqual(bucketOf(millis), scanBucket(millis), `${millis} ms`)
   })
 })
 
