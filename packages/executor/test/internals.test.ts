@@ -668,7 +668,7 @@ describe("internals: the outbox", () => {
     assert.deepStrictEqual(log, ["enter", "run 1", "run 2", "wake 3", "wake 3 done", "run 4", "wake 5"])
   })
 
-  it("onEnter runs when an outermost transition begins: not for a nested one, nor for one inside a delivery", () => {
+  it("the entry watcher is told when an outermost transition begins: not for a nested one, nor for one inside a delivery", () => {
     const log: Array<string> = []
     const outbox = outboxWith(log)
     outbox.begin()

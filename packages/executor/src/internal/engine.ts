@@ -456,6 +456,7 @@ export class Engine implements Stopper, Cycle, AttemptEnd, Forker<Task> {
     // A body that ran to its end inside the fork (it never suspended): its exit is handled now, without an
     // observer (what `addObserver` would do at once, minus a closure per attempt).
     const exit = fiber.pollUnsafe()
+    // Stryker disable next-line ConditionalExpression: addObserver calls back at once for a fiber that has ended
     if (exit !== undefined) return this.onAttemptExit(task, fiber, exit)
     fiber.addObserver((exit) => this.onAttemptExit(task, fiber, exit))
     // The task may have been stopped while its fiber was being forked: the fork runs the body synchronously
