@@ -349,3 +349,23 @@ describe.concurrent("bad headers in a line", () => {
     assert.match(message, /got|array/)
   })
 })
+
+describe.concurrent("a password in a service URL never reaches the terminal", () => {
+  const line = JSON.stringify({ id: "a", url: "http://127.0.0.1:1/x" })
+  it.each([
+    [["worker", "--cluster", "postgres://u:hunter2@127.0.0.1:1/db"], "postgres://u:***@127.0.0.1:1/db"],
+    [["worker", "--cluster", "postgres://u:hunter2@[bad"], "postgres://u:***@[bad"],
+    [
+      ["run", "INPUT", "--out", "OUT", "--cluster", "postgres://u:hunter2@127.0.0.1:1/db"],
+      "postgres://u:***@127.0.0.1:1/db"
+    ],
+    [["run", "INPUT", "--out", "OUT", "--redis", "redis://:hunter2@127.0.0.1:1"], "redis://:***@127.0.0.1:1"],
+    [["run", "INPUT", "--out", "OUT", "--redis", "redis://:hunter2@"], "redis://:***@"]
+  ])("pile %j: the error shows the URL with *** for its password", async (args, shown) => {
+    const { input, out } = setup([JSON.parse(line)])
+    const result = await runPile(args.map((arg) => arg === "INPUT" ? input : arg === "OUT" ? out : arg))
+    assert.notStrictEqual(result.code, 0)
+    assert.notInclude(result.stdout + result.stderr, "hunter2")
+    assert.include(result.stderr, shown)
+  })
+})

@@ -21,6 +21,7 @@ import * as Schema from "effect/Schema"
 import type * as Scope from "effect/Scope"
 import * as Stream from "effect/Stream"
 import type * as Input from "../Input.ts"
+import { hidePassword } from "./credentials.ts"
 import { anchorAtDeparture } from "./departure.ts"
 import * as Http from "./http.ts"
 
@@ -254,7 +255,7 @@ export const connect = (url: string): Effect.Effect<Context.Context<Sharding.Sha
     Effect.catchCause((cause) =>
       Cause.hasInterruptsOnly(cause)
         ? Effect.failCause(cause as Cause.Cause<never>)
-        : Effect.fail(`cannot use the cluster at ${url}: ${messageOf(Cause.squash(cause))}`)
+        : Effect.fail(`cannot use the cluster at ${hidePassword(url)}: ${messageOf(Cause.squash(cause))}`)
     )
   )
 

@@ -6,6 +6,7 @@ import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
 import * as References from "effect/References"
 import * as Result from "effect/Result"
+import { hidePassword } from "./credentials.ts"
 
 /** The first useful line of an error: node-redis wraps the socket's error (or an AggregateError of them). */
 export const causeMessage = (error: unknown): string => {
@@ -19,7 +20,9 @@ export const redisUrl = (url: string): Result.Result<string, string> => {
   const parsed = URL.canParse(url) ? new URL(url) : undefined
   return parsed !== undefined && (parsed.protocol === "redis:" || parsed.protocol === "rediss:")
     ? Result.succeed(url)
-    : Result.fail(`--redis ${JSON.stringify(url)}: expected a redis:// or rediss:// URL, e.g. redis://127.0.0.1:6379`)
+    : Result.fail(
+      `--redis ${JSON.stringify(hidePassword(url))}: expected a redis:// or rediss:// URL, e.g. redis://127.0.0.1:6379`
+    )
 }
 
 /** A Redis-backed store for the current scope; a connection problem goes to `fail` with its message. */
@@ -42,7 +45,7 @@ export const redisStore = <E>(url: string, prefix: string, fail: (message: strin
   }).pipe(
     // node-redis reports connection errors as log warnings as well: the one-line error below says it.
     Effect.provideService(References.MinimumLogLevel, "None"),
-    Effect.catch((error) => fail(`cannot use Redis at ${url}: ${causeMessage(error)}`)),
+    Effect.catch((error) => fail(`cannot use Redis at ${hidePassword(url)}: ${causeMessage(error)}`)),
     // The client throws on options it cannot use.
-    Effect.catchDefect((defect) => fail(`cannot use Redis at ${url}: ${causeMessage({ cause: defect })}`))
+    Effect.catchDefect((defect) => fail(`cannot use Redis at ${hidePassword(url)}: ${causeMessage({ cause: defect })}`))
   )

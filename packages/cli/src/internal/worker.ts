@@ -9,6 +9,7 @@ import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
 import * as Option from "effect/Option"
 import * as Result from "effect/Result"
+import { hidePassword } from "./credentials.ts"
 import { limitsOf, parseDuration } from "./flags.ts"
 import { causeMessage, redisStore, redisUrl } from "./redis.ts"
 
@@ -23,7 +24,9 @@ const postgresUrl = (url: string): Result.Result<string, string> => {
   const parsed = URL.canParse(url) ? new URL(url) : undefined
   return parsed !== undefined && (parsed.protocol === "postgres:" || parsed.protocol === "postgresql:")
     ? Result.succeed(url)
-    : Result.fail(`--cluster ${JSON.stringify(url)}: expected a postgres:// URL, e.g. postgres://user@host:5432/db`)
+    : Result.fail(
+      `--cluster ${JSON.stringify(hidePassword(url))}: expected a postgres:// URL, e.g. postgres://user@host:5432/db`
+    )
 }
 
 /** The `pile worker` command, failing with `exit(code)` for a non-zero exit code. */
@@ -123,9 +126,11 @@ export const make = <E>(exit: (code: number) => E) =>
       const where = `${flags.host}:${flags.port}`
       yield* Effect.sync(() => process.stderr.write(`pile worker: ${where}: joining the cluster\n`))
       yield* Layer.build(runner).pipe(
-        Effect.catch((error) => usage(`cannot run on the cluster at ${url}: ${causeMessage(error)}`)),
+        Effect.catch((error) => usage(`cannot run on the cluster at ${hidePassword(url)}: ${causeMessage(error)}`)),
         // Effect Cluster's storage layers turn a connection failure into a defect: the same setup error.
-        Effect.catchDefect((defect) => usage(`cannot run on the cluster at ${url}: ${causeMessage({ cause: defect })}`))
+        Effect.catchDefect((defect) =>
+          usage(`cannot run on the cluster at ${hidePassword(url)}: ${causeMessage({ cause: defect })}`)
+        )
       )
       yield* Effect.sync(() => process.stderr.write(`pile worker: ${where}: ready (Ctrl-C to leave)\n`))
       // Until Ctrl-C or SIGTERM, which close the scope: the shards are handed over after a drain.
