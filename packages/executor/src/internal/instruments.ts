@@ -67,7 +67,7 @@ const metrics = {
 /** A histogram kept locally; its state is built only when read. */
 class Histogram {
   /** Counts per bucket (a plain array of small integers: cheaper to make than a typed array, three per executor). */
-  private readonly values: Array<number> = new Array<number>(secondsBoundaries.length).fill(0)
+  private readonly values: Array<number> = secondsBoundaries.map(() => 0)
   private count = 0
   private sum = 0
   private min = Number.MAX_VALUE
