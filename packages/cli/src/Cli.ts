@@ -433,7 +433,10 @@ export const command = Command.make("pile").pipe(
   Command.withSubcommands([run, demo, Worker.make((code) => new ExitCode({ code }))])
 )
 
-/** The boolean flags of `pile run` and `pile worker` (and `--no-adaptive`): they take no separate value. */
+/**
+ * The boolean flags of `pile run` and `pile worker` (and `--no-adaptive`): they take no separate value. A flag
+ * added to the commands must join it: `blackbox-flags.test.ts` reads the boolean flags from `pile run --help`.
+ */
 const booleanFlags = new Set(["--adaptive", "--no-adaptive", "--json", "--overwrite", "--quiet", "--resume"])
 
 /**
