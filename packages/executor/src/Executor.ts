@@ -362,7 +362,10 @@ export interface Stats {
   readonly capacity: number
   /** The concurrency cap C, as last set by `make` or `resize`. */
   readonly concurrency: number
-  /** Outcomes in the executor-wide Pile's buffer, not yet read. */
+  /**
+   * Outcomes in the executor-wide Pile's buffer, not yet read, including the deliveries of finished tasks that
+   * wait for room in a bounded Pile (those tasks keep their slots until their outcome enters).
+   */
   readonly pileBuffered: number
   /** Tasks whose fibers did not stop within `finalizerTimeout` at shutdown. */
   readonly abandoned: number
@@ -755,10 +758,10 @@ export interface Executor<A = unknown, E = unknown> {
    *
    * Like `Stream.mapEffect(inputs, f, { concurrency, unordered: true })` with `Effect.exit` on each element,
    * but failures never stop the batch, the executor's queue, cap and policies apply, and nothing is lost on
-   * shutdown. Running the stream starts the batch; it ends after the last outcome. If the executor shuts
-   * down (or the input stream fails) before every input was submitted, the Pile delivers the outcome of every
-   * accepted task and then fails with that error. If the consumer stops early, the batch's remaining tasks are
-   * cancelled and awaited.
+   * shutdown. Running the stream starts the batch, at its first pull (a stream made and never pulled submits
+   * nothing); it ends after the last outcome. If the executor shuts down (or the input stream fails) before
+   * every input was submitted, the Pile delivers the outcome of every accepted task and then fails with that
+   * error. If the consumer stops early, the batch's remaining tasks are cancelled and awaited.
    *
    * **When to use**
    *
