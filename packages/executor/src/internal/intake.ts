@@ -110,8 +110,8 @@ export class Intake {
 
   push(task: Task): void {
     this.queue.push(task)
-    // Stryker disable next-line EqualityOperator: assigning an equal peak changes nothing
     const held = this.queue.size + this.pending.fresh
+    // Stryker disable next-line EqualityOperator: assigning an equal peak changes nothing
     if (held > this.peak) this.peak = held
   }
 

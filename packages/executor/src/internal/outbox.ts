@@ -57,7 +57,7 @@ export class Outbox<T extends object> {
 
   /** A transition ends; the outermost one delivers what was posted. */
   end(): void {
-    // Stryker disable next-line ConditionalExpression: delivering nothing does nothing
+    // Stryker disable next-line ConditionalExpression,EqualityOperator: delivering nothing does nothing
     if (--this.depth === 0 && this.tail > 0) this.deliver()
   }
 

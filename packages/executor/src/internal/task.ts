@@ -153,10 +153,6 @@ export class Task<A = any, E = any> implements Node {
     return this.origin.owner
   }
 
-  get context(): Context.Context<any> {
-    return this.origin.context
-  }
-
   get sink(): Sink | undefined {
     return this.origin.sink
   }
