@@ -35,7 +35,7 @@ import { Intake } from "./intake.ts"
 import { LinkedList } from "./linkedList.ts"
 import { between, MetricClock } from "./metricClock.ts"
 import { type Forker, Outbox } from "./outbox.ts"
-import { OutcomeBuffer, type Transitions } from "./outcomeBuffer.ts"
+import { OutcomeBuffer, type Transitions, unbounded } from "./outcomeBuffer.ts"
 import { Sinks } from "./sinks.ts"
 import { Sweeper } from "./sweeper.ts"
 import {
@@ -118,7 +118,7 @@ export class Engine implements Stopper, Cycle, AttemptEnd, Forker<Task> {
     this.sinks = new Sinks(
       pile === "none"
         ? undefined
-        : new OutcomeBuffer(pile === "read" ? Number.POSITIVE_INFINITY : pile, pile === "read", this.outbox)
+        : new OutcomeBuffer(pile === "read" ? unbounded : pile, pile === "read", this.outbox)
     )
     this.dispatcher = new Dispatcher(clock, config.liveClock, config.finalizerTimeout, this.fibers)
     this.admission = new Admission(config.store, clock, this.dispatcher.timers, this.outbox, {
